@@ -79,7 +79,7 @@ class VoicePrompt:
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.tensors.values())
 
-    def to(self, device: torch.device | str) -> "VoicePrompt":
+    def to(self, device: torch.device | str) -> VoicePrompt:
         moved = {k: v.to(device) for k, v in self.tensors.items()}
         return VoicePrompt(self.family, moved, self.transcript, dict(self.extra))
 
@@ -107,6 +107,13 @@ class ModelAdapter(ABC):
     sample_rate: int
     frame_rate: float  # generated frames per second of audio
     needs_transcript: bool = False  # whether cloning quality depends on the reference transcript
+    model_class: type  # the transformers model class this family loads
+    kv_cache_copies: int = 1  # 2 for classifier-free guidance, which runs a second, unconditioned sequence
+
+    def meta_model(self, config: PretrainedConfig) -> torch.nn.Module:
+        """The model built on the meta device: real shapes, no memory, no download."""
+        with torch.device("meta"):
+            return self.model_class._from_config(config)
 
     @abstractmethod
     def components(self, config: PretrainedConfig) -> list[Component]:

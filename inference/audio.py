@@ -1,0 +1,60 @@
+"""Reading reference recordings and writing results: the only module that touches audio files."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from inference.errors import BadInputError
+
+MIN_REFERENCE_SECONDS = 1.0
+MAX_REFERENCE_SECONDS = 60.0
+
+
+def read_reference(path: Path) -> tuple[np.ndarray, int]:
+    """Load a reference recording as mono float32, with a clear error for anything unusable."""
+    if not path.exists():
+        raise BadInputError(f"Reference recording {path} does not exist.")
+    if not path.is_file():
+        raise BadInputError(f"Reference recording {path} is not a file.")
+    try:
+        audio, rate = sf.read(path, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+        raise BadInputError(f"Reference recording {path} is not a readable audio file (WAV, FLAC or OGG): "
+                            f"{exc}.") from exc
+    mono = audio.mean(axis=1)
+    seconds = len(mono) / rate
+    if seconds < MIN_REFERENCE_SECONDS:
+        raise BadInputError(f"Reference recording {path} is {seconds:.2f} s long; record at least "
+                            f"{MIN_REFERENCE_SECONDS:.0f} s of speech (5-15 s works best).")
+    if not np.isfinite(mono).all() or float(np.abs(mono).max()) == 0.0:
+        raise BadInputError(f"Reference recording {path} is silent or corrupt.")
+    if seconds > MAX_REFERENCE_SECONDS:
+        # Cloning needs a few seconds; a long recording only costs memory and time.
+        mono = mono[: int(MAX_REFERENCE_SECONDS * rate)]
+    return np.ascontiguousarray(mono), int(rate)
+
+
+def resample(audio: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
+    """High-quality band-limited resampling (libsoxr); a no-op when the rates match."""
+    if rate == target_rate:
+        return audio
+    return soxr.resample(audio, rate, target_rate, quality="HQ").astype(np.float32, copy=False)
+
+
+def write_wav(path: Path, audio: np.ndarray, rate: int) -> None:
+    """Write 16-bit PCM atomically: a crash or a full disk never leaves a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".wav", dir=path.parent, prefix=f".{path.stem}-")
+    os.close(fd)
+    try:
+        sf.write(tmp, np.clip(audio, -1.0, 1.0), rate, subtype="PCM_16", format="WAV")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,129 @@
+"""Vesper's command line: ``say``, ``plan`` and ``hardware``.
+
+Errors the user can fix come out as one line on stderr and exit status 2; nothing is written
+unless the whole job succeeded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from inference.errors import VesperError
+from inference.registry import DEFAULT_MODEL
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except VesperError as exc:
+        print(f"vesper: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("vesper: interrupted; nothing was written.", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vesper", description="Offline voice cloning and narration.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    say = commands.add_parser("say", help="speak TEXT in the voice of a reference recording")
+    say.add_argument("text", help="the text to speak, or - to read it from standard input")
+    say.add_argument("--voice", required=True, type=Path, help="reference recording (WAV/FLAC/OGG, 5-15 s of speech)")
+    say.add_argument("--voice-text", help="what is said in the reference recording (improves cloning)")
+    say.add_argument("--model", default=DEFAULT_MODEL, help=f"name, hub id or folder (default {DEFAULT_MODEL})")
+    say.add_argument("--out", type=Path, default=Path("narration.wav"), help="output WAV (default narration.wav)")
+    say.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same audio")
+    say.add_argument("--play", action="store_true", help="play the result when done")
+    say.add_argument("--hardware", help="plan for a preset or JSON machine description instead of this one")
+    say.set_defaults(run=_say)
+
+    plan = commands.add_parser("plan", help="show where a model would run and how much memory it needs")
+    plan.add_argument("--model", default=DEFAULT_MODEL, help="registered name, hub id or folder")
+    plan.add_argument("--hardware", help="preset name or JSON file (default: this machine)")
+    plan.add_argument("--chars", type=int, default=300, help="longest chunk in characters (default 300)")
+    plan.add_argument("--batch", type=int, default=1, help="chunks decoded together (default 1)")
+    plan.add_argument("--json", action="store_true", help="print JSON")
+    plan.set_defaults(run=_plan)
+
+    hardware = commands.add_parser("hardware", help="show the GPUs, memory and OS Vesper detects")
+    hardware.add_argument("--json", action="store_true", help="print JSON")
+    hardware.set_defaults(run=_hardware)
+    return parser
+
+
+def _say(args: argparse.Namespace) -> int:
+    from inference import jobs
+    from inference.audio import write_wav
+
+    text = sys.stdin.read() if args.text == "-" else args.text
+    job = jobs.SpeakJob(text, args.voice, args.voice_text, args.model, args.seed, args.hardware)
+    started = time.perf_counter()
+
+    def progress(chunk: jobs.ChunkAudio) -> None:
+        print(f"chunk {chunk.index + 1}/{chunk.total}: {len(chunk.audio) / chunk.sample_rate:.1f} s",
+              file=sys.stderr)
+
+    audio, rate, plan = jobs.run(job, progress)
+    write_wav(args.out, audio, rate)
+    seconds = len(audio) / rate
+    print(f"Wrote {args.out} ({seconds:.1f} s of audio at {rate} Hz, {plan.level} on {plan.device}, "
+          f"{time.perf_counter() - started:.1f} s)")
+    if args.play:
+        from inference.playback import play
+
+        play(audio, rate)
+    return 0
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from inference import hardware as hw
+    from inference.errors import BadInputError
+    from inference.models import describe
+    from inference.planner import MIN_CHUNK_CHARS, Workload, make_plan
+
+    if args.chars < MIN_CHUNK_CHARS or args.batch < 1:
+        raise BadInputError(f"--chars must be at least {MIN_CHUNK_CHARS} and --batch at least 1.")
+    plan = make_plan(describe(args.model), hw.resolve(args.hardware), Workload(args.chars, args.batch))
+    if args.json:
+        print(json.dumps(plan.to_dict(), indent=2))
+        return 0
+    print(f"model      {plan.model}\nplan       {plan.level} (executor {plan.executor}) on {plan.device}, {plan.dtype}")
+    print(f"chunks     up to {plan.max_chunk_chars} characters, batch {plan.batch_size}")
+    if plan.device == "cpu":
+        print(f"RAM        {_gib(plan.ram_needed_bytes)} needed")
+    else:
+        print(f"peak VRAM  {_gib(plan.predicted_peak_bytes)} predicted of {_gib(plan.vram_budget_bytes)} free")
+        for name, value in vars(plan.memory).items():
+            print(f"  {name:<17}{_gib(value)}")
+    for reason in plan.reasons:
+        print(f"why        {reason}")
+    return 0
+
+
+def _hardware(args: argparse.Namespace) -> int:
+    from inference import hardware as hw
+
+    machine = hw.detect()
+    if args.json:
+        print(json.dumps(machine.to_dict(), indent=2))
+        return 0
+    print(f"OS         {machine.os}, {machine.cpu_count} CPU threads")
+    print(f"RAM        {_gib(machine.ram_available_bytes)} available of {_gib(machine.ram_total_bytes)}")
+    if not machine.gpus:
+        print("GPU        none found (NVIDIA driver/NVML not available): Vesper runs on the CPU")
+    for gpu in machine.gpus:
+        major, minor = gpu.compute_capability
+        print(f"GPU {gpu.index}      {gpu.name}, {_gib(gpu.free_bytes)} free of {_gib(gpu.total_bytes)}, "
+              f"compute {major}.{minor}, PCIe {gpu.pcie_generation}.0 x{gpu.pcie_width} "
+              f"(~{gpu.pinned_bandwidth_gbps:.0f} GB/s pinned), driver {gpu.driver}")
+    return 0
+
+
+def _gib(n: int) -> str:
+    return f"{n / 1024**3:.2f} GiB"

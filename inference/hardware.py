@@ -1,0 +1,163 @@
+"""What machine are we on: GPUs (through NVML, before any CUDA context exists), RAM and OS.
+
+The planner never asks torch about memory: creating a CUDA context costs about 0.6 GB of VRAM and
+fixes the device before we know which plan fits. NVML reads free memory, compute capability and
+the PCIe link without one. The same ``Hardware`` record comes from a named preset or a JSON file,
+so plans can be made and tested for machines we do not have.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import psutil
+
+from inference.errors import HardwareSpecError
+
+GiB = 1024**3
+
+# Usable host-to-device bandwidth per PCIe lane with pinned memory, GB/s: the raw lane rate times
+# the ~80% that pinned copies reach in practice (measured 41.5-55 GB/s on Gen5 x16, NOTES.md).
+_PINNED_GBPS_PER_LANE = {1: 0.2, 2: 0.4, 3: 0.79, 4: 1.58, 5: 3.15, 6: 6.3}
+
+
+@dataclass(frozen=True)
+class Gpu:
+    """One NVIDIA GPU as NVML (or a preset) describes it."""
+
+    index: int
+    name: str
+    total_bytes: int
+    free_bytes: int
+    compute_capability: tuple[int, int]
+    pcie_generation: int
+    pcie_width: int
+    driver: str = ""
+
+    @property
+    def pinned_bandwidth_gbps(self) -> float:
+        """Expected host-to-device copy rate from pinned memory, GB/s (10^9 bytes)."""
+        return _PINNED_GBPS_PER_LANE.get(self.pcie_generation, 0.79) * max(self.pcie_width, 1)
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """The machine a plan is made for."""
+
+    os: str
+    cpu_count: int
+    ram_total_bytes: int
+    ram_available_bytes: int
+    gpus: tuple[Gpu, ...] = field(default_factory=tuple)
+    source: str = "detected"  # "detected", "preset:<name>" or a JSON file path
+
+    @property
+    def gpu(self) -> Gpu | None:
+        """The GPU Vesper computes on: the one with the most free memory."""
+        return max(self.gpus, key=lambda g: g.free_bytes, default=None)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        for gpu, raw in zip(self.gpus, data["gpus"], strict=True):
+            raw["compute_capability"] = list(gpu.compute_capability)
+            raw["pinned_bandwidth_gbps"] = round(gpu.pinned_bandwidth_gbps, 1)
+        return data
+
+
+def _gpu(name: str, gib: float, cc: tuple[int, int], gen: int, width: int) -> Gpu:
+    # A laptop's display usually runs on the integrated GPU, leaving the dGPU nearly empty;
+    # 256 MiB stands for the driver and the odd other process.
+    total = int(gib * GiB)
+    return Gpu(0, name, total, total - 256 * 1024**2, cc, gen, width, "preset")
+
+
+PRESETS: dict[str, Hardware] = {
+    "laptop-4050-6g": Hardware("Windows", 8, 16 * GiB, 10 * GiB,
+                               (_gpu("NVIDIA GeForce RTX 4050 Laptop GPU", 6, (8, 9), 4, 8),)),
+    "laptop-4060-8g": Hardware("Windows", 8, 16 * GiB, 10 * GiB,
+                               (_gpu("NVIDIA GeForce RTX 4060 Laptop GPU", 8, (8, 9), 4, 8),)),
+    "laptop-3060-6g": Hardware("Windows", 8, 16 * GiB, 10 * GiB,
+                               (_gpu("NVIDIA GeForce RTX 3060 Laptop GPU", 6, (8, 6), 4, 16),)),
+    "laptop-3070-8g": Hardware("Windows", 8, 16 * GiB, 10 * GiB,
+                               (_gpu("NVIDIA GeForce RTX 3070 Laptop GPU", 8, (8, 6), 4, 16),)),
+    "gtx1650-4g": Hardware("Linux", 4, 8 * GiB, 5 * GiB,
+                           (_gpu("NVIDIA GeForce GTX 1650", 4, (7, 5), 3, 16),)),
+    "gtx1060-6g": Hardware("Linux", 4, 16 * GiB, 11 * GiB,
+                           (_gpu("NVIDIA GeForce GTX 1060 6GB", 6, (6, 1), 3, 16),)),
+    "cpu-16g": Hardware("Linux", 4, 16 * GiB, 11 * GiB, ()),
+}
+PRESETS = {name: Hardware(h.os, h.cpu_count, h.ram_total_bytes, h.ram_available_bytes, h.gpus, f"preset:{name}")
+           for name, h in PRESETS.items()}
+
+
+def probe_gpus() -> tuple[Gpu, ...]:
+    """Read every NVIDIA GPU through NVML; no GPU, no driver or no NVML library gives ()."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception:  # noqa: BLE001 - any NVML failure means "no usable NVIDIA GPU"
+        return ()
+    try:
+        driver = pynvml.nvmlSystemGetDriverVersion()
+        return tuple(_read_gpu(pynvml, i, driver) for i in range(pynvml.nvmlDeviceGetCount()))
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def _read_gpu(pynvml, index: int, driver: str) -> Gpu:
+    handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+    memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
+    try:
+        # The current link can read low while the GPU idles in a power-saving state; the max is
+        # what a busy copy will run at.
+        gen = pynvml.nvmlDeviceGetMaxPcieLinkGeneration(handle)
+        width = pynvml.nvmlDeviceGetMaxPcieLinkWidth(handle)
+    except pynvml.NVMLError:  # virtualised GPUs may hide the link
+        gen, width = 3, 16
+    name = pynvml.nvmlDeviceGetName(handle)
+    return Gpu(index, name if isinstance(name, str) else name.decode(), int(memory.total), int(memory.free),
+               tuple(pynvml.nvmlDeviceGetCudaComputeCapability(handle)), int(gen), int(width),
+               driver if isinstance(driver, str) else driver.decode())
+
+
+def detect() -> Hardware:
+    """Measure this machine."""
+    memory = psutil.virtual_memory()
+    return Hardware(platform.system(), os.cpu_count() or 1, int(memory.total), int(memory.available), probe_gpus())
+
+
+def from_json(path: Path) -> Hardware:
+    """Read a machine description with the same fields as ``Hardware.to_dict``."""
+    try:
+        data = json.loads(path.read_text())
+        gpus = tuple(
+            Gpu(int(g.get("index", i)), str(g["name"]), int(g["total_bytes"]),
+                int(g.get("free_bytes", g["total_bytes"])), tuple(g["compute_capability"]),
+                int(g.get("pcie_generation", 4)), int(g.get("pcie_width", 16)), str(g.get("driver", "")))
+            for i, g in enumerate(data.get("gpus", []))
+        )
+        return Hardware(str(data.get("os", platform.system())), int(data.get("cpu_count", 4)),
+                        int(data["ram_total_bytes"]), int(data.get("ram_available_bytes", data["ram_total_bytes"])),
+                        gpus, str(path))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise HardwareSpecError(f"Cannot read hardware description {path}: {exc}.") from exc
+
+
+def resolve(spec: str | None) -> Hardware:
+    """A preset name, a JSON file path, or None for this machine."""
+    if spec is None:
+        return detect()
+    if spec in PRESETS:
+        return PRESETS[spec]
+    path = Path(spec)
+    if path.suffix == ".json" or path.exists():
+        if not path.is_file():
+            raise HardwareSpecError(f"Hardware file {spec} does not exist.")
+        return from_json(path)
+    raise HardwareSpecError(f"Unknown hardware preset '{spec}'. Known presets: {', '.join(PRESETS)}; "
+                            "or pass a JSON file.")

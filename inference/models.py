@@ -1,0 +1,106 @@
+"""Resolving what the user typed (a short name, a hub id, a folder) into a checkpoint to load.
+
+Describing a model needs no weights: a registered name carries its real config, a folder has its
+config.json, and a hub id needs only config.json. Fetching downloads safetensors weights (never
+pickles) into the Hugging Face cache, honouring HF_HOME and HF_HUB_OFFLINE, and works offline once
+the files are cached.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from transformers import AutoConfig, PretrainedConfig
+
+from inference import registry
+from inference.adapters.base import ModelAdapter, ModelSpec
+from inference.errors import ModelNotFoundError, OfflineModelError
+
+# Weights only as safetensors; configs, processors, tokenizers and chat templates as text.
+ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja", "*.tiktoken", "tokenizer*"]
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model the user named, resolved far enough to plan for it."""
+
+    label: str  # what to show: the registered name, hub id or folder
+    adapter: ModelAdapter
+    config: PretrainedConfig
+    spec: ModelSpec | None = None
+    hub_id: str | None = None
+    local_path: Path | None = None
+
+
+def describe(model: str) -> ModelRef:
+    """Resolve a name, hub id or folder without downloading weights."""
+    path = Path(model).expanduser()
+    if path.exists() or model.startswith((".", "/", "~")):
+        return _describe_folder(path)
+    spec = registry.specs().get(model)
+    if spec is not None:
+        return ModelRef(spec.name, registry.adapter_for_family(spec.family), spec.config(), spec, spec.hub_id)
+    if model.count("/") == 1:
+        spec = registry.spec_for_hub_id(model)
+        if spec is not None:
+            return ModelRef(model, registry.adapter_for_family(spec.family), spec.config(), spec, model)
+        config_dir = _download(model, ["config.json"])
+        return ModelRef(model, _adapter_for(config_dir, model), AutoConfig.from_pretrained(config_dir), None, model)
+    raise ModelNotFoundError(f"Unknown model '{model}'. Registered models: {', '.join(registry.specs())}; "
+                             "or give a Hugging Face hub id (owner/name) or a local folder.")
+
+
+def fetch(ref: ModelRef) -> Path:
+    """The folder holding the model's files, downloading them first if needed."""
+    if ref.local_path is not None:
+        return ref.local_path
+    assert ref.hub_id is not None
+    return _download(ref.hub_id, ALLOW_PATTERNS)
+
+
+def _describe_folder(path: Path) -> ModelRef:
+    if not path.is_dir():
+        raise ModelNotFoundError(f"Model folder {path} does not exist.")
+    if not (path / "config.json").is_file():
+        raise ModelNotFoundError(f"Folder {path} holds no model: it has no config.json.")
+    adapter = _adapter_for(path, str(path))
+    return ModelRef(str(path), adapter, AutoConfig.from_pretrained(path), None, None, path)
+
+
+def _adapter_for(folder: Path, label: str) -> ModelAdapter:
+    model_type = json.loads((folder / "config.json").read_text()).get("model_type", "")
+    adapter = registry.adapter_for_model_type(model_type)
+    if adapter is None:
+        supported = ", ".join(sorted(a.model_type for a in registry.adapters().values()))
+        raise ModelNotFoundError(f"Model {label} is a '{model_type}' model, which Vesper cannot run; "
+                                 f"supported model types: {supported}.")
+    return adapter
+
+
+def _download(hub_id: str, patterns: list[str]) -> Path:
+    """Files of a hub repo from the cache, or downloaded; clear errors for offline and missing repos."""
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    try:
+        return Path(snapshot_download(hub_id, allow_patterns=patterns, local_files_only=True))
+    except LocalEntryNotFoundError:
+        pass  # not cached yet: download below
+    if constants.HF_HUB_OFFLINE:
+        raise OfflineModelError(_offline_message(hub_id, "offline mode is on (HF_HUB_OFFLINE)"))
+    try:
+        return Path(snapshot_download(hub_id, allow_patterns=patterns))
+    except GatedRepoError as exc:
+        raise ModelNotFoundError(f"Model {hub_id} is gated on the hub: accept its terms on huggingface.co and run "
+                                 "`huggingface-cli login`, then try again.") from exc
+    except RepositoryNotFoundError as exc:
+        raise ModelNotFoundError(f"Model {hub_id} does not exist on the Hugging Face hub.") from exc
+    except (LocalEntryNotFoundError, OSError) as exc:  # connection errors surface as these
+        raise OfflineModelError(_offline_message(hub_id, "the hub cannot be reached")) from exc
+
+
+def _offline_message(hub_id: str, why: str) -> str:
+    return (f"Model {hub_id} is not downloaded and {why}. Connect to the internet once to download it "
+            f"(or run `huggingface-cli download {hub_id}`), or pass --model /path/to/a/local/model/folder.")

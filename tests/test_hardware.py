@@ -1,0 +1,85 @@
+"""Hardware descriptions and the dtype policy, against a table of real cards."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from inference import hardware as hw
+from inference.dtypes import dtype_policy
+from inference.errors import HardwareSpecError
+
+REAL_CARDS = [
+    # name, compute capability, storage dtype, compute dtype
+    ("NVIDIA GeForce RTX 4060 Laptop GPU", (8, 9), torch.bfloat16, torch.bfloat16),
+    ("NVIDIA GeForce RTX 3060 Laptop GPU", (8, 6), torch.bfloat16, torch.bfloat16),
+    ("NVIDIA A100-SXM4-40GB", (8, 0), torch.bfloat16, torch.bfloat16),
+    ("NVIDIA H100 80GB HBM3", (9, 0), torch.bfloat16, torch.bfloat16),
+    ("NVIDIA GeForce RTX 2070", (7, 5), torch.float16, torch.float16),
+    ("Tesla T4", (7, 5), torch.float16, torch.float16),
+    ("Tesla V100-SXM2-16GB", (7, 0), torch.float16, torch.float16),
+    ("NVIDIA GeForce GTX 1650", (7, 5), torch.float32, torch.float32),
+    ("NVIDIA GeForce GTX 1660 Ti", (7, 5), torch.float32, torch.float32),
+    ("NVIDIA GeForce GTX 1060 6GB", (6, 1), torch.float16, torch.float32),
+    ("Tesla P100-PCIE-16GB", (6, 0), torch.float16, torch.float32),
+    ("NVIDIA GeForce GTX 980", (5, 2), torch.float32, torch.float32),
+]
+
+
+@pytest.mark.parametrize("name,cc,storage,compute", REAL_CARDS)
+def test_dtype_policy_for_real_cards(name, cc, storage, compute):
+    policy = dtype_policy(hw.Gpu(0, name, 8 * hw.GiB, 8 * hw.GiB, cc, 4, 16))
+    assert (policy.storage, policy.compute) == (storage, compute)
+    assert policy.reason
+
+
+def test_dtype_policy_cpu_is_fp32():
+    assert dtype_policy(None).compute == torch.float32
+
+
+def test_every_required_preset_exists_and_round_trips_through_json(tmp_path):
+    required = {"laptop-4050-6g", "laptop-4060-8g", "laptop-3060-6g", "laptop-3070-8g",
+                "gtx1650-4g", "gtx1060-6g", "cpu-16g"}
+    assert required <= set(hw.PRESETS)
+    for name in required:
+        preset = hw.resolve(name)
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(preset.to_dict()))
+        loaded = hw.resolve(str(path))
+        assert loaded.gpus == preset.gpus
+        assert loaded.ram_available_bytes == preset.ram_available_bytes
+
+
+def test_preset_vram_matches_its_name():
+    assert hw.PRESETS["laptop-4060-8g"].gpu.total_bytes == 8 * hw.GiB
+    assert hw.PRESETS["gtx1650-4g"].gpu.total_bytes == 4 * hw.GiB
+    assert hw.PRESETS["cpu-16g"].gpu is None
+
+
+def test_pcie_bandwidth_estimate_scales_with_link():
+    gen4x8 = hw.PRESETS["laptop-4060-8g"].gpu
+    gen4x16 = hw.PRESETS["laptop-3070-8g"].gpu
+    assert 10 < gen4x8.pinned_bandwidth_gbps < 15  # laptops on PCIe 4.0 x8 copy ~12-13 GB/s pinned
+    assert gen4x16.pinned_bandwidth_gbps == pytest.approx(2 * gen4x8.pinned_bandwidth_gbps)
+
+
+def test_detect_works_without_a_gpu():
+    machine = hw.detect()
+    assert machine.ram_total_bytes > 0 and machine.cpu_count >= 1
+    if not machine.gpus:
+        assert machine.gpu is None
+
+
+@pytest.mark.parametrize("spec", ["laptop-9090-99g", "missing.json"])
+def test_unknown_preset_or_missing_file_is_a_clear_error(spec):
+    with pytest.raises(HardwareSpecError, match="preset|does not exist"):
+        hw.resolve(spec)
+
+
+def test_malformed_json_is_a_clear_error(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text('{"gpus": [{"name": "x"}]}')
+    with pytest.raises(HardwareSpecError, match="Cannot read"):
+        hw.resolve(str(path))
