@@ -8,7 +8,7 @@ rejection end up in the plan, so the user can see why Vesper runs the way it doe
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from inference.dtypes import DtypePolicy, dtype_policy
 from inference.errors import VesperError
@@ -83,7 +83,16 @@ class Plan:
 
 def make_plan(ref: ModelRef, hardware: Hardware, workload: Workload = Workload()) -> Plan:
     """The fastest plan whose predicted peak fits the machine."""
+    return candidates(ref, hardware, workload)[0]
+
+
+def candidates(ref: ModelRef, hardware: Hardware, workload: Workload = Workload()) -> list[Plan]:
+    """Every plan that fits this machine, fastest first; the last one is the most frugal.
+
+    The worker walks down this list when memory runs short at run time (``step_down``).
+    """
     reasons: list[str] = []
+    plans: list[Plan] = []
     gpu = hardware.gpu
     if gpu is None:
         reasons.append("no NVIDIA GPU found: running on the CPU")
@@ -93,8 +102,42 @@ def make_plan(ref: ModelRef, hardware: Hardware, workload: Workload = Workload()
         for chars in _chunk_sizes(workload.chunk_chars):
             plan = _resident(ref, hardware, policy, size, Workload(chars, workload.batch_size), reasons)
             if plan is not None:
-                return plan
-    return _cpu(ref, hardware, Workload(workload.chunk_chars, workload.batch_size), reasons)
+                plans.append(plan)
+                break
+    plans.append(_cpu(ref, hardware, workload, reasons))
+    return plans + _smaller_batches(plans[-1])
+
+
+def step_down(plan: Plan, ref: ModelRef, hardware: Hardware) -> Plan | None:
+    """The next more frugal plan after ``plan``, or None when nothing lower is left."""
+    ladder = candidates(ref, hardware, Workload(plan.max_chunk_chars, plan.batch_size))
+    keys = [_key(p) for p in ladder]
+    index = keys.index(_key(plan)) if _key(plan) in keys else -1
+    lower = ladder[index + 1:]
+    if not lower:
+        return None
+    chosen = lower[0]
+    return replace(chosen, reasons=chosen.reasons + (f"stepped down from {describe_plan(plan)} after running "
+                                                       "out of memory",))
+
+
+def describe_plan(plan: Plan) -> str:
+    """A short human label: level, device and batch."""
+    return f"{plan.level} on {plan.device}, batch {plan.batch_size}"
+
+
+def _key(plan: Plan) -> tuple:
+    return (plan.level, plan.device, plan.batch_size, tuple(sorted(plan.device_map.items())))
+
+
+def _smaller_batches(plan: Plan) -> list[Plan]:
+    """Last resort: the same placement with half the chunks decoded together, down to one."""
+    out = []
+    batch = plan.batch_size
+    while batch > 1:
+        batch //= 2
+        out.append(replace(plan, batch_size=batch))
+    return out
 
 
 def _chunk_sizes(chars: int) -> list[int]:
