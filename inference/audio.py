@@ -13,7 +13,7 @@ import soxr
 from inference.errors import BadInputError
 
 MIN_REFERENCE_SECONDS = 1.0
-MAX_REFERENCE_SECONDS = 60.0
+MAX_REFERENCE_SECONDS = 20.0  # the planner sizes voice prompts for this much; more adds nothing
 
 
 def read_reference(path: Path) -> tuple[np.ndarray, int]:
