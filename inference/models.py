@@ -57,7 +57,33 @@ def fetch(ref: ModelRef) -> Path:
     if ref.local_path is not None:
         return ref.local_path
     assert ref.hub_id is not None
-    return _download(ref.hub_id, ALLOW_PATTERNS)
+    folder = _download(ref.hub_id, ALLOW_PATTERNS)
+    for companion in companion_repos(folder):
+        _download(companion, ALLOW_PATTERNS)
+    return folder
+
+
+def companion_repos(folder: Path) -> list[str]:
+    """Hub repos a checkpoint's processor loads from elsewhere (Pocket TTS's codec, say).
+
+    Fetching them with the main repo means one download up front and a model that then works
+    offline, instead of a second download hidden inside the first load.
+    """
+    config = folder / "processor_config.json"
+    if not config.is_file():
+        return []
+    found: list[str] = []
+
+    def visit(node: object) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key.endswith("name_or_path") and isinstance(value, str) and value.count("/") == 1 \
+                        and not (folder / value).exists() and not Path(value).exists():
+                    found.append(value)
+                visit(value)
+
+    visit(json.loads(config.read_text()))
+    return sorted(set(found))
 
 
 def _describe_folder(path: Path) -> ModelRef:

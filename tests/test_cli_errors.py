@@ -77,8 +77,7 @@ def test_model_folder_without_config(capsys, tmp_path):
                           "no config.json")
 
 
-def test_hub_model_not_cached_while_offline(capsys, tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+def test_hub_model_not_cached_while_offline(capsys, tmp_path):
     _assert_clean_failure(capsys, tmp_path,
                           _say(tmp_path, "Hello.", "--voice", str(SAMPLE_VOICE), "--model", "someone/uncached-tts"),
                           "--model /path/to")
