@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -16,24 +15,9 @@ from inference import hardware as hw
 from inference.audio import read_reference
 from inference.engine import Engine, chunk_seed
 from inference.models import ModelRef, describe
-from inference.planner import DEFAULT_CHUNK_CHARS, Plan, Workload, make_plan
-from inference.registry import DEFAULT_MODEL
+from inference.planner import Plan, Workload, make_plan
 from inference.text import chunk_text
-
-CHUNK_GAP_SECONDS = 0.15  # the pause between sentences spoken as separate chunks
-
-
-@dataclass(frozen=True)
-class SpeakJob:
-    """Say ``text`` in the voice of the ``voice`` recording."""
-
-    text: str
-    voice: Path
-    voice_text: str | None = None
-    model: str = DEFAULT_MODEL
-    seed: int = 0
-    hardware: str | None = None  # a preset name or JSON path; None measures this machine
-    chunk_chars: int = DEFAULT_CHUNK_CHARS
+from inference.worker.protocol import SpeakJob, join  # torch-free, so the GUI can build jobs
 
 
 @dataclass(frozen=True)
@@ -44,6 +28,7 @@ class PreparedJob:
     chunks: list[str]
     reference: np.ndarray
     reference_rate: int
+    hardware: hw.Hardware  # what the plan was made for; the worker steps down against it
 
 
 @dataclass(frozen=True)
@@ -55,13 +40,17 @@ class ChunkAudio:
     sample_rate: int
 
 
-def prepare(job: SpeakJob) -> PreparedJob:
-    """Validate input, resolve the model and plan; raises ``VesperError`` with a clear message."""
+def prepare(job: SpeakJob, batch_size: int = 1) -> PreparedJob:
+    """Validate input, resolve the model and plan; raises ``VesperError`` with a clear message.
+
+    ``batch_size`` is how many chunks the caller decodes together (the worker's micro-batch).
+    """
     chunk_text(job.text, job.chunk_chars)  # rejects empty text before anything slow happens
     reference, rate = read_reference(job.voice)
     ref = describe(job.model)
-    plan = make_plan(ref, hw.resolve(job.hardware), Workload(job.chunk_chars))
-    return PreparedJob(job, ref, plan, chunk_text(job.text, plan.max_chunk_chars), reference, rate)
+    hardware = hw.resolve(job.hardware)
+    plan = make_plan(ref, hardware, Workload(job.chunk_chars, batch_size))
+    return PreparedJob(job, ref, plan, chunk_text(job.text, plan.max_chunk_chars), reference, rate, hardware)
 
 
 def synthesize(prepared: PreparedJob, engine: Engine, start: int = 0) -> Iterator[ChunkAudio]:
@@ -72,17 +61,6 @@ def synthesize(prepared: PreparedJob, engine: Engine, start: int = 0) -> Iterato
         text = prepared.chunks[index]
         audio = engine.synthesize(prompt, text, chunk_seed(job.seed, index))
         yield ChunkAudio(index, len(prepared.chunks), text, audio, engine.sample_rate)
-
-
-def join(chunks: list[ChunkAudio]) -> np.ndarray:
-    """Concatenate chunk audio in order with a short pause between chunks."""
-    if not chunks:
-        return np.zeros(0, dtype=np.float32)
-    gap = np.zeros(int(CHUNK_GAP_SECONDS * chunks[0].sample_rate), dtype=np.float32)
-    parts: list[np.ndarray] = []
-    for chunk in sorted(chunks, key=lambda c: c.index):
-        parts.extend([gap, chunk.audio] if parts else [chunk.audio])
-    return np.concatenate(parts).astype(np.float32, copy=False)
 
 
 def run(job: SpeakJob, on_chunk: Callable[[ChunkAudio], None] = lambda _: None) -> tuple[np.ndarray, int, Plan]:

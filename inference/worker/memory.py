@@ -1,0 +1,125 @@
+"""The worker's memory: per-job peaks, giving memory back, and recognising out-of-memory errors.
+
+Users leave Vesper open for hours, so every job ends by returning what it used (collect cycles, empty
+CUDA's cache) and records what stayed resident; growth across jobs is a leak the tests catch.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+from functools import cache
+from pathlib import Path
+
+import psutil
+import torch
+
+from inference.planner import Plan
+from inference.worker.protocol import MemoryStats
+
+# CUDA's allocator, cuBLAS and the CPU allocator say "out of memory" in different words.
+_OOM_MARKERS = ("out of memory", "cudaerrormemoryallocation", "cublas_status_alloc_failed",
+                "can't allocate memory")
+_CLEAR_REFS = Path("/proc/self/clear_refs")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """torch.OutOfMemoryError, or an accelerator/runtime error whose message means the same."""
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and any(m in str(exc).lower() for m in _OOM_MARKERS)
+
+
+def release() -> None:
+    """Give memory back: cycles first (they may hold tensors), then the blocks CUDA keeps cached."""
+    gc.collect()
+    if torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+
+
+def release_all() -> None:
+    """``release``, and also cuBLAS's per-stream workspaces (tens of MB that outlive every tensor).
+
+    For unloading a model: VRAM goes back to the idle baseline. torch's own leak checks clear them
+    the same way; the next matmul allocates them again.
+    """
+    release()
+    clear_workspaces = getattr(torch._C, "_cuda_clearCublasWorkspaces", None)  # absent in CPU builds
+    if torch.cuda.is_initialized() and clear_workspaces is not None:
+        clear_workspaces()
+        torch.cuda.empty_cache()
+
+
+def shortfall(plan: Plan, free_bytes: int, reserved_bytes: int) -> int:
+    """Bytes a plan still lacks on its GPU: its allocator peak, less what torch already holds, less free.
+
+    Positive means the next chunk would probably run out of memory.
+    """
+    return plan.memory.allocator_peak - reserved_bytes - free_bytes
+
+
+def gpu_free_bytes(device: str) -> int | None:
+    """Free memory on a CUDA device through NVML (it sees other programs; torch's own stats do not)."""
+    handle = _nvml_handle(torch.device(device).index or 0)
+    if handle is None:
+        return None
+    import pynvml
+
+    return int(pynvml.nvmlDeviceGetMemoryInfo(handle).free)
+
+
+@cache
+def _nvml_handle(index: int):
+    """NVML stays initialised for the worker's lifetime: re-initialising before every chunk costs time."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        return pynvml.nvmlDeviceGetHandleByIndex(index)
+    except Exception:  # noqa: BLE001 - no NVML means no pre-flight check, not a failed job
+        return None
+
+
+class MemoryMeter:
+    """Peak and resident memory of one job.
+
+    On Linux the kernel's RSS high-water mark is reset per job (``clear_refs``), so the peak is exact;
+    elsewhere it is the largest RSS seen at chunk boundaries. CUDA peaks come from torch's allocator.
+    """
+
+    def __init__(self) -> None:
+        self._process = psutil.Process()
+        self._sampled_peak = 0
+        self._kernel_peak = sys.platform.startswith("linux") and _CLEAR_REFS.exists()
+
+    def start(self) -> None:
+        if self._kernel_peak:
+            try:
+                _CLEAR_REFS.write_text("5")  # 5 resets VmHWM to the current RSS
+            except OSError:
+                self._kernel_peak = False
+        self._sampled_peak = self._rss()
+        if torch.cuda.is_initialized():
+            torch.cuda.reset_peak_memory_stats()
+
+    def sample(self) -> None:
+        self._sampled_peak = max(self._sampled_peak, self._rss())
+
+    def finish(self) -> MemoryStats:
+        """Call after cleanup: peaks survive it, the resident figures are what cleanup left."""
+        self.sample()
+        peak = max(self._sampled_peak, self._vm_hwm()) if self._kernel_peak else self._sampled_peak
+        if not torch.cuda.is_initialized():
+            return MemoryStats(self._rss(), peak)
+        return MemoryStats(self._rss(), peak, torch.cuda.memory_allocated(), torch.cuda.memory_reserved(),
+                           torch.cuda.max_memory_allocated(), torch.cuda.max_memory_reserved())
+
+    def _rss(self) -> int:
+        return int(self._process.memory_info().rss)
+
+    @staticmethod
+    def _vm_hwm() -> int:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+        return 0

@@ -1,0 +1,468 @@
+"""The inference worker on the tiny Pocket TTS checkpoint (CPU): faults survived, memory flat, cache, cancel.
+
+Tests that need a real worker process spawn one (``WorkerClient``); the rest drive the same ``Worker``
+class in this process, which is faster and lets them look inside (cache, loaded model).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import weakref
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from inference import jobs, planner, registry
+from inference.adapters.base import VoicePrompt
+from inference.audio import write_wav
+from inference.engine import Engine
+from inference.errors import VesperError
+from inference.hardware import PRESETS
+from inference.models import describe
+from inference.planner import Workload, describe_plan, make_plan, step_down
+from inference.worker import memory, protocol
+from inference.worker.client import WorkerClient
+from inference.worker.faults import Fault, FaultInjector, parse
+from inference.worker.plan_memory import PlanMemory
+from inference.worker.process import Worker
+from inference.worker.protocol import (
+    ChunkReady,
+    JobCancelled,
+    JobFailed,
+    JobFinished,
+    JobStarted,
+    Notice,
+    SpeakJob,
+    Submit,
+    WorkerSettings,
+)
+from inference.worker.voices import VoiceCache, voice_key
+from tests.conftest import REPO, SAMPLE_VOICE
+
+FIVE_CHUNKS = "One two three. Four five six. Seven eight nine. Ten eleven twelve. Thirteen fourteen."
+MiB = 2**20
+
+
+@pytest.fixture(scope="module", autouse=True)
+def worker_env(tmp_path_factory):
+    """Environment that spawned workers inherit."""
+    with pytest.MonkeyPatch.context() as patch:
+        # Two torch threads on two shared cores thrash: the tiny model ran 10x slower than on one.
+        patch.setenv("OMP_NUM_THREADS", "1")
+        patch.setenv("VESPER_CACHE_DIR", str(tmp_path_factory.mktemp("vesper-cache")))
+        patch.delenv("VESPER_FAULT", raising=False)
+        yield
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_checkpoint) -> Path:
+    return tiny_checkpoint("pocket_tts")
+
+
+@pytest.fixture(scope="module")
+def client(worker_env):
+    """A long-lived worker decoding one chunk at a time, shared by the tests that need no fault."""
+    with WorkerClient(WorkerSettings(low_latency=True)) as shared:
+        yield shared
+
+
+@pytest.fixture
+def one_thread():
+    """Same thread count as the workers, so in-process audio is bit-identical to theirs."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _job(tiny: Path, text: str = FIVE_CHUNKS, voice: Path = SAMPLE_VOICE, **kwargs) -> SpeakJob:
+    return SpeakJob(text, voice, model=str(tiny), chunk_chars=20, **kwargs)
+
+
+def _local_worker(tmp_path: Path, settings: WorkerSettings = WorkerSettings(max_batch=1),
+                  fault: Fault | None = None) -> tuple[Worker, list]:
+    events: list = []
+    plans = PlanMemory(tmp_path / "plans.json")
+    worker = Worker(settings, queue.Queue(), events.append, FaultInjector(fault), plans)
+    return worker, events
+
+
+def _run_local(worker: Worker, events: list, job: SpeakJob, job_id: str = "job") -> list:
+    start = len(events)
+    worker.run(Submit(job_id, job))
+    return events[start:]
+
+
+def _audio(events: list) -> np.ndarray:
+    return protocol.join([e for e in events if isinstance(e, ChunkReady)])
+
+
+def _until_end(client: WorkerClient, job_id: str, timeout: float = 120) -> list:
+    out = []
+    for event in client.events(timeout):
+        if event.job_id == job_id:
+            out.append(event)
+            if isinstance(event, (JobFinished, JobFailed, JobCancelled)):
+                return out
+    raise AssertionError("events ended before the job did")
+
+
+# Plain data and small parts.
+
+def test_client_and_protocol_never_import_torch():
+    code = ("import sys, inference.worker.client, inference.worker.protocol; "
+            "print([m for m in ('torch', 'transformers') if m in sys.modules])")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_protocol_defaults_match_the_torch_side():
+    assert protocol.DEFAULT_MODEL == registry.DEFAULT_MODEL
+    assert protocol.DEFAULT_CHUNK_CHARS == planner.DEFAULT_CHUNK_CHARS
+    assert jobs.SpeakJob is protocol.SpeakJob
+
+
+def test_fault_spec():
+    assert parse(None) is None and parse("") is None
+    assert parse("oom@2") == Fault("oom", 2)
+    assert parse("crash@1") == Fault("crash", 1)
+    for bad in ("oom", "oom@0", "segv@2", "crash@x"):
+        with pytest.raises(ValueError):
+            parse(bad)
+
+
+def test_fault_strikes_once_at_the_kth_chunk_counted_across_batches():
+    injector = FaultInjector(Fault("oom", 4))
+    injector.before_chunks(2)  # chunks 1-2
+    with pytest.raises(torch.OutOfMemoryError):
+        injector.before_chunks(2)  # chunks 3-4
+    injector.before_chunks(2)  # the retry of the same chunks: already fired
+    injector.before_chunks(1)
+
+
+def test_out_of_memory_recognised():
+    assert memory.is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert memory.is_out_of_memory(RuntimeError("CUDA error: out of memory"))
+    assert memory.is_out_of_memory(RuntimeError("CUBLAS_STATUS_ALLOC_FAILED when calling cublasCreate"))
+    assert not memory.is_out_of_memory(RuntimeError("shape mismatch"))
+    assert not memory.is_out_of_memory(ValueError("out of memory"))
+
+
+# Voice cache.
+
+def _prompt(nbytes: int = 1024) -> VoicePrompt:
+    return VoicePrompt("test", {"latents": torch.zeros(nbytes // 4)})
+
+
+def test_voice_cache_capacity_and_lru_order():
+    cache = VoiceCache(capacity=2)
+    cpu = torch.device("cpu")
+    for key in ("a", "b"):
+        cache.fetch(key, cpu, _prompt)
+    cache.fetch("a", cpu, _prompt)  # a becomes the most recent
+    cache.fetch("c", cpu, _prompt)  # evicts b
+    assert len(cache) == 2 and "a" in cache and "c" in cache and "b" not in cache
+    assert (cache.hits, cache.misses) == (1, 3)
+
+
+def test_voice_cache_eviction_releases_the_tensors():
+    cache = VoiceCache(capacity=1)
+    first = cache.fetch("a", torch.device("cpu"), lambda: _prompt(4 * MiB))
+    alive = weakref.ref(first.tensors["latents"])
+    del first
+    cache.fetch("b", torch.device("cpu"), _prompt)
+    assert alive() is None
+
+
+def test_voice_key_depends_on_content_not_file(tmp_path, reference_voice):
+    audio, rate = reference_voice
+    renamed = tmp_path / "another name.wav"
+    shutil.copy(SAMPLE_VOICE, renamed)
+    again, again_rate = sf.read(renamed, dtype="float32")
+    key = voice_key(audio, rate, None, "m", "float32")
+    assert voice_key(again, again_rate, None, "m", "float32") == key
+    assert voice_key(audio, rate, "a transcript", "m", "float32") != key
+    assert voice_key(audio, rate, None, "other-model", "float32") != key
+    assert voice_key(audio * 0.5, rate, None, "m", "float32") != key
+
+
+def test_same_recording_under_another_name_hits_the_cache(tmp_path, tiny, one_thread):
+    worker, events = _local_worker(tmp_path)
+    renamed = tmp_path / "copy-of-sample.wav"
+    shutil.copy(SAMPLE_VOICE, renamed)
+    _run_local(worker, events, _job(tiny, "Hello there."))
+    _run_local(worker, events, _job(tiny, "Hello again.", voice=renamed))
+    assert (worker.voices.misses, worker.voices.hits, len(worker.voices)) == (1, 1, 1)
+
+
+def test_evicted_voice_prompt_is_freed_in_the_worker(tmp_path, tiny, reference_voice, one_thread):
+    worker, events = _local_worker(tmp_path, WorkerSettings(max_batch=1, voice_cache_size=1))
+    _run_local(worker, events, _job(tiny, "Hello there."))
+    (first,) = worker.voices._entries.values()
+    alive = weakref.ref(first.tensors["audio_prompt_latents"])
+    del first
+    quieter = tmp_path / "quieter.wav"
+    audio, rate = reference_voice
+    sf.write(quieter, audio * 0.5, rate)
+    _run_local(worker, events, _job(tiny, "Hello there.", voice=quieter))
+    assert len(worker.voices) == 1 and alive() is None
+
+
+# Model loading and unloading.
+
+def test_switching_model_unloads_the_previous_one(tmp_path, tiny, one_thread):
+    from tests.tiny_models import build
+
+    other = build("pocket_tts", tmp_path / "other", seed=1)
+    worker, events = _local_worker(tmp_path)
+    _run_local(worker, events, _job(tiny, "Hello there."))
+    first_model = weakref.ref(worker.engine.loaded.model)
+    _run_local(worker, events, _job(other, "Hello there."))
+    assert isinstance(events[-1], JobFinished)
+    assert first_model() is None
+    assert worker.engine.ref.label == str(other)
+    assert all(t.device.type == "cpu" for p in worker.voices._entries.values() for t in p.tensors.values())
+    worker.unload()
+    assert worker.engine is None
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_model_switch_returns_vram_to_the_idle_baseline(tmp_path, tiny):
+    from tests.tiny_models import build
+
+    other = build("pocket_tts", tmp_path / "other", seed=1)
+    worker, events = _local_worker(tmp_path)
+    baseline = torch.cuda.memory_allocated(), torch.cuda.memory_reserved()
+    _run_local(worker, events, _job(other, "Hello there."))
+    assert events[-1].plan.split(" on ")[1].startswith("cuda")
+    other_alone = torch.cuda.memory_allocated()
+    _run_local(worker, events, _job(tiny, "Hello there."))
+    _run_local(worker, events, _job(other, "Hello there."))
+    assert torch.cuda.memory_allocated() <= other_alone  # nothing of the first model stayed behind
+    worker.unload()
+    assert torch.cuda.memory_allocated() <= baseline[0] and torch.cuda.memory_reserved() <= baseline[1]
+
+
+# Plans: run-time step-down, pre-flight check, memory of lower plans.
+
+def test_lower_plan_is_remembered_per_model_and_machine(tmp_path, tiny):
+    ref, hardware = describe(str(tiny)), PRESETS["cpu-16g"]
+    top = make_plan(ref, hardware, Workload(300, 4))
+    lower = step_down(top, ref, hardware)
+    plans = PlanMemory(tmp_path / "plans.json")
+    assert plans.recall(ref, hardware, top) is top
+    plans.remember(ref, hardware, lower)
+    assert describe_plan(plans.recall(ref, hardware, top)) == describe_plan(lower) == "cpu on cpu, batch 2"
+    assert plans.recall(ref, PRESETS["laptop-4060-8g"], top) is top  # another machine
+    (tmp_path / "plans.json").write_text("{not json")
+    assert plans.recall(ref, hardware, top) is top
+
+
+def test_out_of_memory_without_a_lower_plan_fails_clearly(tmp_path, tiny, one_thread):
+    worker, events = _local_worker(tmp_path, WorkerSettings(max_batch=1), Fault("oom", 2))
+    out = _run_local(worker, events, _job(tiny))
+    assert isinstance(out[-1], JobFailed) and out[-1].user_error
+    assert "even with the most frugal plan" in out[-1].message
+    _run_local(worker, events, _job(tiny, "Hello there."))
+    assert isinstance(events[-1], JobFinished)  # the worker is still usable
+
+
+def test_out_of_memory_while_loading_steps_down(tmp_path, tiny, monkeypatch, one_thread):
+    real_load, loads = Engine.load, []
+
+    def load_failing_once(ref, plan):
+        loads.append(plan.batch_size)
+        if len(loads) == 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB")
+        return real_load(ref, plan)
+
+    monkeypatch.setattr(Engine, "load", staticmethod(load_failing_once))
+    worker, events = _local_worker(tmp_path, WorkerSettings(max_batch=2))
+    out = _run_local(worker, events, _job(tiny))
+    assert loads == [2, 1]
+    assert any(isinstance(e, Notice) and "while loading the model" in e.message for e in out)
+    assert isinstance(out[-1], JobFinished) and out[-1].plan == "cpu on cpu, batch 1"
+
+
+def test_preflight_steps_down_when_free_vram_shrinks(tmp_path, tiny, monkeypatch):
+    from inference.worker.process import _Run
+
+    ref, hardware = describe(str(tiny)), PRESETS["laptop-4060-8g"]
+    prepared = jobs.PreparedJob(_job(tiny), ref, make_plan(ref, hardware, Workload(20, 1)), ["a"],
+                                np.zeros(1, np.float32), 24000, hardware)
+    assert prepared.plan.device == "cuda:0"
+    worker, events = _local_worker(tmp_path)
+    switched = []
+    monkeypatch.setattr(worker, "_switch", lambda run, plan: switched.append(plan))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 0)
+    run = _Run(Submit("job", prepared.job), prepared, prepared.chunks, prepared.plan)
+
+    monkeypatch.setattr(memory, "gpu_free_bytes", lambda device: 4 * 2**30)
+    worker._preflight(run, 0)
+    assert switched == []
+    monkeypatch.setattr(memory, "gpu_free_bytes", lambda device: 1 * MiB)
+    worker._preflight(run, 0)
+    (lower,) = switched
+    assert lower.level != "resident" and lower.memory.allocator_peak <= 1 * MiB  # the tiny codec moved off
+    assert isinstance(events[-1], Notice) and "GPU memory is free now" in events[-1].message
+    monkeypatch.setattr(memory, "gpu_free_bytes", lambda device: 0)
+    worker._preflight(run, 0)
+    assert switched[-1].device == "cpu"
+
+
+def test_preflight_shortfall_counts_what_torch_already_holds(tiny):
+    plan = make_plan(describe(str(tiny)), PRESETS["laptop-4060-8g"])
+    need = plan.memory.allocator_peak
+    assert memory.shortfall(plan, need, 0) == 0
+    assert memory.shortfall(plan, need // 2, need // 2) == 0
+    assert memory.shortfall(plan, need // 2, 0) > 0
+
+
+# Through a real worker process.
+
+def test_worker_audio_equals_the_in_process_pipeline(client, tiny, one_thread):
+    job = _job(tiny)
+    job_id = client.submit(job)
+    events = _until_end(client, job_id)
+    kinds = [type(e).__name__ for e in events]
+    assert kinds == ["JobStarted"] + ["ChunkReady"] * 5 + ["JobFinished"]
+    assert [e.index for e in events if isinstance(e, ChunkReady)] == list(range(5))
+    audio, _, _ = jobs.run(job)
+    assert np.array_equal(_audio(events), audio)
+
+
+def test_a_narration_can_start_at_a_later_chunk(client, tiny, tmp_path, one_thread):
+    job_id = client.submit(_job(tiny), start_chunk=3)
+    events = _until_end(client, job_id)
+    assert [e.index for e in events if isinstance(e, ChunkReady)] == [3, 4]
+    worker, local = _local_worker(tmp_path)
+    full = [e for e in _run_local(worker, local, _job(tiny)) if isinstance(e, ChunkReady)]
+    tail = [e for e in events if isinstance(e, ChunkReady)]
+    assert all(np.array_equal(a.audio, b.audio) for a, b in zip(full[3:], tail, strict=True))
+
+
+def test_cancel_stops_within_one_chunk_and_the_worker_stays_usable(client, tiny):
+    long = _job(tiny, " ".join(f"Sentence number {i}." for i in range(12)))
+    running = client.submit(long)
+    queued = client.submit(_job(tiny, "Never spoken."))
+    client.cancel(queued)
+    chunks_after_cancel = None
+    for event in client.events(120):
+        if isinstance(event, ChunkReady) and event.job_id == running:
+            if chunks_after_cancel is None:
+                client.cancel(running)
+                chunks_after_cancel = 0
+            else:
+                chunks_after_cancel += 1
+        assert event.job_id == running or isinstance(event, JobCancelled)  # the queued job never starts
+        if isinstance(event, JobCancelled) and event.job_id == running:
+            break
+    assert chunks_after_cancel <= 1
+    result = client.speak(_job(tiny, "Still here."), timeout=120)
+    assert len(result.chunks) == 1 and result.audio().size > 0
+
+
+def test_out_of_memory_steps_down_retries_the_chunk_and_remembers(tiny, monkeypatch, tmp_path):
+    monkeypatch.setenv("VESPER_FAULT", "oom@2")
+    monkeypatch.setenv("VESPER_CACHE_DIR", str(tmp_path))
+    with WorkerClient(WorkerSettings(max_batch=2)) as faulty:
+        result = faulty.speak(_job(tiny, "One two three. Four five six. Seven eight nine."), timeout=120)
+        assert [c.index for c in result.chunks] == [0, 1, 2]
+        assert result.plan == "cpu on cpu, batch 1"
+        assert any("Ran out of memory at chunk 1 of 3" in n for n in result.notices)
+        assert faulty.restarts == 0
+        (remembered,) = json.loads((tmp_path / "plans.json").read_text()).values()
+        assert remembered["batch_size"] == 1
+        again = faulty.speak(_job(tiny, "Hello there."), timeout=120)
+        assert again.plan == "cpu on cpu, batch 1" and "higher plan ran out of memory" in again.notices[0]
+
+
+@pytest.mark.parametrize("batch, fault, resumed_at", [(1, "crash@2", 1), (2, "crash@3", 2)])
+def test_crash_resumes_from_the_first_unfinished_chunk(tiny, monkeypatch, tmp_path, one_thread, batch, fault,
+                                                       resumed_at):
+    monkeypatch.setenv("VESPER_FAULT", fault)
+    job = _job(tiny)
+    with WorkerClient(WorkerSettings(max_batch=batch)) as faulty:
+        first_pid = faulty.worker_pid
+        job_id = faulty.submit(job)
+        events = _until_end(faulty, job_id, timeout=180)
+        assert faulty.restarts == 1 and faulty.worker_pid != first_pid
+    assert isinstance(events[-1], JobFinished)
+    assert [e.index for e in events if isinstance(e, ChunkReady)] == list(range(5))  # none lost, none twice
+    assert [e.start_chunk for e in events if isinstance(e, JobStarted)] == [0, resumed_at]
+    assert any(isinstance(e, Notice) and "restarted" in e.message for e in events)
+    worker, local = _local_worker(tmp_path, WorkerSettings(max_batch=batch))
+    assert np.array_equal(_audio(events), _audio(_run_local(worker, local, job)))
+
+
+def test_a_worker_killed_while_idle_is_replaced_on_the_next_job(client, tiny):
+    os.kill(client.worker_pid, signal.SIGKILL)
+    result = client.speak(_job(tiny, "After the kill."), timeout=120)
+    assert [c.index for c in result.chunks] == [0]
+
+
+def test_user_errors_come_back_as_vesper_errors(client):
+    with pytest.raises(VesperError, match="Unknown model 'no-such-model'"):
+        client.speak(SpeakJob("Hello.", SAMPLE_VOICE, model="no-such-model"), timeout=120)
+    with pytest.raises(VesperError, match="text is empty"):
+        client.submit(SpeakJob("  ", SAMPLE_VOICE))  # checked before anything is queued
+
+
+# The command line, through launch.py.
+
+SAY_TEXT = " ".join(f"This is sentence number {i} of a narration that fills three chunks." for i in range(9))
+
+
+def _say(tmp_path: Path, tiny: Path, name: str, fault: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "VESPER_CACHE_DIR": str(tmp_path / f"cache-{name}"), "VESPER_FAULT": fault}
+    return subprocess.run([sys.executable, "launch.py", "say", SAY_TEXT, "--voice", str(SAMPLE_VOICE),
+                           "--model", str(tiny), "--seed", "3", "--out", str(tmp_path / f"{name}.wav")],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+
+
+def test_say_survives_out_of_memory_and_a_crash(tmp_path, tiny, one_thread):
+    oom = _say(tmp_path, tiny, "oom", "oom@2")
+    assert oom.returncode == 0, oom.stderr
+    assert "chunk 3/3" in oom.stderr and "Ran out of memory at chunk 1 of 3" in oom.stderr
+    assert "cpu on cpu, batch 2" in oom.stdout  # the lower plan, named in the result line
+
+    crash = _say(tmp_path, tiny, "crash", "crash@2")
+    assert crash.returncode == 0, crash.stderr
+    assert "restarted" in crash.stderr
+    worker, events = _local_worker(tmp_path, WorkerSettings())  # the CLI's settings
+    expected = tmp_path / "expected.wav"
+    job = SpeakJob(SAY_TEXT, SAMPLE_VOICE, model=str(tiny), seed=3)
+    write_wav(expected, _audio(_run_local(worker, events, job)), 24000)
+    assert sf.read(tmp_path / "crash.wav")[0].tolist() == sf.read(expected)[0].tolist()
+
+
+# Memory over many jobs.
+
+def test_hundred_jobs_do_not_grow_worker_memory(client, tiny):
+    started = time.perf_counter()
+    series = []
+    for i in range(100):
+        result = client.speak(_job(tiny, f"Short line {i}."), timeout=120)
+        series.append(result.memory)
+    warm = series[9]
+    rss = [m.rss_bytes - warm.rss_bytes for m in series[10:]]
+    elapsed = time.perf_counter() - started
+    print(f"100 jobs in {elapsed:.1f} s; RSS after warm-up {warm.rss_bytes / MiB:.1f} MiB, "
+          f"growth max {max(rss) / MiB:.2f} MiB, last {rss[-1] / MiB:.2f} MiB")
+    assert max(rss) <= 16 * MiB
+    if warm.cuda_reserved_bytes:
+        assert max(m.cuda_allocated_bytes - warm.cuda_allocated_bytes for m in series[10:]) <= 16 * MiB
+        assert max(m.cuda_reserved_bytes - warm.cuda_reserved_bytes for m in series[10:]) <= 16 * MiB
