@@ -58,21 +58,29 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _say(args: argparse.Namespace) -> int:
-    from inference import jobs
+    """Through the worker process, so an out-of-memory step-down or a worker crash does not end the run."""
     from inference.audio import write_wav
+    from inference.worker.client import WorkerClient, check_job
+    from inference.worker.protocol import ChunkReady, Event, Notice, SpeakJob
 
     text = sys.stdin.read() if args.text == "-" else args.text
-    job = jobs.SpeakJob(text, args.voice, args.voice_text, args.model, args.seed, args.hardware)
+    job = SpeakJob(text, args.voice, args.voice_text, args.model, args.seed, args.hardware)
+    check_job(job)  # bad input fails before a worker process is started
     started = time.perf_counter()
 
-    def progress(chunk: jobs.ChunkAudio) -> None:
-        print(f"chunk {chunk.index + 1}/{chunk.total}: {len(chunk.audio) / chunk.sample_rate:.1f} s",
-              file=sys.stderr)
+    def progress(event: Event) -> None:
+        if isinstance(event, ChunkReady):
+            print(f"chunk {event.index + 1}/{event.total}: {len(event.audio) / event.sample_rate:.1f} s",
+                  file=sys.stderr)
+        elif isinstance(event, Notice):
+            print(f"vesper: {event.message}", file=sys.stderr)
 
-    audio, rate, plan = jobs.run(job, progress)
+    with WorkerClient() as client:
+        result = client.speak(job, progress)
+    audio, rate = result.audio(), result.sample_rate
     write_wav(args.out, audio, rate)
     seconds = len(audio) / rate
-    print(f"Wrote {args.out} ({seconds:.1f} s of audio at {rate} Hz, {plan.level} on {plan.device}, "
+    print(f"Wrote {args.out} ({seconds:.1f} s of audio at {rate} Hz, {result.plan}, "
           f"{time.perf_counter() - started:.1f} s)")
     if args.play:
         from inference.playback import play
@@ -85,24 +93,42 @@ def _plan(args: argparse.Namespace) -> int:
     from inference import hardware as hw
     from inference.errors import BadInputError
     from inference.models import describe
-    from inference.planner import MIN_CHUNK_CHARS, Workload, make_plan
+    from inference.planner import MIN_CHUNK_CHARS, Workload, candidates, describe_plan
 
     if args.chars < MIN_CHUNK_CHARS or args.batch < 1:
         raise BadInputError(f"--chars must be at least {MIN_CHUNK_CHARS} and --batch at least 1.")
-    plan = make_plan(describe(args.model), hw.resolve(args.hardware), Workload(args.chars, args.batch))
+    ladder = candidates(describe(args.model), hw.resolve(args.hardware), Workload(args.chars, args.batch))
+    plan = ladder[0]
     if args.json:
-        print(json.dumps(plan.to_dict(), indent=2))
+        data = plan.to_dict()
+        data["fallbacks"] = [{"level": p.level, "executor": p.executor, "max_chunk_chars": p.max_chunk_chars,
+                              "batch_size": p.batch_size, "predicted_peak_bytes": p.predicted_peak_bytes}
+                             for p in ladder[1:]]
+        print(json.dumps(data, indent=2))
         return 0
     print(f"model      {plan.model}\nplan       {plan.level} (executor {plan.executor}) on {plan.device}, {plan.dtype}")
-    print(f"chunks     up to {plan.max_chunk_chars} characters, batch {plan.batch_size}")
+    print(f"chunks     up to {plan.max_chunk_chars} characters, batch {plan.batch_size}; "
+          f"KV cache budget {_gib(plan.kv_budget_bytes)}")
     if plan.device == "cpu":
         print(f"RAM        {_gib(plan.ram_needed_bytes)} needed")
     else:
-        print(f"peak VRAM  {_gib(plan.predicted_peak_bytes)} predicted of {_gib(plan.vram_budget_bytes)} free")
+        calibrated = " (calibrated on this machine)" if plan.calibrated else ""
+        print(f"peak VRAM  {_gib(plan.predicted_peak_bytes)} predicted of {_gib(plan.vram_budget_bytes)} free"
+              f"{calibrated}")
         for name, value in vars(plan.memory).items():
             print(f"  {name:<17}{_gib(value)}")
+        print(f"host RAM   {_gib(plan.ram_needed_bytes)} held (offloaded weights, CPU components)")
+    for name, info in plan.components.items():
+        print(f"component  {name:<19}{_gib(info['bytes'])} {info['dtype']:<9} {info['placement']}")
+    if plan.streamed_layers:
+        print(f"offloaded  {len(plan.streamed_layers)} layers: {plan.streamed_layers[0]} .. {plan.streamed_layers[-1]}")
+    if plan.offload:
+        print(f"executor   {', '.join(f'{k}={v}' for k, v in plan.offload.items())}")
     for reason in plan.reasons:
         print(f"why        {reason}")
+    for lower in ladder[1:]:
+        print(f"fallback   {describe_plan(lower)}, executor {lower.executor}, chunks {lower.max_chunk_chars}, "
+              f"peak {_gib(lower.predicted_peak_bytes)}")
     return 0
 
 

@@ -38,6 +38,8 @@ class Component:
     of repeated decoder layers, for backbones whose layers can be streamed one at a time.
     ``pinned_to_compute`` marks modules read outside ``forward`` (their device is queried by
     generation code), which must live on the compute device unless the whole model is on CPU.
+    ``cpu_real_time_factor`` is the measured time this component takes on a laptop CPU per second
+    of audio (None: unknown); the planner moves a codec to the CPU only when this is small.
     """
 
     name: str
@@ -45,6 +47,7 @@ class Component:
     module_paths: tuple[str, ...]
     layers_path: str | None = None
     pinned_to_compute: bool = False
+    cpu_real_time_factor: float | None = None
 
 
 @dataclass(frozen=True)

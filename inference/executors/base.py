@@ -1,0 +1,136 @@
+"""The executor interface and the placement steps every executor shares."""
+
+from __future__ import annotations
+
+import functools
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from inference.adapters.base import LoadedModel
+
+if TYPE_CHECKING:
+    from inference.models import ModelRef
+    from inference.planner import Plan
+
+# Methods through which generation code calls a codec: hooks on ``forward`` alone would miss
+# ``codec.decode(...)`` (NOTES.md: VibeVoice and CSM call methods, not forward).
+ENTRY_METHODS = ("forward", "encode", "decode")
+
+
+@dataclass
+class Placed:
+    """A model carried out under a plan, and whatever must stay alive while it runs (hooks, engines)."""
+
+    loaded: LoadedModel
+    keep: list[Any] = field(default_factory=list)
+
+
+class Executor(ABC):
+    """Places a CPU-loaded model where a plan says and moves offloaded weights while it runs."""
+
+    name: str
+
+    def load(self, ref: ModelRef, plan: Plan, path: Path) -> Placed:
+        """Load through the adapter into host memory, then place.
+
+        Safetensors are memory-mapped, so loading to the CPU first costs page cache, not RAM, when
+        the checkpoint already has the plan's dtype. The map names the modules that compute on the CPU,
+        so an adapter that keeps such a module in another dtype (Pocket's codec in fp32) does so.
+        """
+        device_map = {"": "cpu", **dict.fromkeys(plan.compute_on_cpu, "cpu")}
+        loaded = ref.adapter.load(path, getattr(torch, plan.dtype), torch.device(plan.device), device_map)
+        return self.place(loaded, plan)
+
+    @abstractmethod
+    def place(self, loaded: LoadedModel, plan: Plan) -> Placed:
+        """Move ``loaded.model`` (on the CPU) as ``plan`` says; the result computes on ``plan.device``."""
+
+
+def under(path: str, prefixes: tuple[str, ...] | set[str]) -> bool:
+    """Whether module path ``path`` is one of ``prefixes`` or inside one."""
+    return any(path == p or path.startswith(p + ".") for p in prefixes)
+
+
+def move_except(model: torch.nn.Module, device: torch.device, keep: tuple[str, ...]) -> None:
+    """Move every parameter and buffer to ``device`` except those under the module paths in ``keep``.
+
+    Tensors are moved in place (``.data``), so tied weights stay tied and references held by generation
+    code stay valid.
+    """
+    for name, module in model.named_modules():
+        if under(name, keep):
+            continue
+        for param in module.parameters(recurse=False):
+            if param.device != device:
+                param.data = param.data.to(device)
+        for buf_name, buf in list(module.named_buffers(recurse=False)):
+            if buf is not None and buf.device != device:
+                module._buffers[buf_name] = buf.to(device)
+
+
+def on_cpu_island(model: torch.nn.Module, paths: tuple[str, ...]) -> None:
+    """Make the modules at ``paths`` compute on the CPU in fp32 inside a model that computes on a GPU.
+
+    fp32 because CPUs convolve in half precision far slower, and the adapters' measured CPU speed is
+    fp32's. Their entry methods take any input to the CPU as fp32; results stay there, as they would
+    from a codec the adapter itself loaded on the CPU (adapters move codec inputs to the codec's
+    device and its outputs to where they are needed).
+    """
+    for path in paths:
+        module = model.get_submodule(path)
+        module.to(device="cpu", dtype=torch.float32)
+        for method in ENTRY_METHODS:
+            original = getattr(module, method, None)
+            if callable(original):
+                setattr(module, method, _on_cpu(original))
+
+
+def lookups_on_cpu(model: torch.nn.Module, paths: tuple[str, ...], device: torch.device) -> list:
+    """Embedding tables at ``paths`` stay in host memory; the rows they look up go to ``device``.
+
+    Index tensors are moved to the CPU before the lookup and the result to the compute device after it,
+    so callers inside the model see an ordinary embedding on the compute device.
+    """
+    handles = []
+    for path in paths:
+        module = model.get_submodule(path)
+        module.to("cpu")
+        handles.append(module.register_forward_pre_hook(lambda m, args, kwargs: (_to_device(args, "cpu"),
+                                                                                  _to_device(kwargs, "cpu")),
+                                                        with_kwargs=True))
+        handles.append(module.register_forward_hook(lambda m, args, out: _to_device(out, device)))
+    return handles
+
+
+def _to_device(value, device):
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_device(v, device) for v in value)
+    if isinstance(value, dict):
+        return {k: _to_device(v, device) for k, v in value.items()}
+    return value
+
+
+def _on_cpu(fn):
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        args, kwargs = _to_cpu((args, kwargs))
+        return fn(*args, **kwargs)
+
+    return call
+
+
+def _to_cpu(value):
+    """Tensors anywhere in ``value`` (tuples, lists, dicts) on the CPU, floating ones as fp32."""
+    if isinstance(value, torch.Tensor):
+        return value.to("cpu", torch.float32) if value.is_floating_point() else value.to("cpu")
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_cpu(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    return value

@@ -1,0 +1,35 @@
+"""Every module on its device: the whole model on the GPU, or a codec on the CPU and the rest on the GPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from inference.adapters.base import LoadedModel
+from inference.executors.base import Executor, Placed, lookups_on_cpu, move_except, on_cpu_island
+
+if TYPE_CHECKING:
+    from inference.models import ModelRef
+    from inference.planner import Plan
+
+
+class ResidentExecutor(Executor):
+    name = "resident"
+
+    def load(self, ref: ModelRef, plan: Plan, path: Path) -> Placed:
+        """Straight onto the compute device when nothing stays on the CPU: no detour through host memory."""
+        if plan.compute_on_cpu or plan.lookups_on_cpu:
+            return super().load(ref, plan, path)
+        return Placed(ref.adapter.load(path, getattr(torch, plan.dtype), torch.device(plan.device)))
+
+    def place(self, loaded: LoadedModel, plan: Plan) -> Placed:
+        device = torch.device(plan.device)
+        move_except(loaded.model, device, plan.compute_on_cpu + plan.lookups_on_cpu)
+        on_cpu_island(loaded.model, plan.compute_on_cpu)
+        loaded.device = device
+        return Placed(loaded, lookups_on_cpu(loaded.model, plan.lookups_on_cpu, device))
+
+
+EXECUTOR = ResidentExecutor()

@@ -1,0 +1,220 @@
+"""Backbone layers that live in pinned host memory and are copied into the GPU one layer ahead.
+
+Why not diffusers' group offloading (``apply_group_offloading(..., use_stream=True, record_stream=True)``),
+which reaches the PCIe bound when it owns a whole decoder (NOTES.md)? Applied to part of a model it
+was 1.8x off the bound and changed the output, and its source (diffusers 0.42.1,
+``hooks/group_offloading.py``) says why: prefetching is armed by a ``LazyPrefetchGroupOffloadingHook``
+on the module it is applied to, which records the execution order during that module's first
+``forward``. A ``ModuleList`` holding the offloaded layers is never called, so the order is never
+recorded, every group keeps ``onload_self=True``, and each layer is copied only when it is reached
+(no overlap: the 1.8x). Worse, a self-onloading group issues its copy on the side stream and the
+compute stream never waits for it (``should_synchronize`` is only true for prefetched groups), so a
+layer can read its weights before they arrive: the changed output. Applying it to the whole decoder
+instead would stream every layer, including those that fit. Its prefetched path also blocks the
+host on ``stream.synchronize()`` before every layer.
+
+This executor keeps the offloaded layers of a plan in one ring, in execution order, and prefetches
+the next layer of the ring (wrapping to the first for the next decode step) while the current one
+computes. Each layer's tensors are packed into one pinned host buffer (one copy per layer instead
+of one per tensor) and copied into one of two fixed GPU slots, so VRAM for streaming is exactly two
+slots however far the host runs ahead. Ordering is by CUDA events, never by blocking the host: the
+compute stream waits for a slot's copy, and the copy stream waits for the compute that last read
+that slot before overwriting it. That event is what ``record_stream`` gives a freed tensor; with
+fixed slots there is no free to guard, and the caching allocator's ``record_stream`` path cannot
+bound memory when the host queues copies faster than the GPU computes. Outside a layer's
+``forward`` its parameters point at their host copies, so nothing can read a slot another layer
+has overwritten.
+
+On the CPU the same hooks run with the CPU as host and compute device (plain copies, no streams):
+the tests exercise the exact binding logic the GPU uses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from inference.adapters.base import LoadedModel
+from inference.executors.base import Executor, Placed, lookups_on_cpu, move_except, on_cpu_island
+
+ALIGN = 512  # bytes: as CUDA's caching allocator aligns blocks, so kernels see the alignment resident weights have
+SLOTS = 2
+
+
+@dataclass
+class _Packed:
+    """One layer's tensors laid out in one flat byte buffer."""
+
+    host: torch.Tensor  # flat uint8 host copy (pinned when the compute device is a GPU)
+    targets: list[tuple[torch.nn.Module, str, bool]]  # (owner, attribute, is_parameter)
+    layout: list[tuple[int, int, torch.dtype, torch.Size]]  # (offset, bytes, dtype, shape) per target
+    host_views: list[torch.Tensor]
+
+
+class LayerStream:
+    """Moves a ring of layers through GPU slots while the model runs."""
+
+    def __init__(self, layers: list[torch.nn.Module], device: torch.device, slots: int = SLOTS):
+        self.device = device
+        self.cuda = device.type == "cuda"
+        self.registered: list[torch.Tensor] = []
+        self.packed = [self._pack(layer) for layer in layers]
+        width = max(p.host.numel() for p in self.packed)
+        count = min(slots, len(layers))
+        self.slots = [torch.empty(width, dtype=torch.uint8, device=device) for _ in range(count)]
+        self.slot_views = [[_views(slot, p.layout) for slot in self.slots] for p in self.packed]
+        self.owner: list[int | None] = [None] * count
+        self.slot_of: dict[int, int] = {}
+        self.loads = 0  # layer copies issued, for tests and benchmarks
+        if self.cuda:
+            self.stream = torch.cuda.Stream(device)
+            self.copied = [torch.cuda.Event() for _ in self.slots]
+            self.freed = [torch.cuda.Event() for _ in self.slots]
+        self.handles = []
+        for index, layer in enumerate(layers):
+            self.handles.append(layer.register_forward_pre_hook(self._before(index)))
+            self.handles.append(layer.register_forward_hook(self._after(index)))
+
+    @property
+    def nbytes(self) -> int:
+        return sum(p.host.numel() for p in self.packed)
+
+    def _pack(self, layer: torch.nn.Module) -> _Packed:
+        targets: list[tuple[torch.nn.Module, str, bool]] = []
+        tensors: list[torch.Tensor] = []
+        seen: set[int] = set()
+        for module in layer.modules():
+            for name, param in module._parameters.items():
+                if param is not None and id(param) not in seen:
+                    seen.add(id(param))
+                    targets.append((module, name, True))
+                    tensors.append(param.data)
+            for name, buf in module._buffers.items():
+                if buf is not None:
+                    targets.append((module, name, False))
+                    tensors.append(buf)
+        layout, offset = [], 0
+        for t in tensors:
+            nbytes = t.numel() * t.element_size()
+            layout.append((offset, nbytes, t.dtype, t.shape))
+            offset += -(-nbytes // ALIGN) * ALIGN
+        host = self._host_buffer(max(offset, ALIGN))
+        views = _views(host, layout)
+        for view, t in zip(views, tensors, strict=True):
+            view.copy_(t)
+        packed = _Packed(host, targets, layout, views)
+        _bind(packed, views)  # the layer's own (possibly memory-mapped) tensors are released here
+        return packed
+
+    def _host_buffer(self, nbytes: int) -> torch.Tensor:
+        """Pinned host memory of exactly ``nbytes``.
+
+        torch's pinned allocator rounds every block up to a power of two (a 233 MB layer would pin
+        256 MB, a 10 GB set 16 GB), so ordinary memory is page-locked in place with cudaHostRegister;
+        torch's pinned allocator is the fallback.
+        """
+        buffer = torch.empty(nbytes, dtype=torch.uint8)
+        if not self.cuda:
+            return buffer
+        status = torch.cuda.cudart().cudaHostRegister(buffer.data_ptr(), nbytes, 0)
+        if int(status) == 0 and buffer.is_pinned():
+            self.registered.append(buffer)
+            return buffer
+        return buffer.pin_memory()
+
+    def _load(self, index: int, slot: int) -> None:
+        """Copy layer ``index`` into ``slot`` once the compute that last read the slot is done."""
+        previous = self.owner[slot]
+        if previous is not None:
+            del self.slot_of[previous]
+        self.owner[slot], self.slot_of[index] = index, slot
+        host = self.packed[index].host
+        target = self.slots[slot][: host.numel()]
+        self.loads += 1
+        if not self.cuda:
+            target.copy_(host)
+            return
+        with torch.cuda.stream(self.stream):
+            self.stream.wait_event(self.freed[slot])
+            target.copy_(host, non_blocking=True)
+            self.copied[slot].record(self.stream)
+
+    def _other_slot(self, busy: int | None) -> int:
+        """A slot to load into: an empty one, else the one not in use by the layer about to run."""
+        for slot, owner in enumerate(self.owner):
+            if owner is None and slot != busy:
+                return slot
+        return next(s for s in range(len(self.slots)) if s != busy) if busy is not None else 0
+
+    def _before(self, index: int):
+        def hook(module, args):
+            slot = self.slot_of.get(index)
+            if slot is None:
+                slot = self._other_slot(None)
+                self._load(index, slot)
+            if self.cuda:
+                torch.cuda.current_stream(self.device).wait_event(self.copied[slot])
+            _bind(self.packed[index], self.slot_views[index][slot])
+            following = (index + 1) % len(self.packed)
+            if following not in self.slot_of and len(self.slots) > 1:
+                self._load(following, self._other_slot(slot))
+
+        return hook
+
+    def _after(self, index: int):
+        def hook(module, args, output):
+            slot = self.slot_of[index]
+            if self.cuda:
+                self.freed[slot].record(torch.cuda.current_stream(self.device))
+            _bind(self.packed[index], self.packed[index].host_views)
+
+        return hook
+
+    def close(self) -> None:
+        """Remove the hooks and unlock the host memory (after the GPU has finished with it)."""
+        for handle in self.handles:
+            handle.remove()
+        self.handles = []
+        if self.cuda and self.registered:
+            torch.cuda.synchronize(self.device)
+            for buffer in self.registered:
+                torch.cuda.cudart().cudaHostUnregister(buffer.data_ptr())
+            self.registered = []
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown: CUDA may already be gone
+            pass
+
+
+def _views(base: torch.Tensor, layout: list[tuple[int, int, torch.dtype, torch.Size]]) -> list[torch.Tensor]:
+    return [base[offset: offset + nbytes].view(dtype).view(shape) for offset, nbytes, dtype, shape in layout]
+
+
+def _bind(packed: _Packed, views: list[torch.Tensor]) -> None:
+    for (owner, name, is_param), view in zip(packed.targets, views, strict=True):
+        if is_param:
+            owner._parameters[name].data = view
+        else:
+            owner._buffers[name] = view
+
+
+class StreamedExecutor(Executor):
+    name = "streamed"
+
+    def place(self, loaded: LoadedModel, plan) -> Placed:
+        device = torch.device(plan.device)
+        model = loaded.model
+        move_except(model, device, plan.compute_on_cpu + plan.streamed_layers + plan.lookups_on_cpu)
+        on_cpu_island(model, plan.compute_on_cpu)
+        keep: list = lookups_on_cpu(model, plan.lookups_on_cpu, device)
+        if plan.streamed_layers:
+            layers = [model.get_submodule(p) for p in plan.streamed_layers]
+            keep.append(LayerStream(layers, device, int(plan.offload.get("slots", SLOTS))))
+        loaded.device = device
+        return Placed(loaded, keep)
+
+
+EXECUTOR = StreamedExecutor()

@@ -1,0 +1,262 @@
+"""The offload planner: which level every preset and registered model gets, and why; calibration records.
+
+All plans here are made for machines described by presets or built in the test, so the decisions are
+checked for laptops we do not have. The real GPU side (probes, executors) is in test_executors.py.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import time
+from dataclasses import replace
+
+import pytest
+
+from inference import calibration, planner, registry
+from inference.adapters.base import Role
+from inference.cli import main
+from inference.errors import VesperError
+from inference.executors import deepspeed_support
+from inference.hardware import PRESETS, GiB, Gpu, Hardware
+from inference.models import describe
+from inference.planner import LEVELS, RAM_HEADROOM, Workload, candidates, make_plan, step_down
+from inference.sizes import measure
+
+MODELS = list(registry.specs())
+
+# What each registered model gets on each preset at batch 1 (None: no plan fits the machine at all).
+# Windows laptops have no DeepSpeed, so the ZeRO levels fall back to accelerate's hooks there.
+EXPECTED = {
+    ("pocket-tts", "laptop-4050-6g"): "resident", ("pocket-tts", "laptop-4060-8g"): "resident",
+    ("pocket-tts", "laptop-3060-6g"): "resident", ("pocket-tts", "laptop-3070-8g"): "resident",
+    ("pocket-tts", "gtx1650-4g"): "resident", ("pocket-tts", "gtx1060-6g"): "resident",
+    ("pocket-tts", "cpu-16g"): "cpu",
+    ("csm-1b", "laptop-4050-6g"): "resident", ("csm-1b", "laptop-4060-8g"): "resident",
+    ("csm-1b", "laptop-3060-6g"): "resident", ("csm-1b", "laptop-3070-8g"): "resident",
+    ("csm-1b", "gtx1650-4g"): "zero3-cpu", ("csm-1b", "gtx1060-6g"): "resident", ("csm-1b", "cpu-16g"): "cpu",
+    ("vibevoice-1.5b", "laptop-4050-6g"): "streamed", ("vibevoice-1.5b", "laptop-4060-8g"): "resident",
+    ("vibevoice-1.5b", "laptop-3060-6g"): "streamed", ("vibevoice-1.5b", "laptop-3070-8g"): "resident",
+    ("vibevoice-1.5b", "gtx1650-4g"): None, ("vibevoice-1.5b", "gtx1060-6g"): "streamed",
+    ("vibevoice-1.5b", "cpu-16g"): None,
+    # 17.4 GB of weights on 16 GB laptops: too much to pin in RAM, so the layers are read from disk (8 GB
+    # cards); on 6 GB cards the rest of the model leaves no room even for that.
+    ("vibevoice-7b", "laptop-4050-6g"): None, ("vibevoice-7b", "laptop-4060-8g"): "zero3-nvme",
+    ("vibevoice-7b", "laptop-3060-6g"): None, ("vibevoice-7b", "laptop-3070-8g"): "zero3-nvme",
+    ("vibevoice-7b", "gtx1650-4g"): None, ("vibevoice-7b", "gtx1060-6g"): None, ("vibevoice-7b", "cpu-16g"): None,
+}
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    """Calibration records of the developer's machine must not leak into decisions checked here."""
+    monkeypatch.setenv(calibration.ENV_DIR, str(tmp_path / "cache"))
+
+
+def _machine(free_gib: float, ram_gib: float = 48, os: str = "Linux", cc: tuple[int, int] = (8, 6)) -> Hardware:
+    gpu = Gpu(0, "Test GPU", int(free_gib * GiB), int(free_gib * GiB), cc, 4, 16, "test-driver")
+    return Hardware(os, 8, int(ram_gib * GiB), int(ram_gib * GiB), (gpu,), "test")
+
+
+def test_every_preset_and_model_gets_the_expected_level_within_its_memory():
+    assert {m for m, _ in EXPECTED} == set(MODELS) and {p for _, p in EXPECTED} == set(PRESETS)
+    for (model, preset), level in EXPECTED.items():
+        hardware = PRESETS[preset]
+        if level is None:
+            with pytest.raises(VesperError, match="RAM"):
+                make_plan(describe(model), hardware)
+            continue
+        plan = make_plan(describe(model), hardware)
+        assert plan.level == level, (model, preset, plan.reasons)
+        assert plan.ram_needed_bytes <= hardware.ram_available_bytes * RAM_HEADROOM
+        if plan.device != "cpu":
+            assert plan.predicted_peak_bytes <= hardware.gpu.free_bytes, (model, preset)
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_every_rung_of_the_ladder_fits_and_explains_itself(model, preset):
+    """At batch 8 too: every candidate fits, carries reasons, and its memory adds up."""
+    try:
+        ladder = candidates(describe(model), PRESETS[preset], Workload(300, 8))
+    except VesperError:
+        return  # checked above: nothing fits this machine
+    for plan in ladder:
+        assert plan.level in LEVELS and plan.reasons
+        assert plan.memory.total == sum(v for k, v in json.loads(json.dumps(plan.to_dict()))["memory"].items()
+                                        if k != "total")
+        if plan.device != "cpu":
+            assert plan.predicted_peak_bytes <= PRESETS[preset].gpu.free_bytes
+            assert plan.memory.cuda_context > 0 and plan.memory.safety_margin > 0
+            assert plan.memory.weights_resident > 0 and plan.memory.kv_cache > 0
+
+
+def test_json_has_the_peak_at_the_top_and_a_dtype_and_placement_for_every_component():
+    ref = describe("vibevoice-1.5b")
+    data = make_plan(ref, PRESETS["laptop-4050-6g"]).to_dict()
+    assert data["predicted_peak_bytes"] == data["memory"]["total"]
+    assert set(data["memory"]) >= {"cuda_context", "weights_resident", "streamed_buffers", "kv_cache",
+                                   "activations", "safety_margin"}
+    assert set(data["components"]) == {c.name for c in ref.adapter.components(ref.config)}
+    assert all(c["dtype"] == "bfloat16" and c["placement"] for c in data["components"].values())
+    assert data["executor"] == "streamed" and data["streamed_layers"]
+    assert all(data["device_map"][p] == "cpu" for p in data["streamed_layers"])
+
+
+def test_shorter_chunks_come_before_offloading():
+    """pocket-tts at batch 8 on a 6 GB GTX 1060 (fp32 compute) fits resident once chunks are halved."""
+    plan = make_plan(describe("pocket-tts"), PRESETS["gtx1060-6g"], Workload(300, 8))
+    assert plan.level == "resident" and plan.max_chunk_chars == 150
+    assert any("300-character chunks" in r for r in plan.reasons)
+    assert any("shortened to 150" in r for r in plan.reasons)
+
+
+def test_as_many_layers_stay_resident_as_fit_and_the_streamed_ones_are_spread_out():
+    """More free memory, fewer streamed layers; they are spread through the stack, in execution order,
+    so each copy hides behind the resident layers computing before it."""
+    ref = describe("vibevoice-1.5b")
+    layers = [p for p, _ in measure(ref, planner.dtype_policy(_machine(8).gpu).storage).streamable_layers]
+    counts = []
+    for free in (4.0, 4.5, 5.0, 5.5):
+        plan = make_plan(ref, _machine(free))
+        assert plan.level == "streamed" and plan.predicted_peak_bytes <= free * GiB
+        positions = [layers.index(p) for p in plan.streamed_layers]
+        assert positions == sorted(positions) and positions[-1] == len(layers) - 1
+        gaps = {b - a for a, b in zip([-1, *positions], positions, strict=False)}
+        assert max(gaps) - min(gaps) <= 1, positions
+        counts.append(len(plan.streamed_layers))
+    assert counts == sorted(counts, reverse=True) and counts[0] > counts[-1]
+
+
+def test_a_smaller_batch_on_the_gpu_comes_before_the_cpu():
+    plan = make_plan(describe("vibevoice-1.5b"), _machine(4, ram_gib=64), Workload(300, 8))
+    assert plan.device.startswith("cuda") and plan.batch_size < 8
+    assert any("nothing fits the GPU at batch 8" in r for r in plan.reasons)
+
+
+def test_a_codec_moves_to_the_cpu_when_the_adapter_says_it_is_fast_there():
+    """CSM's Mimi decodes at 0.09x real time on a CPU: the first thing to leave a GPU that is too small."""
+    ref = describe("csm-1b")
+    codec = next(c for c in measure(ref, planner.dtype_policy(_machine(80).gpu).storage).components
+                 if c.role is Role.CODEC)
+    free = 8.0
+    while (plan := make_plan(ref, _machine(free))).level == "resident":
+        resident = plan
+        free -= 1 / 32
+    assert plan.level == "codec-cpu" and plan.compute_on_cpu == ("codec_model",)
+    assert plan.device_map["codec_model"] == "cpu" and "0.09" in plan.components["codec"]["placement"]
+    assert plan.memory.weights_resident == resident.memory.weights_resident - codec.nbytes
+
+
+def test_modules_read_outside_forward_stay_on_the_compute_device():
+    """VibeVoice's tokenizers are too slow on a CPU and pinned anyway; no plan ever moves a pinned module."""
+    for model in MODELS:
+        ref = describe(model)
+        pinned = [p for c in ref.adapter.components(ref.config) if c.pinned_to_compute for p in c.module_paths]
+        for free in (2.5, 4, 6, 9, 24):
+            try:
+                ladder = candidates(ref, _machine(free, ram_gib=64))
+            except VesperError:
+                continue
+            for plan in ladder:
+                if plan.device == "cpu":
+                    continue
+                for path in pinned:
+                    assert all(v == plan.device for k, v in plan.device_map.items()
+                               if k == path or k.startswith(path + ".")), (model, plan.level, path)
+                    assert path not in plan.compute_on_cpu
+    reasons = make_plan(describe("vibevoice-1.5b"), PRESETS["laptop-4050-6g"]).reasons
+    assert any("codec on CPU: not possible" in r and "must stay on the compute device" in r for r in reasons)
+
+
+def test_step_down_walks_the_whole_ladder_in_order():
+    ref, hardware = describe("csm-1b"), PRESETS["laptop-4050-6g"]
+    ladder = candidates(ref, hardware, Workload(300, 4))
+    walked = [ladder[0]]
+    while (lower := step_down(walked[-1], ref, hardware)) is not None:
+        walked.append(lower)
+        assert any("stepped down from" in r for r in lower.reasons)
+    assert [planner._key(p) for p in walked] == [planner._key(p) for p in ladder]
+    assert walked[-1].device == "cpu" and walked[-1].batch_size == 1
+
+
+def test_without_deepspeed_the_planner_says_so_and_uses_accelerate():
+    """deepspeed is not installed in the test environment: the ZeRO levels name why and fall back."""
+    assert not deepspeed_support.installed()
+    ref = describe("vibevoice-7b")
+    linux = make_plan(ref, _machine(8, ram_gib=16))  # too little RAM to pin the layers: a ZeRO level
+    assert linux.level.startswith("zero3") and linux.executor == "accelerate"
+    assert any("deepspeed is not installed" in r for r in linux.reasons)
+    windows = make_plan(ref, PRESETS["laptop-4060-8g"])
+    assert windows.executor == "accelerate" and any("does not run on Windows" in r for r in windows.reasons)
+
+
+def test_with_deepspeed_installed_the_zero_levels_use_it_with_a_resident_budget(monkeypatch):
+    """The planner side only: which executor and persistence budget it would hand DeepSpeed."""
+    monkeypatch.setattr(deepspeed_support, "installed", lambda: True)
+    plan = make_plan(describe("vibevoice-7b"), _machine(8, ram_gib=16))
+    assert plan.level == "zero3-cpu" and plan.executor == "deepspeed"
+    assert 0 < plan.offload["persist_bytes"] == plan.memory.weights_resident - _non_layer_bytes("vibevoice-7b")
+    assert plan.predicted_peak_bytes <= 8 * GiB
+
+
+def _non_layer_bytes(model: str) -> int:
+    ref = describe(model)
+    size = measure(ref, planner.dtype_policy(_machine(8).gpu).storage)
+    return size.total_bytes - sum(n for _, n in size.streamable_layers)
+
+
+def test_the_planner_names_no_model_family():
+    """Adding a model must not touch the planner: everything family-specific comes from the adapter."""
+    source = inspect.getsource(planner).lower()
+    for family in registry.FAMILY_MODULES + ("mimi", "qwen", "llama", "pocket"):
+        assert family not in source, family
+
+
+def test_a_calibration_record_corrects_the_prediction_and_is_read_fast():
+    ref = describe("csm-1b")
+    hardware = _machine(16)
+    plan = make_plan(ref, hardware)
+    assert not plan.calibrated and plan.memory.calibration == 0
+    calibration.store(plan, ref, {"measured_bytes": 3_000_000_000, "predicted_bytes": 2_500_000_000})
+    started = time.perf_counter()
+    again = make_plan(ref, hardware)
+    assert time.perf_counter() - started < 0.1
+    assert again.calibrated and again.memory.calibration == 500_000_000
+    assert again.predicted_peak_bytes == plan.predicted_peak_bytes + 500_000_000
+    assert any("calibrated on this machine" in r for r in again.reasons)
+    # Another batch is another plan: no record, no correction.
+    assert not make_plan(ref, hardware, Workload(300, 2)).calibrated
+
+
+def test_calibration_keys_name_the_machine_and_the_placement(tmp_path, monkeypatch):
+    ref = describe("csm-1b")
+    plan = make_plan(ref, _machine(16))
+    assert calibration.cache_dir() == tmp_path / "cache" / "calibration"
+    assert calibration.key(plan, ref) == calibration.key(replace(plan, reasons=("other",)), ref)
+    for changed in (replace(plan, gpu_id="Other GPU|1"), replace(plan, batch_size=8),
+                    replace(plan, dtype="float16"), replace(plan, level="streamed", executor="streamed")):
+        assert calibration.key(changed, ref) != calibration.key(plan, ref)
+
+
+def test_cli_plan_prints_the_breakdown_and_the_fallbacks(capsys):
+    assert main(["plan", "--model", "vibevoice-1.5b", "--hardware", "laptop-4050-6g"]) == 0
+    text = capsys.readouterr().out
+    for words in ("streamed (executor streamed)", "streamed_buffers", "kv_cache", "safety_margin",
+                  "component  diffusion_head", "fallback", "why        codec on CPU: not possible"):
+        assert words in text
+    assert main(["plan", "--model", "csm-1b", "--hardware", "laptop-4060-8g", "--batch", "8", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["level"] == "resident" and data["predicted_peak_bytes"] > 0 and data["fallbacks"]
+
+
+def test_untied_embedding_tables_leave_the_gpu_when_layers_alone_do_not_fit():
+    """VibeVoice-7B's 1 GB input table is read on the CPU (a step looks up a few rows); 1.5B's is tied to
+    its lm_head, which multiplies by the whole table every step, so it never leaves."""
+    assert measure(describe("vibevoice-1.5b"), planner.dtype_policy(_machine(8).gpu).storage).lookups == ()
+    plan = make_plan(describe("vibevoice-7b"), _machine(8e9 / GiB, ram_gib=120), Workload(300, 8))  # the bench
+    assert plan.lookups_on_cpu == ("model.language_model.embed_tokens",)
+    assert plan.device_map["model.language_model.embed_tokens"] == "cpu"
+    assert any("trying with the embedding tables read on the CPU" in r for r in plan.reasons)
+    roomy = make_plan(describe("vibevoice-7b"), _machine(12, ram_gib=64))
+    assert roomy.level == "streamed" and roomy.lookups_on_cpu == ()
