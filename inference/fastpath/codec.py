@@ -1,0 +1,82 @@
+"""Codec decoding in pieces, so audio plays while later frames are still being generated.
+
+Mimi's decoder (CSM's codec; Pocket TTS's codec has the same architecture) is causal end to end:
+a transposed convolution that upsamples the frame latents
+(each output step also depends on the previous frame), a sliding-window transformer, and a SEANet
+of causal convolutions. Decoding piece by piece is therefore exact when each stage gets the
+context it needs: the previous frame's latent for the upsampler, the transformer's own KV cache,
+and the last ``context_steps`` transformer outputs for the SEANet (its receptive field is about
+7.5 steps for Mimi's kernels; 16 leaves room). The SEANet re-runs over that overlap and the
+overlapping samples are dropped.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class MimiStream:
+    """Feed (rows, frames, codebooks) codes piece by piece; get each piece's waveform back.
+
+    ``to_latents`` maps a piece of the model's output to the decoder's frame latents (rows,
+    channels, frames); by default Mimi's quantizer decodes codes. Pocket TTS passes its codec's
+    ``latent_proj`` over continuous latents instead (``for_pocket``).
+    """
+
+    def __init__(self, codec: torch.nn.Module, context_steps: int = 16, to_latents=None):
+        self.decoder = codec.decoder
+        self.to_latents = to_latents or self._codes_to_latents
+        self.quantizer = getattr(codec, "quantizer", None)
+        self.codebook_size = getattr(codec.config, "codebook_size", 0)
+        self.context_steps = context_steps
+        upsample = self.decoder.upsample
+        self.stride = upsample.conv.stride[0] if upsample is not None else 1
+        self.samples_per_step = 1
+        for ratio in self.decoder.config.upsampling_ratios:
+            self.samples_per_step *= ratio
+        self._last_latent: torch.Tensor | None = None
+        self._cache = None
+        self._context: torch.Tensor | None = None
+
+    @classmethod
+    def for_pocket(cls, codec: torch.nn.Module, context_steps: int = 16) -> MimiStream:
+        """Pocket TTS's codec: (rows, frames, latent_dim) continuous latents in, as ``codec.decode`` takes."""
+        def project(latents: torch.Tensor) -> torch.Tensor:
+            return codec.latent_proj(latents.to(codec.latent_proj.weight.dtype).transpose(1, 2))
+        return cls(codec, context_steps, project)
+
+    @property
+    def samples_per_frame(self) -> int:
+        return self.samples_per_step * self.stride
+
+    def _codes_to_latents(self, codes: torch.Tensor) -> torch.Tensor:
+        # Codes past the codebook only come from rows that already ended (or a broken model): clamp
+        # them rather than fail the whole batch.
+        return self.quantizer.decode(codes.clamp(0, self.codebook_size - 1).transpose(1, 2))
+
+    def push(self, frames: torch.Tensor) -> torch.Tensor:
+        """Waveforms (rows, frames * samples_per_frame) of the next frames, identical to a full decode's."""
+        device = next(self.decoder.parameters()).device
+        latents = self.to_latents(frames.to(device))
+        steps = self._upsample(latents)
+        out = self.decoder.decoder_transformer(steps.transpose(1, 2), past_key_values=self._cache,
+                                               use_cache=True)
+        self._cache = out.past_key_values
+        hidden = out.last_hidden_state.transpose(1, 2)
+        overlap = 0 if self._context is None else self._context.shape[-1]
+        if self._context is not None:
+            hidden = torch.cat([self._context, hidden], dim=-1)
+        self._context = hidden[..., -self.context_steps:]
+        audio = self.decoder.decoder_seanet(hidden)
+        return audio[:, 0, overlap * self.samples_per_step:]
+
+    def _upsample(self, latents: torch.Tensor) -> torch.Tensor:
+        """Frame latents -> transformer steps, with the previous frame as the transposed conv's context."""
+        upsample = self.decoder.upsample
+        if upsample is None:
+            return latents
+        previous = self._last_latent
+        self._last_latent = latents[..., -1:]
+        if previous is None:
+            return upsample(latents)
+        return upsample(torch.cat([previous, latents], dim=-1))[..., self.stride:]

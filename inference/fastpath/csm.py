@@ -1,0 +1,257 @@
+"""CSM decoding with static caches and one CUDA-graph replay per audio frame.
+
+A CSM frame is one backbone step (16 layers) that picks codebook 0, then 31 depth-decoder steps
+(4 layers each) that pick codebooks 1..31. transformers runs each as a separate ``forward`` with
+Python, cache bookkeeping and a host synchronisation around it, so the GPU idles most of the frame
+(NOTES.md: 187 ms per 80 ms frame on an H100). Here the frame is one function over preallocated
+tensors: sample codebook 0 from the backbone's last hidden state, run the depth decoder with its
+positions known in advance (its cache slices are static, no masks), record the frame, then run the
+backbone on the frame for the next one. On CUDA that function is captured once and replayed.
+
+A batch decodes several chunks together (left-padded prompts, one shared cache slot per frame,
+per-row rope positions); each row stops on its own (an all-EOS frame or its own frame budget) and
+the host looks at the stop flags only every few frames. Sampling is ``sampling.pick``: per-chunk
+seeds, reproducible whatever the batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+
+from inference.fastpath.frames import FrameBlock
+from inference.fastpath.graphs import StepRunner
+from inference.fastpath.layers import FastLayer, KVCache, rms_norm, rope_table
+from inference.fastpath.sampling import Sampling, gumbel, noise_width, pick
+
+POSITION_ALIGN = 64  # cache lengths rounded up: aligned rows suit the fused attention kernels
+
+
+def sampling_of(model) -> tuple[Sampling, Sampling]:
+    """The backbone's and the depth decoder's sampling, from the loaded generation configs."""
+    return (Sampling.from_generation_config(model.generation_config),
+            Sampling.from_generation_config(model.depth_decoder.generation_config))
+
+
+def _draw(noise: torch.Tensor | None, stream: int) -> torch.Tensor | None:
+    return None if noise is None else noise[:, stream]
+
+
+def _aligned(n: int) -> int:
+    return -(-n // POSITION_ALIGN) * POSITION_ALIGN
+
+
+class CsmFastDecoder:
+    """Static-cache, graph-replayed decoding of a CsmForConditionalGeneration for up to ``batch_size`` chunks.
+
+    ``capacity`` is the backbone positions one chunk may use (prompt plus generated frames); the
+    planner sizes it (never a default maximum length). A request that needs more reallocates.
+    """
+
+    def __init__(self, model, batch_size: int, capacity: int,
+                 sampling: tuple[Sampling, Sampling] | None = None,
+                 use_graph: bool | None = None, check_every: int = 8):
+        self.model = model
+        config = model.config
+        self.codebooks = config.num_codebooks
+        self.vocab = config.vocab_size
+        self.eos = config.codebook_eos_token_id
+        self.backbone = model.backbone_model
+        self.depth = model.depth_decoder
+        self.dtype = model.lm_head.weight.dtype
+        self.device = model.lm_head.weight.device
+        self.backbone_sampling, self.depth_sampling = sampling or sampling_of(model)
+        self.check_every = check_every
+        self._use_graph = use_graph
+        self.bb_layers = [FastLayer(layer) for layer in self.backbone.layers]
+        self.dd_layers = [FastLayer(layer) for layer in self.depth.model.layers]
+        self.noise_width = noise_width([self.backbone_sampling, self.depth_sampling], self.vocab)
+        self.runner: StepRunner | None = None
+        self._allocate(batch_size, capacity)
+
+    # ----------------------------------------------------------------------------------- memory
+    def _allocate(self, batch: int, capacity: int) -> None:
+        self.batch, self.capacity = batch, _aligned(capacity)
+        dev, bb, dd = self.device, self.bb_layers[0], self.dd_layers[0]
+        self.bb_cache = KVCache(len(self.bb_layers), batch, bb.kv_heads, self.capacity, bb.head_dim,
+                                self.dtype, dev)
+        self.dd_cache = KVCache(len(self.dd_layers), batch, dd.kv_heads, self.codebooks, dd.head_dim,
+                                self.dtype, dev)
+        self.bb_cos, self.bb_sin = rope_table(self.backbone.rotary_emb, self.capacity, self.dtype, dev)
+        self.dd_cos, self.dd_sin = rope_table(self.depth.model.rotary_emb, self.codebooks, self.dtype, dev)
+        long = {"dtype": torch.long, "device": dev}
+        self.hidden = torch.zeros(batch, self.backbone.config.hidden_size, dtype=self.dtype, device=dev)
+        self.out_codes = torch.zeros(batch, self.capacity, self.codebooks, **long)
+        self.key_valid = torch.zeros(batch, self.capacity, dtype=torch.bool, device=dev)
+        self.pos = torch.zeros(batch, **long)
+        self.slot = torch.zeros(1, **long)
+        self.frame = torch.zeros(1, **long)
+        self.seeds = torch.zeros(batch, **long)
+        self.max_frames = torch.zeros(batch, **long)
+        self.stop_at = torch.zeros(batch, **long)
+        self.finished = torch.zeros(batch, dtype=torch.bool, device=dev)
+        self.runner = StepRunner(self._frame, dev, self._use_graph)
+
+    @property
+    def nbytes(self) -> int:
+        """Device memory of the caches and buffers (the graph's private pool comes on top)."""
+        tensors = [self.out_codes, self.key_valid, self.hidden, self.bb_cos, self.bb_sin]
+        buffers = sum(t.numel() * t.element_size() for t in tensors)
+        return self.bb_cache.nbytes + self.dd_cache.nbytes + buffers
+
+    def warm_up(self) -> float:
+        """Capture the frame graph now (on CUDA); returns the seconds it took. Idempotent."""
+        assert self.runner is not None
+        if self.runner.use_graph and self.runner.graph is None:
+            self.key_valid.zero_()
+            self.key_valid[:, 0] = True  # warm-up steps must not attend to nothing (NaN)
+            self.slot.fill_(1)
+            self.runner.capture()
+            self._clear()
+        return self.runner.capture_seconds
+
+    def _clear(self) -> None:
+        """Zero the caches: warm-up garbage must never reach a masked-out position (0 x NaN = NaN)."""
+        for cache in (self.bb_cache, self.dd_cache):
+            cache.k.zero_()
+            cache.v.zero_()
+
+    # ---------------------------------------------------------------------------------- one frame
+    def _frame(self) -> None:
+        """Pick a whole frame from ``hidden``, record it, and step the backbone on it (graph body)."""
+        noise = None
+        if self.backbone_sampling.do_sample or self.depth_sampling.do_sample:
+            noise = gumbel(self.seeds, self.frame, self.codebooks, self.noise_width)
+        first = pick(self.model.lm_head(self.hidden), self.backbone_sampling, _draw(noise, 0))
+        codes = self._depth_frame(first, noise)
+        self._record(codes)
+        self._backbone_step(codes)
+        self.slot += 1
+        self.pos += 1
+        self.frame += 1
+
+    def _depth_frame(self, first: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+        """Codebooks 1..N-1 from the backbone state and codebook 0; positions are static, so no masks."""
+        inner = self.depth.model
+        picked = [first]
+        x = torch.stack([self.hidden, inner.embed_tokens(first)], dim=1)
+        x = self._depth_layers(inner.inputs_embeds_projector(x), 0)
+        head = self.depth.codebooks_head.weight
+        for index in range(1, self.codebooks):
+            logits = F.linear(rms_norm(inner.norm, x[:, -1]), head[index - 1].T)
+            token = pick(logits, self.depth_sampling, _draw(noise, index))
+            picked.append(token)
+            if index < self.codebooks - 1:
+                embedded = inner.embed_tokens(token + index * self.vocab)[:, None]
+                x = self._depth_layers(inner.inputs_embeds_projector(embedded), index + 1)
+        return torch.stack(picked, dim=1)
+
+    def _depth_layers(self, x: torch.Tensor, start: int) -> torch.Tensor:
+        seq = x.shape[1]
+        stop = start + seq
+        cos, sin = self.dd_cos[None, start:stop], self.dd_sin[None, start:stop]
+        for i, layer in enumerate(self.dd_layers):
+            q, k, v = layer.qkv(x, cos, sin)
+            self.dd_cache.k[i, :, :, start:stop] = k.transpose(1, 2)
+            self.dd_cache.v[i, :, :, start:stop] = v.transpose(1, 2)
+            keys, values = self.dd_cache.k[i, :, :, :stop], self.dd_cache.v[i, :, :, :stop]
+            attend = layer.attend_one if seq == 1 else layer.attend_many
+            x = layer.finish(x, attend(q, keys, values, None))
+        return x
+
+    def _record(self, codes: torch.Tensor) -> None:
+        """Store the frame and update the stop state: an all-EOS frame (codebooks 0..N-2) or the budget."""
+        self.out_codes.index_copy_(1, self.frame, codes[:, None])
+        eos = (codes[:, :-1] == self.eos).all(dim=-1)
+        self.stop_at.copy_(torch.where(eos & ~self.finished, self.frame, self.stop_at))
+        self.finished |= eos | (self.frame + 1 >= self.max_frames)
+
+    def _backbone_step(self, codes: torch.Tensor) -> None:
+        x = self.backbone.embed_tokens(codes[:, None, :])
+        self.key_valid.index_fill_(1, self.slot, True)
+        mask = self.key_valid[:, None, None, :]
+        cos, sin = self.bb_cos[self.pos][:, None], self.bb_sin[self.pos][:, None]
+        for i, layer in enumerate(self.bb_layers):
+            q, k, v = layer.qkv(x, cos, sin)
+            self.bb_cache.k[i].index_copy_(2, self.slot, k.transpose(1, 2))
+            self.bb_cache.v[i].index_copy_(2, self.slot, v.transpose(1, 2))
+            x = layer.finish(x, layer.attend_one(q, self.bb_cache.k[i], self.bb_cache.v[i], mask))
+        self.hidden.copy_(rms_norm(self.backbone.norm, x)[:, 0])
+
+    # ------------------------------------------------------------------------------------ prefill
+    def _prefill(self, embeds: torch.Tensor, mask: torch.Tensor) -> None:
+        """Run the prompt through the backbone into the cache; ``hidden`` becomes its last state."""
+        seq = embeds.shape[1]
+        valid = mask.bool()
+        positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
+        cos, sin = self.bb_cos[positions], self.bb_sin[positions]
+        causal = torch.ones(seq, seq, dtype=torch.bool, device=self.device).tril()
+        # padding queries see themselves only, so no row of the softmax is empty (NaN)
+        attn_mask = (causal & valid[:, None, :]) | torch.eye(seq, dtype=torch.bool, device=self.device)
+        attn_mask = attn_mask[:, None]
+        x = embeds
+        for i, layer in enumerate(self.bb_layers):
+            q, k, v = layer.qkv(x, cos, sin)
+            k, v = k.transpose(1, 2), v.transpose(1, 2)
+            self.bb_cache.k[i, :, :, :seq] = k
+            self.bb_cache.v[i, :, :, :seq] = v
+            x = layer.finish(x, layer.attend_many(q, k, v, attn_mask))
+        self.hidden.copy_(rms_norm(self.backbone.norm, x[:, -1:])[:, 0])
+        self.key_valid.zero_()
+        self.key_valid[:, :seq] = valid
+        self.slot.fill_(seq)
+        self.pos.copy_(positions[:, -1] + 1)
+        self.frame.zero_()
+
+    def _start(self, embeds: torch.Tensor, mask: torch.Tensor, seeds: list[int],
+               max_frames: list[int]) -> int:
+        """Reset the state for a request; rows beyond the request repeat row 0 and start finished."""
+        rows, seq = mask.shape
+        if rows > self.batch or seq + max(max_frames) > self.capacity:
+            self._allocate(max(rows, self.batch), seq + max(max_frames))
+        self.warm_up()
+        extra = self.batch - rows
+        if extra:
+            embeds = torch.cat([embeds, embeds[:1].expand(extra, -1, -1)])
+            mask = torch.cat([mask, mask[:1].expand(extra, -1)])
+        budgets = list(max_frames) + [0] * extra
+        self.seeds.copy_(torch.tensor(list(seeds) + [0] * extra))
+        self.max_frames.copy_(torch.tensor(budgets))
+        self.stop_at.fill_(self.capacity)
+        self.finished.copy_(torch.tensor([b <= 0 for b in budgets]))
+        self._prefill(embeds.to(self.device, self.dtype), mask.to(self.device))
+        return rows
+
+    # --------------------------------------------------------------------------------- decoding
+    def stream(self, embeds: torch.Tensor, mask: torch.Tensor, seeds: list[int], max_frames: list[int],
+               first_block: int = 2) -> Iterator[FrameBlock]:
+        """Decode, yielding the frames produced every ``check_every`` frames (the first block sooner).
+
+        Only here does the host wait for the device: one small read of the stop state per block.
+        """
+        rows = self._start(embeds, mask, seeds, max_frames)
+        assert self.runner is not None
+        limit = max(max_frames)
+        start, check = 0, min(first_block, limit)
+        for frame in range(limit):
+            self.runner()
+            if frame + 1 < check:
+                continue
+            lengths = torch.minimum(self.stop_at, self.max_frames)[:rows].tolist()
+            done = bool(self.finished[:rows].all()) or frame + 1 == limit
+            yield FrameBlock(start, frame + 1, self.out_codes[:rows, start:frame + 1].clone(), lengths, done)
+            if done:
+                return
+            start, check = frame + 1, min(frame + 1 + self.check_every, limit)
+
+    def generate(self, embeds: torch.Tensor, mask: torch.Tensor, seeds: list[int],
+                 max_frames: list[int], include_eos: bool = False) -> list[torch.Tensor]:
+        """Every row's frames (frames, codebooks), without its end-of-speech frame unless ``include_eos``."""
+        lengths: list[int] = []
+        for block in self.stream(embeds, mask, seeds, max_frames, first_block=self.check_every):
+            lengths = block.lengths
+        ends = [n + 1 if include_eos and n < budget else n
+                for n, budget in zip(lengths, max_frames, strict=True)]
+        return [self.out_codes[row, :end].clone() for row, end in enumerate(ends)]

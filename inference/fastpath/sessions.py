@@ -1,0 +1,161 @@
+"""Fast sessions: a loaded model plus its preallocated decode state, serving chunks as streamed audio.
+
+A session is opened once per model load (its caches and graph are sized by the plan and captured
+in ``warm_up``) and then serves any number of requests. ``stream`` yields audio per chunk as the
+frames come out; ``generate`` collects it, with the same contract as ``ModelAdapter.generate``
+except that every chunk carries its own seed.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from inference.adapters.base import LoadedModel, ModelAdapter, VoicePrompt
+from inference.fastpath.codec import MimiStream
+from inference.fastpath.csm import CsmFastDecoder
+from inference.fastpath.frames import FrameBlock
+from inference.fastpath.pocket import PocketFastDecoder
+
+
+@dataclass
+class AudioPiece:
+    """The next samples of chunk ``row`` (float32 mono at the adapter's rate); ``final`` closes the chunk."""
+
+    row: int
+    audio: np.ndarray
+    final: bool
+
+
+class FastSession(ABC):
+    """Resident fast decoding for one loaded model."""
+
+    kind: str  # shown in plans and benchmarks
+
+    @abstractmethod
+    def warm_up(self) -> float:
+        """Allocate and capture what the first request would otherwise pay for; returns seconds."""
+
+    @property
+    @abstractmethod
+    def nbytes(self) -> int:
+        """Device bytes the session holds on top of the weights (caches, buffers)."""
+
+    @abstractmethod
+    def stream(self, prompt: VoicePrompt, texts: list[str], seeds: list[int],
+               max_frames: int | None = None) -> Iterator[AudioPiece]:
+        """Audio of every chunk, piece by piece, as it is generated."""
+
+    def generate(self, prompt: VoicePrompt, texts: list[str], seeds: list[int],
+                 max_frames: int | None = None) -> list[np.ndarray]:
+        """Every chunk's whole waveform."""
+        pieces: list[list[np.ndarray]] = [[] for _ in texts]
+        for piece in self.stream(prompt, texts, seeds, max_frames):
+            pieces[piece.row].append(piece.audio)
+        return [np.concatenate(p) if p else np.zeros(0, dtype=np.float32) for p in pieces]
+
+
+class CsmSession(FastSession):
+    """CSM through ``CsmFastDecoder`` and a streaming Mimi decode."""
+
+    def __init__(self, adapter: ModelAdapter, loaded: LoadedModel, batch_size: int, capacity: int,
+                 use_graph: bool | None = None, check_every: int = 8, first_block: int = 2):
+        self.adapter = adapter
+        self.loaded = loaded
+        self.first_block = first_block
+        self.decoder = CsmFastDecoder(loaded.model, batch_size, capacity, use_graph=use_graph,
+                                      check_every=check_every)
+        self.kind = "csm: static KV cache, " + ("CUDA graph per frame" if self.decoder.runner.use_graph
+                                                else "eager frame step")
+
+    @torch.inference_mode()
+    def warm_up(self) -> float:
+        return self.decoder.warm_up()
+
+    @property
+    def nbytes(self) -> int:
+        return self.decoder.nbytes
+
+    @torch.inference_mode()
+    def stream(self, prompt: VoicePrompt, texts: list[str], seeds: list[int],
+               max_frames: int | None = None) -> Iterator[AudioPiece]:
+        embeds, mask = self._inputs(prompt, texts)
+        budgets = [max_frames or self.adapter.frames_for_text(text) for text in texts]
+        codec = MimiStream(self.loaded.model.codec_model)
+        blocks = self.decoder.stream(embeds, mask, seeds, budgets, first_block=self.first_block)
+        yield from _pieces(blocks, codec.push, codec.samples_per_frame, len(texts))
+
+    def _inputs(self, prompt: VoicePrompt, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The backbone's prompt embeddings and mask, exactly as the adapter's ``generate`` builds them."""
+        adapter, loaded = self.adapter, self.loaded
+        input_ids, mask = adapter._tokenize(loaded, prompt, texts)
+        return adapter._inputs_embeds(loaded, input_ids, mask, prompt.tensors["codes"]), mask
+
+
+class PocketSession(FastSession):
+    """Pocket TTS through ``PocketFastDecoder`` and a streaming decode of its codec (CPU tier)."""
+
+    def __init__(self, adapter: ModelAdapter, loaded: LoadedModel, batch_size: int, capacity: int,
+                 check_every: int = 8, first_block: int = 2, weight_dtype: torch.dtype | None = None):
+        self.adapter = adapter
+        self.loaded = loaded
+        self.check_every, self.first_block = check_every, first_block
+        self.decoder = PocketFastDecoder(loaded.model, batch_size, capacity, weight_dtype)
+        self.kind = "pocket_tts: static KV cache, lean step loop"
+        if weight_dtype is not None:
+            self.kind += f", {weight_dtype} weights"
+
+    def warm_up(self) -> float:
+        return 0.0  # nothing to capture; the caches exist from the start
+
+    @property
+    def nbytes(self) -> int:
+        return self.decoder.nbytes
+
+    @torch.inference_mode()
+    def stream(self, prompt: VoicePrompt, texts: list[str], seeds: list[int],
+               max_frames: int | None = None) -> Iterator[AudioPiece]:
+        processor, model = self.loaded.processor, self.loaded.model
+        inputs = self._inputs(prompt, texts)
+        budget = max_frames or max(self.adapter.frames_for_text(text) for text in texts)
+        codec = MimiStream.for_pocket(processor.audio_tokenizer)
+        blocks = self.decoder.stream(inputs, seeds, budget, block=self.check_every,
+                                     first_block=self.first_block)
+        rate = processor.feature_extractor.sampling_rate
+        fade = torch.linspace(0, 1, int(processor.fade_in_duration * rate))
+        done = [0] * len(texts)
+        for piece in _pieces(blocks, lambda latents: codec.push(model.denormalize_latents(latents)),
+                             codec.samples_per_frame, len(texts)):
+            audio = piece.audio
+            fading = fade[done[piece.row]:done[piece.row] + len(audio)].numpy()
+            if len(fading):  # processor.decode's fade-in of each chunk's first samples
+                audio = audio.copy()
+                audio[:len(fading)] *= fading
+            done[piece.row] += len(audio)
+            yield AudioPiece(piece.row, audio, piece.final)
+
+    def _inputs(self, prompt: VoicePrompt, texts: list[str]) -> dict:
+        """Processor outputs as the adapter's ``generate`` makes them: voice placeholder, then text."""
+        processor = self.loaded.processor
+        conversations = [[{"role": "user", "content": [{"type": "audio"}, {"type": "text", "text": text}]}]
+                         for text in texts]
+        voices = [prompt.tensors["audio_prompt_latents"]] * len(texts)
+        return processor(text=processor.apply_chat_template(conversations), audio_prompt_latents=voices,
+                         return_tensors="pt", padding=True, padding_side="left")
+
+
+def _pieces(blocks: Iterator[FrameBlock], decode, per_frame: int, rows: int) -> Iterator[AudioPiece]:
+    """Decode each block for every row together and hand out each still-open row's share of it."""
+    open_rows = set(range(rows))
+    for block in blocks:
+        audio = decode(block.frames).float().cpu().numpy()
+        for row in sorted(open_rows):
+            keep = max(0, min(block.lengths[row], block.stop) - block.start)
+            final = block.lengths[row] <= block.stop or block.done
+            yield AudioPiece(row, audio[row, :keep * per_frame], final)
+            if final:
+                open_rows.discard(row)
