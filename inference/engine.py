@@ -7,10 +7,12 @@ caller never needs torch.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 
-from inference import calibration, executors
+from inference import calibration, executors, fastpath
 from inference.adapters.base import LoadedModel, VoicePrompt
 from inference.audio import resample
 from inference.models import ModelRef, fetch
@@ -25,11 +27,13 @@ def chunk_seed(seed: int, index: int) -> int:
 class Engine:
     """One model loaded for one plan."""
 
-    def __init__(self, ref: ModelRef, plan: Plan, loaded: LoadedModel, keep: list | None = None):
+    def __init__(self, ref: ModelRef, plan: Plan, loaded: LoadedModel, keep: list | None = None,
+                 fast: fastpath.FastSession | None = None):
         self.ref = ref
         self.plan = plan
         self.loaded = loaded
         self.keep = keep or []  # what the executor needs alive while the model runs (hooks, engines)
+        self.fast = fast  # the fast decode session, where the model and placement allow one
 
     @classmethod
     def load(cls, ref: ModelRef, plan: Plan) -> Engine:
@@ -38,16 +42,15 @@ class Engine:
         On a GPU, the first load of a plan on this machine also calibrates it (one probe at the
         worst-case chunk); ``engine.plan`` then carries the measured correction.
         """
-        if plan.device == "cpu":
-            # Oversubscribing cores slows every op down; torch's default can exceed the physical count.
-            torch.set_num_threads(max(1, torch.get_num_threads()))
-        else:
+        if plan.device != "cpu":
             # cuDNN attention builds an execution plan for every new key length, i.e. at every decode
             # step (~12 ms of CPU per call, measured on an H100): the flash and memory-efficient kernels
             # need none.
             torch.backends.cuda.enable_cudnn_sdp(False)
         placed = executors.get(plan.executor).load(ref, plan, fetch(ref))
-        return cls(ref, calibration.calibrate(plan, ref, placed.loaded), placed.loaded, placed.keep)
+        plan = calibration.calibrate(plan, ref, placed.loaded)
+        fast, reason = _open_fast_session(ref, plan, placed.loaded)
+        return cls(ref, replace(plan, reasons=plan.reasons + (reason,)), placed.loaded, placed.keep, fast)
 
     @property
     def sample_rate(self) -> int:
@@ -62,14 +65,33 @@ class Engine:
 
     def synthesize(self, prompt: VoicePrompt, text: str, seed: int) -> np.ndarray:
         """One chunk of text as a mono float32 waveform at ``sample_rate``."""
-        return self.synthesize_batch(prompt, [text], seed)[0]
+        return self.synthesize_batch(prompt, [text], [seed])[0]
 
-    def synthesize_batch(self, prompt: VoicePrompt, texts: list[str], seed: int) -> list[np.ndarray]:
-        """Several chunks in one decode loop, one waveform each.
+    def synthesize_batch(self, prompt: VoicePrompt, texts: list[str], seeds: list[int]) -> list[np.ndarray]:
+        """Several chunks in one decode loop, one waveform each, chunk ``i`` drawn from ``seeds[i]``.
 
-        The batch shares one random stream seeded once, so its audio is reproducible only for the
-        same batch composition: callers group chunks the same way every time (fixed by index).
+        The fast path draws each chunk's randomness from its own seed, whatever batch it runs in.
+        Plain ``generate`` shares one random stream, seeded with the first chunk's seed, so its audio
+        is reproducible for the same batch composition: callers group chunks the same way every time
+        (fixed by index).
         """
-        torch.manual_seed(seed)
         with torch.inference_mode():
+            if self.fast is not None:
+                return self.fast.generate(prompt, list(texts), list(seeds))
+            torch.manual_seed(seeds[0])
             return self.ref.adapter.generate(self.loaded, prompt, list(texts))
+
+
+def _open_fast_session(ref: ModelRef, plan: Plan, loaded: LoadedModel) -> tuple[fastpath.FastSession | None, str]:
+    """The fast decode session for a GPU plan, with the reason the plan shows.
+
+    On the CPU the adapter's plain ``generate`` runs: it is what transformers itself computes, and
+    the fast path's gain there is small (benchmarks/results/realtime.md).
+    """
+    if plan.device == "cpu":
+        return None, "decode: plain transformers generate on the CPU"
+    support = fastpath.support(ref.adapter, loaded, plan.device_map)
+    if not support.available:
+        return None, support.reason
+    capacity = fastpath.capacity_for(ref, plan.max_chunk_chars)
+    return fastpath.open_session(ref.adapter, loaded, plan.batch_size, capacity), support.reason

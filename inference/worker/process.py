@@ -214,7 +214,8 @@ class Worker:
         try:
             self.faults.before_chunks(stop - start)
             texts = run.chunks[start:stop]
-            return run.engine.synthesize_batch(run.prompt, texts, chunk_seed(run.submit.job.seed, start))
+            seeds = [chunk_seed(run.submit.job.seed, start + i) for i in range(len(texts))]
+            return run.engine.synthesize_batch(run.prompt, texts, seeds)
         except Exception as exc:  # noqa: BLE001 - anything but out-of-memory is re-raised
             if not memory.is_out_of_memory(exc):
                 raise
