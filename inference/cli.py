@@ -12,8 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+from inference.defaults import DEFAULT_MODEL
 from inference.errors import VesperError
-from inference.registry import DEFAULT_MODEL
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 from inference import calibration
 from inference.adapters.base import Role
+from inference.defaults import DEFAULT_CHUNK_CHARS
 from inference.dtypes import DtypePolicy, dtype_policy
 from inference.errors import VesperError
 from inference.executors import unavailable_reason
@@ -35,7 +36,6 @@ from inference.sizes import ComponentSize, ModelSize, measure
 MiB = 1024**2
 CUDA_CONTEXT_BYTES = 600 * MiB  # read through NVML before and after the first kernel (NOTES.md)
 REFERENCE_PLAN_SECONDS = 20.0  # voice prompts are planned for this much reference audio
-DEFAULT_CHUNK_CHARS = 300
 MIN_CHUNK_CHARS = 80
 RAM_HEADROOM = 0.85  # leave the OS and the GUI some of the available RAM
 PIN_FRACTION = 0.5  # page-locking more than half the available RAM starves the OS of reclaimable memory

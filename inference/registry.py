@@ -13,7 +13,6 @@ from functools import cache
 from inference.adapters.base import ModelAdapter, ModelSpec
 
 FAMILY_MODULES = ("pocket_tts", "csm", "vibevoice")
-DEFAULT_MODEL = "pocket-tts"
 
 
 @cache

@@ -19,10 +19,8 @@ from typing import Protocol
 
 import numpy as np
 
-# Duplicates of registry.DEFAULT_MODEL and planner.DEFAULT_CHUNK_CHARS: those modules import torch, and
-# building a job must not. A test checks they agree.
-DEFAULT_MODEL = "pocket-tts"
-DEFAULT_CHUNK_CHARS = 300
+from inference.defaults import DEFAULT_CHUNK_CHARS, DEFAULT_MODEL
+
 CHUNK_GAP_SECONDS = 0.15  # the pause between sentences spoken as separate chunks
 
 
