@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -17,6 +18,9 @@ from inference.errors import VesperError
 
 
 def main(argv: list[str] | None = None) -> int:
+    # transformers warns about config details of released checkpoints (token ids outside a sub-model's
+    # vocabulary) that users cannot act on; set before transformers is first imported, here and in the worker.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     args = _parser().parse_args(argv)
     try:
         return args.run(args)
