@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -50,11 +49,10 @@ def resample(audio: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
 def write_wav(path: Path, audio: np.ndarray, rate: int) -> None:
     """Write 16-bit PCM atomically: a crash or a full disk never leaves a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".wav", dir=path.parent, prefix=f".{path.stem}-")
-    os.close(fd)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")  # same folder: the rename is atomic
     try:
-        sf.write(tmp, np.clip(audio, -1.0, 1.0), rate, subtype="PCM_16", format="WAV")
-        os.replace(tmp, path)
+        sf.write(partial, np.clip(audio, -1.0, 1.0), rate, subtype="PCM_16", format="WAV")
+        os.replace(partial, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        partial.unlink(missing_ok=True)
         raise
