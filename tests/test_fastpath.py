@@ -60,8 +60,7 @@ def prompt(loaded, reference_voice, reference_transcript):
 
 
 def _inputs(loaded, prompt, texts):
-    ids, mask = ADAPTER._tokenize(loaded, prompt, texts)
-    return ADAPTER._inputs_embeds(loaded, ids, mask, prompt.tensors["codes"]), mask
+    return ADAPTER.prompt_inputs(loaded, prompt, texts)
 
 
 def _hf_greedy(loaded, embeds, mask, frames: int) -> torch.Tensor:

@@ -88,11 +88,19 @@ class CsmAdapter(ModelAdapter):
         model = loaded.model
         budget = max_frames or max(self.frames_for_text(text) for text in texts)
         with torch.inference_mode():
-            input_ids, attention_mask = self._tokenize(loaded, prompt, texts)
-            embeds = self._inputs_embeds(loaded, input_ids, attention_mask, prompt.tensors["codes"])
+            embeds, attention_mask = self.prompt_inputs(loaded, prompt, texts)
             sequences = model.generate(inputs_embeds=embeds, attention_mask=attention_mask,
                                        max_new_tokens=budget)
             return [self._decode(loaded, frames) for frames in sequences]
+
+    def prompt_inputs(self, loaded: LoadedModel, prompt: VoicePrompt,
+                      texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The backbone's input embeddings and attention mask for a batch of chunks (left-padded).
+
+        Plain ``generate`` and the fast decode path both start from these, so they see the same prompt.
+        """
+        input_ids, attention_mask = self._tokenize(loaded, prompt, texts)
+        return self._inputs_embeds(loaded, input_ids, attention_mask, prompt.tensors["codes"]), attention_mask
 
     def _tokenize(self, loaded: LoadedModel, prompt: VoicePrompt,
                   texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:

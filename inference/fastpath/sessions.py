@@ -83,17 +83,11 @@ class CsmSession(FastSession):
     @torch.inference_mode()
     def stream(self, prompt: VoicePrompt, texts: list[str], seeds: list[int],
                max_frames: int | None = None) -> Iterator[AudioPiece]:
-        embeds, mask = self._inputs(prompt, texts)
+        embeds, mask = self.adapter.prompt_inputs(self.loaded, prompt, texts)
         budgets = [max_frames or self.adapter.frames_for_text(text) for text in texts]
         codec = MimiStream(self.loaded.model.codec_model)
         blocks = self.decoder.stream(embeds, mask, seeds, budgets, first_block=self.first_block)
         yield from _pieces(blocks, codec.push, codec.samples_per_frame, len(texts))
-
-    def _inputs(self, prompt: VoicePrompt, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """The backbone's prompt embeddings and mask, exactly as the adapter's ``generate`` builds them."""
-        adapter, loaded = self.adapter, self.loaded
-        input_ids, mask = adapter._tokenize(loaded, prompt, texts)
-        return adapter._inputs_embeds(loaded, input_ids, mask, prompt.tensors["codes"]), mask
 
 
 class PocketSession(FastSession):
