@@ -24,7 +24,7 @@ pcm.!default {{
 def _portaudio_available() -> bool:
     try:
         import sounddevice  # noqa: F401
-    except OSError:
+    except (ImportError, OSError):  # not installed, or the PortAudio library is missing
         return False
     return Path("/usr/share/alsa/alsa.conf").exists()
 
