@@ -160,7 +160,7 @@ def _gpu_plans(ref: ModelRef, hardware: Hardware, workload: Workload, executor: 
     """
     batch = workload.batch_size
     while True:
-        ctx = _Context(ref, hardware, hardware.gpu, dtype_policy(hardware.gpu),
+        ctx = _Context(ref, hardware, hardware.gpu, _loadable(dtype_policy(hardware.gpu)),
                        Workload(workload.chunk_chars, batch), executor)
         plans = [p for level in (_resident, _codec_cpu, _streamed, _zero3_cpu, _zero3_nvme)
                  for p in level(ctx, notes)]
@@ -168,6 +168,20 @@ def _gpu_plans(ref: ModelRef, hardware: Hardware, workload: Workload, executor: 
             return plans
         notes.append(f"nothing fits the GPU at batch {batch}: trying batch {batch // 2}")
         batch //= 2
+
+
+def _loadable(policy: DtypePolicy) -> DtypePolicy:
+    """The policy the executors can honour today: weights stored in the dtype they are computed in.
+
+    Pascal's fp16-storage/fp32-compute split needs an executor that upcasts each layer before use;
+    until one exists, loading fp16 there would compute in fp16 at a sixty-fourth of the fp32 rate,
+    so such GPUs load fp32 weights (and offload sooner).
+    """
+    if policy.storage == policy.compute:
+        return policy
+    return DtypePolicy(policy.compute, policy.compute,
+                       f"{policy.reason}; weights load in {str(policy.compute).removeprefix('torch.')} "
+                       "(no upcasting executor yet)")
 
 
 def step_down(plan: Plan, ref: ModelRef, hardware: Hardware) -> Plan | None:

@@ -34,10 +34,10 @@ EXPECTED = {
     ("pocket-tts", "cpu-16g"): "cpu",
     ("csm-1b", "laptop-4050-6g"): "resident", ("csm-1b", "laptop-4060-8g"): "resident",
     ("csm-1b", "laptop-3060-6g"): "resident", ("csm-1b", "laptop-3070-8g"): "resident",
-    ("csm-1b", "gtx1650-4g"): "zero3-cpu", ("csm-1b", "gtx1060-6g"): "resident", ("csm-1b", "cpu-16g"): "cpu",
+    ("csm-1b", "gtx1650-4g"): "zero3-cpu", ("csm-1b", "gtx1060-6g"): "streamed", ("csm-1b", "cpu-16g"): "cpu",
     ("vibevoice-1.5b", "laptop-4050-6g"): "streamed", ("vibevoice-1.5b", "laptop-4060-8g"): "resident",
     ("vibevoice-1.5b", "laptop-3060-6g"): "streamed", ("vibevoice-1.5b", "laptop-3070-8g"): "resident",
-    ("vibevoice-1.5b", "gtx1650-4g"): None, ("vibevoice-1.5b", "gtx1060-6g"): "streamed",
+    ("vibevoice-1.5b", "gtx1650-4g"): None, ("vibevoice-1.5b", "gtx1060-6g"): None,
     ("vibevoice-1.5b", "cpu-16g"): None,
     # 17.4 GB of weights on 16 GB laptops: too much to pin in RAM, so the layers are read from disk (8 GB
     # cards); on 6 GB cards the rest of the model leaves no room even for that.
