@@ -7,6 +7,7 @@ caller never needs torch.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
 
 import numpy as np
@@ -80,6 +81,19 @@ class Engine:
                 return self.fast.generate(prompt, list(texts), list(seeds))
             torch.manual_seed(seeds[0])
             return self.ref.adapter.generate(self.loaded, prompt, list(texts))
+
+
+    def stream_batch(self, prompt: VoicePrompt, texts: list[str],
+                     seeds: list[int]) -> Iterator[tuple[int, np.ndarray]]:
+        """Audio of a batch as the fast path produces it: ``(row, next samples)``, in order per row.
+
+        Without a fast session nothing streams: each row comes whole, once the batch is done.
+        """
+        if self.fast is None:
+            yield from enumerate(self.synthesize_batch(prompt, texts, seeds))
+            return
+        for piece in self.fast.stream(prompt, list(texts), list(seeds)):  # the session runs in inference mode
+            yield piece.row, piece.audio
 
 
 def _open_fast_session(ref: ModelRef, plan: Plan, loaded: LoadedModel) -> tuple[fastpath.FastSession | None, str]:

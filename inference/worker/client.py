@@ -31,6 +31,7 @@ from inference.text import normalize
 from inference.worker.protocol import (
     TERMINAL_EVENTS,
     Cancel,
+    ChunkPiece,
     ChunkReady,
     Command,
     Event,
@@ -255,6 +256,9 @@ class WorkerClient:
                 return  # a job that already ended here (cancelled while its worker was being replaced)
             if isinstance(event, JobStarted):
                 record.chunks = record.chunks or event.chunks
+            elif isinstance(event, ChunkPiece):
+                if event.index < record.next_chunk:
+                    return  # a chunk already delivered whole before a restart
             elif isinstance(event, ChunkReady):
                 if event.index < record.next_chunk:
                     return  # delivered before a restart: never twice

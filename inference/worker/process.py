@@ -17,7 +17,7 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
@@ -35,6 +35,7 @@ from inference.worker import faults, memory
 from inference.worker.plan_memory import PlanMemory
 from inference.worker.protocol import (
     Cancel,
+    ChunkPiece,
     ChunkReady,
     Command,
     Event,
@@ -196,7 +197,7 @@ class Worker:
             self._preflight(run, index)
             start = index - index % run.plan.batch_size  # fixed groups: a resumed job makes the same batches
             stop = min(start + run.plan.batch_size, len(chunks))
-            audios = self._generate(run, start, stop)
+            audios = self._generate(run, start, stop, index)
             if audios is None:
                 where = f"at chunk {index + 1} of {len(chunks)}"
                 self._use(run, self._lower(run, run.plan, where), where)
@@ -208,18 +209,36 @@ class Worker:
             self.meter.sample()
         return describe_plan(run.plan)
 
-    def _generate(self, run: _Run, start: int, stop: int) -> list[np.ndarray] | None:
-        """The audio of chunks ``start..stop``, or None when memory ran out."""
+    def _generate(self, run: _Run, start: int, stop: int, first: int) -> list[np.ndarray] | None:
+        """The audio of chunks ``start..stop``, or None when memory ran out.
+
+        Where the engine streams, pieces of chunks from ``first`` on go out as they come (the ones before
+        ``first`` were delivered before a resume and are only recomputed to keep the batch the same).
+        """
         assert run.engine is not None and run.prompt is not None
         try:
             self.faults.before_chunks(stop - start)
             texts = run.chunks[start:stop]
             seeds = [chunk_seed(run.submit.job.seed, start + i) for i in range(len(texts))]
-            return run.engine.synthesize_batch(run.prompt, texts, seeds)
+            if run.engine.fast is None:
+                return run.engine.synthesize_batch(run.prompt, texts, seeds)
+            return self._stream(run, start, first, len(texts), run.engine.stream_batch(run.prompt, texts, seeds))
         except Exception as exc:  # noqa: BLE001 - anything but out-of-memory is re-raised
             if not memory.is_out_of_memory(exc):
                 raise
             return None  # the traceback, and the tensors its frames hold, end with this block
+
+    def _stream(self, run: _Run, start: int, first: int, count: int,
+                pieces: Iterator[tuple[int, np.ndarray]]) -> list[np.ndarray]:
+        """Forward streamed pieces as ``ChunkPiece`` events and return each chunk's whole audio."""
+        parts: list[list[np.ndarray]] = [[] for _ in range(count)]
+        for row, samples in pieces:
+            done = parts[row]
+            if start + row >= first:
+                offset = sum(len(p) for p in done)
+                self.send(ChunkPiece(run.submit.job_id, start + row, offset, samples, run.engine.sample_rate))
+            done.append(samples)
+        return [np.concatenate(p) if p else np.zeros(0, dtype=np.float32) for p in parts]
 
     def _lower(self, run: _Run, plan: Plan, where: str) -> Plan:
         """The plan after ``plan`` ran out of memory, remembered for this model and machine."""

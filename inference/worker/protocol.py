@@ -100,6 +100,22 @@ class JobStarted:
 
 
 @dataclass(frozen=True)
+class ChunkPiece:
+    """The next samples of chunk ``index`` while it is still being generated, so playback can start early.
+
+    Only models on the fast decode path stream; ``ChunkReady`` always follows with the whole chunk and is
+    what to keep. ``offset`` is where the piece starts within the chunk: a chunk that is retried (a lower
+    plan after running out of memory, a restarted worker) streams again from offset 0.
+    """
+
+    job_id: str
+    index: int
+    offset: int
+    audio: np.ndarray  # mono float32
+    sample_rate: int
+
+
+@dataclass(frozen=True)
 class ChunkReady:
     job_id: str
     index: int
@@ -154,7 +170,7 @@ class JobCancelled:
     job_id: str
 
 
-Event = JobStarted | ChunkReady | Notice | JobFinished | JobFailed | JobCancelled
+Event = JobStarted | ChunkPiece | ChunkReady | Notice | JobFinished | JobFailed | JobCancelled
 TERMINAL_EVENTS = (JobFinished, JobFailed, JobCancelled)
 
 
