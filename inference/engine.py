@@ -1,4 +1,4 @@
-"""A loaded model under a plan: voice prompts in, waveforms out, one chunk at a time.
+"""A loaded model under a plan: voice prompts in, waveforms out, a batch of chunks at a time.
 
 The engine is what runs inside the worker process. It owns the model's memory; everything it is
 given (text, a decoded reference recording) and gives back (numpy audio) is plain data, so the

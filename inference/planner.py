@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 from inference import calibration
 from inference.adapters.base import Role
+from inference.audio import MAX_REFERENCE_SECONDS  # read_reference trims to it: voice prompts never exceed it
 from inference.defaults import DEFAULT_CHUNK_CHARS
 from inference.dtypes import DtypePolicy, dtype_policy
 from inference.errors import VesperError
@@ -35,7 +36,6 @@ from inference.sizes import ComponentSize, ModelSize, measure
 
 MiB = 1024**2
 CUDA_CONTEXT_BYTES = 600 * MiB  # read through NVML before and after the first kernel (NOTES.md)
-REFERENCE_PLAN_SECONDS = 20.0  # voice prompts are planned for this much reference audio
 MIN_CHUNK_CHARS = 80
 RAM_HEADROOM = 0.85  # leave the OS and the GUI some of the available RAM
 PIN_FRACTION = 0.5  # page-locking more than half the available RAM starves the OS of reclaimable memory
@@ -232,7 +232,7 @@ def _chunk_sizes(chars: int) -> list[int]:
 
 def prompt_tokens(ref: ModelRef, chunk_chars: int) -> int:
     """Backbone positions before generation: the voice prompt's frames plus the text's tokens."""
-    return int(REFERENCE_PLAN_SECONDS * ref.adapter.frame_rate) + chunk_chars // 2 + 32
+    return int(MAX_REFERENCE_SECONDS * ref.adapter.frame_rate) + chunk_chars // 2 + 32
 
 
 def worst_positions(ref: ModelRef, chunk_chars: int) -> int:
