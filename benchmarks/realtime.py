@@ -189,13 +189,7 @@ def run_hf(family: str, adapter, loaded, prompt, texts: list[str], frames: int) 
         elif family == "vibevoice":
             from transformers import LogitsProcessorList
 
-            reference = prompt.tensors["audio"].numpy()
-            from inference.adapters.vibevoice import _conversation
-
-            inputs = loaded.processor.apply_chat_template(
-                [_conversation(t, reference) for t in texts], tokenize=True, return_dict=True,
-                return_tensors="pt", processor_kwargs={"padding": True, "padding_side": "left"},
-            ).to(device, loaded.dtype)
+            inputs = adapter.prompt_inputs(loaded, prompt, texts)
             model.generate(**inputs, max_new_tokens=frames, streamer=stamps,
                            logits_processor=LogitsProcessorList([ForceAudio(model.config.audio_token_id)]))
         else:
@@ -217,7 +211,7 @@ def run_fast(session, adapter, prompt, texts: list[str], frames: int) -> dict:
         if piece.row == 0:
             got += len(piece.audio)
             times.append(time.perf_counter())
-            produced.append(got // 1920)
+            produced.append(got // round(adapter.sample_rate / adapter.frame_rate))
     sync(device)
     total = time.perf_counter() - start
     return record(adapter, frames, len(texts), total, times[0] - start, steady_ms(times[1:], produced[1:]))
@@ -287,10 +281,13 @@ def bench_family(family: str, args, device: torch.device, dtype: torch.dtype, sc
             if family == "pocket_tts" and device.type == "cpu":  # bf16 weight storage, the CPU tier's option
                 sessions_bf16[batch] = fastpath.open_session(adapter, loaded, batch, capacity,
                                                              weight_dtype=torch.bfloat16)
+    if family == "vibevoice":  # random weights rarely choose the audio token: force it, as ForceAudio does
+        for session in sessions.values():
+            session.decoder.allowed.fill_(loaded.model.config.audio_token_id)
     one, many = [SENTENCE], [SENTENCE] * args.batch
 
     variants = {"generate": lambda texts, n: run_hf(family, adapter, loaded, prompt, texts, n)}
-    if not args.no_static and family != "vibevoice":
+    if not args.no_static:
         def static(texts, n):
             set_static(loaded.model, True)
             try:

@@ -104,7 +104,7 @@ def _open_fast_session(ref: ModelRef, plan: Plan, loaded: LoadedModel) -> tuple[
     """
     if plan.device == "cpu":
         return None, "decode: plain transformers generate on the CPU"
-    support = fastpath.support(ref.adapter, loaded, plan.device_map)
+    support = fastpath.support(ref.adapter, loaded, plan)
     if not support.available:
         return None, support.reason
     capacity = fastpath.capacity_for(ref, plan.max_chunk_chars)

@@ -173,11 +173,16 @@ def test_session_streams_the_adapters_audio(tiny_checkpoint, eos_scale, referenc
 
 
 def test_support_and_capacity_follow_the_plan():
+    from inference.hardware import PRESETS
     from inference.models import describe
+    from inference.planner import candidates
 
     ref = describe("csm-1b")
-    assert support(ADAPTER).available
-    assert not support(ADAPTER, device_map={"backbone_model": "cuda:0", "lm_head": "cpu"}).available
+    plans = {p.level: p for p in reversed(candidates(ref, PRESETS["laptop-4060-8g"]))}
+    assert support(ADAPTER).available and support(ADAPTER, plan=plans["resident"]).available
+    # Mimi decoding on the CPU keeps the fast path; streamed layers do not
+    assert support(ADAPTER, plan=plans["codec-cpu"]).available
+    assert not support(ADAPTER, plan=plans["streamed"]).available
     assert capacity_for(ref, 300) > ADAPTER.frames_for_text("x" * 300)
 
 
@@ -200,3 +205,17 @@ def test_cuda_graph_replay_matches_eager_steps(tiny_checkpoint, reference_voice,
     reference = _hf_greedy(loaded, embeds, mask, 24)
     for row, codes in zip(reference, graph_greedy, strict=True):
         assert torch.equal(codes, row[: codes.shape[0]])
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_codec_on_the_cpu_keeps_the_graphed_frames(tiny_checkpoint, reference_voice, reference_transcript):
+    """The codec-cpu plan: frames come from the GPU graph, Mimi decodes each block on the CPU."""
+    loaded = ADAPTER.load(tiny_checkpoint("csm"), torch.float32, torch.device("cuda"))
+    prompt = _prompt(loaded, reference_voice, reference_transcript)
+    on_gpu = open_session(ADAPTER, loaded, 2, 256).generate(prompt, TEXTS[:2], [1, 2], max_frames=12)
+    loaded.model.codec_model.to("cpu")
+    on_cpu = open_session(ADAPTER, loaded, 2, 256).generate(prompt, TEXTS[:2], [1, 2], max_frames=12)
+    for gpu, cpu in zip(on_gpu, on_cpu, strict=True):
+        assert len(gpu) == len(cpu) > 0
+        np.testing.assert_allclose(cpu, gpu, atol=1e-4)

@@ -89,16 +89,23 @@ class VibeVoiceAdapter(ModelAdapter):
         mono = resample(mono, sample_rate, self.sample_rate)
         return VoicePrompt(self.family, {"audio": torch.from_numpy(np.ascontiguousarray(mono))}, transcript)
 
-    def generate(self, loaded: LoadedModel, prompt: VoicePrompt, texts: list[str],
-                 max_frames: int | None = None) -> list[np.ndarray]:
-        """One batch through ``model.generate``; every chunk gets the same reference voice."""
+    def prompt_inputs(self, loaded: LoadedModel, prompt: VoicePrompt, texts: list[str]) -> dict:
+        """Processor outputs for a batch of chunks, left-padded, on the model's device.
+
+        Plain ``generate`` and the fast decode path both start from these, so they see the same prompt.
+        """
         reference = prompt.tensors["audio"].detach().to("cpu", torch.float32).numpy()
         conversations = [_conversation(text, reference) for text in texts]
-        inputs = loaded.processor.apply_chat_template(
+        return loaded.processor.apply_chat_template(
             conversations, tokenize=True, return_dict=True, return_tensors="pt",
             # Left padding: a batch of chunks of different lengths must all end where generation starts.
             processor_kwargs={"padding": True, "padding_side": "left"},
         ).to(loaded.device, loaded.dtype)
+
+    def generate(self, loaded: LoadedModel, prompt: VoicePrompt, texts: list[str],
+                 max_frames: int | None = None) -> list[np.ndarray]:
+        """One batch through ``model.generate``; every chunk gets the same reference voice."""
+        inputs = self.prompt_inputs(loaded, prompt, texts)
         budget = max_frames if max_frames is not None else max(self.frames_for_text(t) for t in texts)
         with torch.inference_mode():
             audio = loaded.model.generate(**inputs, max_new_tokens=budget)

@@ -12,12 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from inference.adapters.base import LoadedModel, ModelAdapter
-from inference.fastpath.sampling import Sampling
-from inference.fastpath.sessions import AudioPiece, CsmSession, FastSession, PocketSession
+from inference.fastpath.sessions import AudioPiece, CsmSession, FastSession, PocketSession, VibeVoiceSession
 
 __all__ = ["AudioPiece", "FastSession", "Support", "capacity_for", "open_session", "support"]
 
-SESSIONS = {"csm": CsmSession, "pocket_tts": PocketSession}
+SESSIONS = {"csm": CsmSession, "pocket_tts": PocketSession, "vibevoice": VibeVoiceSession}
 
 
 @dataclass(frozen=True)
@@ -26,28 +25,30 @@ class Support:
     reason: str  # one line for the plan: what runs, or why plain ``generate`` does
 
 
-def support(adapter: ModelAdapter, loaded: LoadedModel | None = None,
-            device_map: dict | None = None) -> Support:
-    """Whether the fast path serves this model on this placement; decided before or after loading."""
-    if adapter.family not in SESSIONS:
+def support(adapter: ModelAdapter, loaded: LoadedModel | None = None, plan=None) -> Support:
+    """Whether the fast path serves this model under this plan; decided before or after loading.
+
+    It serves plans whose language model is resident on the GPU: ``resident``, and ``codec-cpu``
+    where the session decodes audio outside its graph (the codec then decodes each block of frames
+    on the CPU). Plans that stream layers or read embeddings on the CPU run plain ``generate``.
+    """
+    session = SESSIONS.get(adapter.family)
+    if session is None:
         return Support(False, f"fast decode: not written for {adapter.family} yet, plain transformers "
                               "generate")
-    if device_map and len({str(d) for d in device_map.values()}) > 1:
-        return Support(False, "fast decode: needs the whole model on one device (offloaded plan), "
-                              "plain generate")
-    if adapter.family == "pocket_tts":
-        return Support(True, "fast decode: static KV cache sized by the plan, lean step loop, streamed codec")
+    if plan is not None:
+        if plan.streamed_layers or plan.lookups_on_cpu or plan.executor != "resident":
+            return Support(False, f"fast decode: needs the language model resident on one device "
+                                  f"({plan.level} plan), plain generate")
+        if plan.compute_on_cpu and not session.codec_outside_graph:
+            return Support(False, "fast decode: the codec runs inside the frame graph and must share the "
+                                  "GPU, plain generate")
     if loaded is not None:
-        model = loaded.model
-        try:
-            Sampling.from_generation_config(model.generation_config)
-            Sampling.from_generation_config(model.depth_decoder.generation_config)
-        except ValueError as exc:
-            return Support(False, f"fast decode: {exc}, plain generate")
-        if loaded.device.type != "cuda":
-            return Support(True, "fast decode: static KV cache, eager steps (no CUDA graphs on the CPU)")
-    return Support(True, "fast decode: static KV cache sized by the plan, one CUDA graph replay per frame, "
-                         "sampling on the GPU, stop checks every 8 frames, streamed Mimi decode")
+        problem = session.unsupported(loaded)
+        if problem:
+            return Support(False, f"fast decode: {problem}, plain generate")
+    graphs = loaded is None or loaded.device.type == "cuda"
+    return Support(True, "fast decode: " + session.describe(graphs))
 
 
 def capacity_for(ref, chunk_chars: int) -> int:

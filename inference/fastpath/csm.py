@@ -21,10 +21,11 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 
-from inference.fastpath.frames import FrameBlock
+from inference.fastpath.frames import FrameBlock, StopState
 from inference.fastpath.graphs import StepRunner
 from inference.fastpath.layers import FastLayer, KVCache, rms_norm, rope_table
 from inference.fastpath.sampling import Sampling, gumbel, noise_width, pick
+from inference.fastpath.stack import CachedStack
 
 POSITION_ALIGN = 64  # cache lengths rounded up: aligned rows suit the fused attention kernels
 
@@ -43,7 +44,7 @@ def _aligned(n: int) -> int:
     return -(-n // POSITION_ALIGN) * POSITION_ALIGN
 
 
-class CsmFastDecoder:
+class CsmFastDecoder(StopState):
     """Static-cache, graph-replayed decoding of a CsmForConditionalGeneration for up to ``batch_size`` chunks.
 
     ``capacity`` is the backbone positions one chunk may use (prompt plus generated frames); the
@@ -66,6 +67,7 @@ class CsmFastDecoder:
         self.check_every = check_every
         self._use_graph = use_graph
         self.bb_layers = [FastLayer(layer) for layer in self.backbone.layers]
+        self.bb: CachedStack | None = None
         self.dd_layers = [FastLayer(layer) for layer in self.depth.model.layers]
         self.noise_width = noise_width([self.backbone_sampling, self.depth_sampling], self.vocab)
         self.runner: StepRunner | None = None
@@ -74,49 +76,38 @@ class CsmFastDecoder:
     # ----------------------------------------------------------------------------------- memory
     def _allocate(self, batch: int, capacity: int) -> None:
         self.batch, self.capacity = batch, _aligned(capacity)
-        dev, bb, dd = self.device, self.bb_layers[0], self.dd_layers[0]
-        self.bb_cache = KVCache(len(self.bb_layers), batch, bb.kv_heads, self.capacity, bb.head_dim,
-                                self.dtype, dev)
+        dev, dd = self.device, self.dd_layers[0]
+        self.bb = CachedStack(self.bb_layers, self.backbone.norm, self.backbone.rotary_emb, batch,
+                              self.capacity, self.dtype, dev)
         self.dd_cache = KVCache(len(self.dd_layers), batch, dd.kv_heads, self.codebooks, dd.head_dim,
                                 self.dtype, dev)
-        self.bb_cos, self.bb_sin = rope_table(self.backbone.rotary_emb, self.capacity, self.dtype, dev)
         self.dd_cos, self.dd_sin = rope_table(self.depth.model.rotary_emb, self.codebooks, self.dtype, dev)
         long = {"dtype": torch.long, "device": dev}
         self.hidden = torch.zeros(batch, self.backbone.config.hidden_size, dtype=self.dtype, device=dev)
         self.out_codes = torch.zeros(batch, self.capacity, self.codebooks, **long)
-        self.key_valid = torch.zeros(batch, self.capacity, dtype=torch.bool, device=dev)
-        self.pos = torch.zeros(batch, **long)
-        self.slot = torch.zeros(1, **long)
-        self.frame = torch.zeros(1, **long)
-        self.seeds = torch.zeros(batch, **long)
-        self.max_frames = torch.zeros(batch, **long)
-        self.stop_at = torch.zeros(batch, **long)
-        self.finished = torch.zeros(batch, dtype=torch.bool, device=dev)
+        self.allocate_stop_state(batch, dev)
         self.runner = StepRunner(self._frame, dev, self._use_graph)
 
     @property
     def nbytes(self) -> int:
         """Device memory of the caches and buffers (the graph's private pool comes on top)."""
-        tensors = [self.out_codes, self.key_valid, self.hidden, self.bb_cos, self.bb_sin]
-        buffers = sum(t.numel() * t.element_size() for t in tensors)
-        return self.bb_cache.nbytes + self.dd_cache.nbytes + buffers
+        buffers = sum(t.numel() * t.element_size() for t in (self.out_codes, self.hidden))
+        return self.bb.nbytes + self.dd_cache.nbytes + buffers
 
     def warm_up(self) -> float:
         """Capture the frame graph now (on CUDA); returns the seconds it took. Idempotent."""
         assert self.runner is not None
         if self.runner.use_graph and self.runner.graph is None:
-            self.key_valid.zero_()
-            self.key_valid[:, 0] = True  # warm-up steps must not attend to nothing (NaN)
-            self.slot.fill_(1)
+            self.bb.ready_for_capture()
             self.runner.capture()
             self._clear()
         return self.runner.capture_seconds
 
     def _clear(self) -> None:
         """Zero the caches: warm-up garbage must never reach a masked-out position (0 x NaN = NaN)."""
-        for cache in (self.bb_cache, self.dd_cache):
-            cache.k.zero_()
-            cache.v.zero_()
+        self.bb.clear()
+        self.dd_cache.k.zero_()
+        self.dd_cache.v.zero_()
 
     # ---------------------------------------------------------------------------------- one frame
     def _frame(self) -> None:
@@ -127,9 +118,8 @@ class CsmFastDecoder:
         first = pick(self.model.lm_head(self.hidden), self.backbone_sampling, _draw(noise, 0))
         codes = self._depth_frame(first, noise)
         self._record(codes)
-        self._backbone_step(codes)
-        self.slot += 1
-        self.pos += 1
+        self.hidden.copy_(self.bb.step(self.backbone.embed_tokens(codes[:, None, :])))
+        self.bb.advance()
         self.frame += 1
 
     def _depth_frame(self, first: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
@@ -164,47 +154,9 @@ class CsmFastDecoder:
     def _record(self, codes: torch.Tensor) -> None:
         """Store the frame and update the stop state: an all-EOS frame (codebooks 0..N-2) or the budget."""
         self.out_codes.index_copy_(1, self.frame, codes[:, None])
-        eos = (codes[:, :-1] == self.eos).all(dim=-1)
-        self.stop_at.copy_(torch.where(eos & ~self.finished, self.frame, self.stop_at))
-        self.finished |= eos | (self.frame + 1 >= self.max_frames)
+        self.update_stop_state((codes[:, :-1] == self.eos).all(dim=-1))
 
-    def _backbone_step(self, codes: torch.Tensor) -> None:
-        x = self.backbone.embed_tokens(codes[:, None, :])
-        self.key_valid.index_fill_(1, self.slot, True)
-        mask = self.key_valid[:, None, None, :]
-        cos, sin = self.bb_cos[self.pos][:, None], self.bb_sin[self.pos][:, None]
-        for i, layer in enumerate(self.bb_layers):
-            q, k, v = layer.qkv(x, cos, sin)
-            self.bb_cache.k[i].index_copy_(2, self.slot, k.transpose(1, 2))
-            self.bb_cache.v[i].index_copy_(2, self.slot, v.transpose(1, 2))
-            x = layer.finish(x, layer.attend_one(q, self.bb_cache.k[i], self.bb_cache.v[i], mask))
-        self.hidden.copy_(rms_norm(self.backbone.norm, x)[:, 0])
-
-    # ------------------------------------------------------------------------------------ prefill
-    def _prefill(self, embeds: torch.Tensor, mask: torch.Tensor) -> None:
-        """Run the prompt through the backbone into the cache; ``hidden`` becomes its last state."""
-        seq = embeds.shape[1]
-        valid = mask.bool()
-        positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
-        cos, sin = self.bb_cos[positions], self.bb_sin[positions]
-        causal = torch.ones(seq, seq, dtype=torch.bool, device=self.device).tril()
-        # padding queries see themselves only, so no row of the softmax is empty (NaN)
-        attn_mask = (causal & valid[:, None, :]) | torch.eye(seq, dtype=torch.bool, device=self.device)
-        attn_mask = attn_mask[:, None]
-        x = embeds
-        for i, layer in enumerate(self.bb_layers):
-            q, k, v = layer.qkv(x, cos, sin)
-            k, v = k.transpose(1, 2), v.transpose(1, 2)
-            self.bb_cache.k[i, :, :, :seq] = k
-            self.bb_cache.v[i, :, :, :seq] = v
-            x = layer.finish(x, layer.attend_many(q, k, v, attn_mask))
-        self.hidden.copy_(rms_norm(self.backbone.norm, x[:, -1:])[:, 0])
-        self.key_valid.zero_()
-        self.key_valid[:, :seq] = valid
-        self.slot.fill_(seq)
-        self.pos.copy_(positions[:, -1] + 1)
-        self.frame.zero_()
-
+    # ------------------------------------------------------------------------------------ request
     def _start(self, embeds: torch.Tensor, mask: torch.Tensor, seeds: list[int],
                max_frames: list[int]) -> int:
         """Reset the state for a request; rows beyond the request repeat row 0 and start finished."""
@@ -216,12 +168,8 @@ class CsmFastDecoder:
         if extra:
             embeds = torch.cat([embeds, embeds[:1].expand(extra, -1, -1)])
             mask = torch.cat([mask, mask[:1].expand(extra, -1)])
-        budgets = list(max_frames) + [0] * extra
-        self.seeds.copy_(torch.tensor(list(seeds) + [0] * extra))
-        self.max_frames.copy_(torch.tensor(budgets))
-        self.stop_at.fill_(self.capacity)
-        self.finished.copy_(torch.tensor([b <= 0 for b in budgets]))
-        self._prefill(embeds.to(self.device, self.dtype), mask.to(self.device))
+        self.reset_stop_state(seeds, max_frames, never=self.capacity)
+        self.hidden.copy_(self.bb.prefill(embeds.to(self.device, self.dtype), mask.to(self.device)))
         return rows
 
     # --------------------------------------------------------------------------------- decoding
@@ -232,19 +180,7 @@ class CsmFastDecoder:
         Only here does the host wait for the device: one small read of the stop state per block.
         """
         rows = self._start(embeds, mask, seeds, max_frames)
-        assert self.runner is not None
-        limit = max(max_frames)
-        start, check = 0, min(first_block, limit)
-        for frame in range(limit):
-            self.runner()
-            if frame + 1 < check:
-                continue
-            lengths = torch.minimum(self.stop_at, self.max_frames)[:rows].tolist()
-            done = bool(self.finished[:rows].all()) or frame + 1 == limit
-            yield FrameBlock(start, frame + 1, self.out_codes[:rows, start:frame + 1].clone(), lengths, done)
-            if done:
-                return
-            start, check = frame + 1, min(frame + 1 + self.check_every, limit)
+        yield from self.blocks(self.out_codes, rows, max(max_frames), first_block)
 
     def generate(self, embeds: torch.Tensor, mask: torch.Tensor, seeds: list[int],
                  max_frames: list[int], include_eos: bool = False) -> list[torch.Tensor]:

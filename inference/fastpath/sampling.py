@@ -100,3 +100,10 @@ def pick(logits: torch.Tensor, sampling: Sampling, noise: torch.Tensor | None) -
     if indices is None:
         return choice.squeeze(-1)
     return indices.gather(-1, choice).squeeze(-1)
+
+
+def normal(seeds: torch.Tensor, counter: torch.Tensor, width: int) -> torch.Tensor:
+    """(batch, width) standard normal float32, a pure function of (seed, counter, column): Box-Muller
+    over two of ``uniform``'s streams. Used for diffusion noise, drawn the same way in a graph or not."""
+    u = uniform(seeds, counter, 2, width)
+    return torch.sqrt(-2.0 * torch.log(u[:, 0])) * torch.cos((2.0 * torch.pi) * u[:, 1])

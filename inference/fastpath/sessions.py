@@ -17,9 +17,10 @@ import torch
 
 from inference.adapters.base import LoadedModel, ModelAdapter, VoicePrompt
 from inference.fastpath.codec import MimiStream
-from inference.fastpath.csm import CsmFastDecoder
+from inference.fastpath.csm import CsmFastDecoder, sampling_of
 from inference.fastpath.frames import FrameBlock
 from inference.fastpath.pocket import PocketFastDecoder
+from inference.fastpath.vibevoice import VibeVoiceFastDecoder, noise_scheduler
 
 
 @dataclass
@@ -35,6 +36,17 @@ class FastSession(ABC):
     """Resident fast decoding for one loaded model."""
 
     kind: str  # shown in plans and benchmarks
+    codec_outside_graph = True  # audio is decoded from the frames on the codec's own device
+
+    @classmethod
+    def unsupported(cls, loaded: LoadedModel) -> str | None:
+        """Why this loaded model cannot take the fast path (a generation setting it cannot reproduce)."""
+        return None
+
+    @classmethod
+    @abstractmethod
+    def describe(cls, graphs: bool) -> str:
+        """One line for the plan: how the session decodes."""
 
     @abstractmethod
     def warm_up(self) -> float:
@@ -61,6 +73,20 @@ class FastSession(ABC):
 
 class CsmSession(FastSession):
     """CSM through ``CsmFastDecoder`` and a streaming Mimi decode."""
+
+    @classmethod
+    def unsupported(cls, loaded: LoadedModel) -> str | None:
+        try:
+            sampling_of(loaded.model)
+        except ValueError as exc:
+            return str(exc)
+        return None
+
+    @classmethod
+    def describe(cls, graphs: bool) -> str:
+        steps = "one CUDA graph replay per frame" if graphs else "eager steps (no CUDA graphs on the CPU)"
+        return (f"static KV cache sized by the plan, {steps}, sampling on the device, stop checks every "
+                "8 frames, streamed Mimi decode")
 
     def __init__(self, adapter: ModelAdapter, loaded: LoadedModel, batch_size: int, capacity: int,
                  use_graph: bool | None = None, check_every: int = 8, first_block: int = 2):
@@ -90,8 +116,59 @@ class CsmSession(FastSession):
         yield from _pieces(blocks, codec.push, codec.samples_per_frame, len(texts))
 
 
+class VibeVoiceSession(FastSession):
+    """VibeVoice through ``VibeVoiceFastDecoder``: the frame's audio comes out of the graph itself."""
+
+    codec_outside_graph = False  # each frame's audio is re-encoded to make the next input
+
+    @classmethod
+    def unsupported(cls, loaded: LoadedModel) -> str | None:
+        try:
+            noise_scheduler(loaded.model)
+        except (ImportError, ValueError) as exc:
+            return f"no noise scheduler ({exc})"
+        return None
+
+    @classmethod
+    def describe(cls, graphs: bool) -> str:
+        steps = "one CUDA graph replay per frame" if graphs else "eager steps (no CUDA graphs on the CPU)"
+        return (f"one static KV cache for the guidance pair sized by the plan, {steps} (token choice, "
+                "guided diffusion, acoustic decode and semantic re-encode), stop checks every 8 frames")
+
+    def __init__(self, adapter: ModelAdapter, loaded: LoadedModel, batch_size: int, capacity: int,
+                 use_graph: bool | None = None, check_every: int = 8, first_block: int = 2,
+                 noise: str = "counter"):
+        self.adapter = adapter
+        self.loaded = loaded
+        self.first_block = first_block
+        self.decoder = VibeVoiceFastDecoder(loaded.model, batch_size, capacity, use_graph=use_graph,
+                                            check_every=check_every, noise=noise)
+        self.kind = "vibevoice: static KV cache for the guidance pair, " + (
+            "CUDA graph per frame" if self.decoder.runner.use_graph else "eager frame step")
+
+    @torch.inference_mode()
+    def warm_up(self) -> float:
+        return self.decoder.warm_up()
+
+    @property
+    def nbytes(self) -> int:
+        return self.decoder.nbytes
+
+    @torch.inference_mode()
+    def stream(self, prompt: VoicePrompt, texts: list[str], seeds: list[int],
+               max_frames: int | None = None) -> Iterator[AudioPiece]:
+        inputs = self.adapter.prompt_inputs(self.loaded, prompt, texts)
+        budgets = [max_frames or self.adapter.frames_for_text(text) for text in texts]
+        blocks = self.decoder.stream(inputs, seeds, budgets, first_block=self.first_block)
+        yield from _pieces(blocks, lambda frames: frames.flatten(1), self.decoder.samples_per_frame, len(texts))
+
+
 class PocketSession(FastSession):
     """Pocket TTS through ``PocketFastDecoder`` and a streaming decode of its codec (CPU tier)."""
+
+    @classmethod
+    def describe(cls, graphs: bool) -> str:
+        return "static KV cache sized by the plan, lean step loop, streamed codec"
 
     def __init__(self, adapter: ModelAdapter, loaded: LoadedModel, batch_size: int, capacity: int,
                  check_every: int = 8, first_block: int = 2, weight_dtype: torch.dtype | None = None):

@@ -1,0 +1,88 @@
+"""A decoder stack stepped over one static KV cache: the language-model half of every fast decoder.
+
+Rows are prefilled from left-padded prompts, then advance one position per step. The step writes
+every row's key and value into one cache slot shared by all rows (so the write is a single
+``index_copy_`` at a fixed address, which a CUDA graph can replay); each row keeps its own rope
+position and its own set of valid keys, which is what lets rows of different prompt lengths, or
+different branches of one chunk (VibeVoice's guidance pair), share the cache.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from inference.fastpath.layers import FastLayer, KVCache, rms_norm, rope_table
+
+
+class CachedStack:
+    """``layers`` with their final ``norm``, over a (layers, rows, kv_heads, capacity, head_dim) cache."""
+
+    def __init__(self, layers: list[FastLayer], norm: nn.Module, rotary: nn.Module, rows: int,
+                 capacity: int, dtype: torch.dtype, device: torch.device):
+        self.layers, self.norm = layers, norm
+        self.rows, self.capacity, self.device = rows, capacity, device
+        head = layers[0]
+        self.cache = KVCache(len(layers), rows, head.kv_heads, capacity, head.head_dim, dtype, device)
+        self.cos, self.sin = rope_table(rotary, capacity, dtype, device)
+        self.key_valid = torch.zeros(rows, capacity, dtype=torch.bool, device=device)
+        self.pos = torch.zeros(rows, dtype=torch.long, device=device)
+        self.slot = torch.zeros(1, dtype=torch.long, device=device)
+
+    @property
+    def nbytes(self) -> int:
+        tables = sum(t.numel() * t.element_size() for t in (self.cos, self.sin, self.key_valid))
+        return self.cache.nbytes + tables
+
+    def clear(self) -> None:
+        """Zero the cache: garbage must never sit under a masked-out key (0 x NaN = NaN)."""
+        self.cache.k.zero_()
+        self.cache.v.zero_()
+
+    def ready_for_capture(self) -> None:
+        """A state in which a step is well defined: one valid key, so no softmax row is empty."""
+        self.key_valid.zero_()
+        self.key_valid[:, 0] = True
+        self.slot.fill_(1)
+
+    def prefill(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Run left-padded prompts (rows, seq, hidden) into the cache; returns each row's last state, normed."""
+        seq = embeds.shape[1]
+        valid = mask.bool()
+        positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
+        cos, sin = self.cos[positions], self.sin[positions]
+        causal = torch.ones(seq, seq, dtype=torch.bool, device=self.device).tril()
+        # padding queries see themselves only, so no row of the softmax is empty (NaN)
+        attn_mask = (causal & valid[:, None, :]) | torch.eye(seq, dtype=torch.bool, device=self.device)
+        attn_mask = attn_mask[:, None]
+        x = embeds
+        for i, layer in enumerate(self.layers):
+            q, k, v = layer.qkv(x, cos, sin)
+            k, v = k.transpose(1, 2), v.transpose(1, 2)
+            self.cache.k[i, :, :, :seq] = k
+            self.cache.v[i, :, :, :seq] = v
+            x = layer.finish(x, layer.attend_many(q, k, v, attn_mask))
+        self.key_valid.zero_()
+        self.key_valid[:, :seq] = valid
+        self.slot.fill_(seq)
+        self.pos.copy_(positions[:, -1] + 1)
+        return rms_norm(self.norm, x[:, -1:])[:, 0]
+
+    def step(self, x: torch.Tensor) -> torch.Tensor:
+        """One position for every row: (rows, 1, hidden) in, each row's new state (rows, hidden) out, normed.
+
+        Writes the current slot; ``advance`` moves on to the next one.
+        """
+        self.key_valid.index_fill_(1, self.slot, True)
+        mask = self.key_valid[:, None, None, :]
+        cos, sin = self.cos[self.pos][:, None], self.sin[self.pos][:, None]
+        for i, layer in enumerate(self.layers):
+            q, k, v = layer.qkv(x, cos, sin)
+            self.cache.k[i].index_copy_(2, self.slot, k.transpose(1, 2))
+            self.cache.v[i].index_copy_(2, self.slot, v.transpose(1, 2))
+            x = layer.finish(x, layer.attend_one(q, self.cache.k[i], self.cache.v[i], mask))
+        return rms_norm(self.norm, x)[:, 0]
+
+    def advance(self) -> None:
+        self.slot += 1
+        self.pos += 1
