@@ -271,8 +271,9 @@ def bench_family(family: str, args, device: torch.device, dtype: torch.dtype, sc
         results.append(entry)
         print(json.dumps(entry), flush=True)
 
+    chosen = set(args.variants.split(","))
     sessions, sessions_bf16 = {}, {}
-    if fastpath.support(adapter, loaded).available:
+    if "fast" in chosen and fastpath.support(adapter, loaded).available:
         capacity = fastpath.capacity_for(describe(SPEC_NAMES[family]), 300)
         for batch in (1, args.batch):
             start = time.perf_counter()
@@ -286,8 +287,10 @@ def bench_family(family: str, args, device: torch.device, dtype: torch.dtype, sc
             session.decoder.allowed.fill_(loaded.model.config.audio_token_id)
     one, many = [SENTENCE], [SENTENCE] * args.batch
 
-    variants = {"generate": lambda texts, n: run_hf(family, adapter, loaded, prompt, texts, n)}
-    if not args.no_static:
+    variants = {}
+    if "generate" in chosen:
+        variants["generate"] = lambda texts, n: run_hf(family, adapter, loaded, prompt, texts, n)
+    if "static" in chosen:
         def static(texts, n):
             set_static(loaded.model, True)
             try:
@@ -295,9 +298,9 @@ def bench_family(family: str, args, device: torch.device, dtype: torch.dtype, sc
             finally:
                 set_static(loaded.model, False)
         variants["static"] = static
-    if sessions:
+    if sessions and "fast" in chosen:
         variants["fast"] = lambda texts, n: run_fast(sessions[len(texts)], adapter, prompt, texts, n)
-    if sessions_bf16:
+    if sessions_bf16 and "fast" in chosen:
         variants["fast_bf16_weights"] = lambda texts, n: run_fast(sessions_bf16[len(texts)], adapter, prompt,
                                                                   texts, n)
 
@@ -419,7 +422,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reference-s", type=float, default=10.0)
     p.add_argument("--spin", type=float, default=5.0, help="seconds of GPU warm-up matmuls")
     p.add_argument("--cap-gib", type=float, default=8.0, help="allocator cap for the second pass (0: none)")
-    p.add_argument("--no-static", action="store_true")
+    p.add_argument("--variants", default="generate,static,fast",
+                   help="which of generate, static, fast to time (static: transformers' compiled static cache)")
     p.add_argument("--static-batch", action="store_true", help="also compile the static path at batch 8")
     p.add_argument("--tiny", action="store_true", help="tiny checkpoints: a smoke test of this script")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
