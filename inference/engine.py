@@ -7,10 +7,12 @@ caller never needs torch.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import replace
 
 import numpy as np
+import psutil
 import torch
 
 from inference import calibration, executors, fastpath
@@ -97,15 +99,23 @@ class Engine:
 
 
 def _open_fast_session(ref: ModelRef, plan: Plan, loaded: LoadedModel) -> tuple[fastpath.FastSession | None, str]:
-    """The fast decode session for a GPU plan, with the reason the plan shows.
+    """The fast decode session where the plan and the model allow one, with the reason the plan shows.
 
-    On the CPU the adapter's plain ``generate`` runs: it is what transformers itself computes, and
-    the fast path's gain there is small (benchmarks/results/realtime.md).
+    On the CPU only sessions written as a CPU tier run (Pocket TTS: it streams audio from the first
+    frames and is faster than ``generate`` on two cores, benchmarks/results/realtime.md); other models
+    run the adapter's plain ``generate`` there, which is what transformers itself computes.
     """
     if plan.device == "cpu":
-        return None, "decode: plain transformers generate on the CPU"
+        torch.set_num_threads(_physical_cores())
+        if not fastpath.cpu_tier(ref.adapter):
+            return None, "decode: plain transformers generate on the CPU"
     support = fastpath.support(ref.adapter, loaded, plan)
     if not support.available:
         return None, support.reason
     capacity = fastpath.capacity_for(ref, plan.max_chunk_chars)
     return fastpath.open_session(ref.adapter, loaded, plan.batch_size, capacity), support.reason
+
+
+def _physical_cores() -> int:
+    """Decode steps are matrix-vector products: hyper-threads share a core's vector units and only contend."""
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1

@@ -42,17 +42,21 @@ def test_say_writes_audio_at_the_model_rate_and_is_reproducible(family, tiny_che
 @pytest.mark.parametrize("family", FAMILIES)
 def test_say_equals_the_adapters_own_generation(family, tiny_checkpoint, tmp_path, reference_voice,
                                                 reference_transcript):
-    """What the CLI writes is exactly the adapter's output, which the family tests tie to plain transformers."""
+    """What the CLI writes is exactly what the engine decodes: the adapter's plain generate (tied to plain
+    transformers by the family tests), or Pocket TTS's CPU tier (tied to generate by test_fastpath_pocket)."""
     model = tiny_checkpoint(family)
     out = tmp_path / "say.wav"
     _say(out, model, 3, reference_transcript)
 
     ref = describe(str(model))
     engine = Engine.load(ref, make_plan(ref, PRESETS["cpu-16g"]))
-    assert engine.fast is None  # on the CPU, Vesper decodes with the adapter's plain generate
+    assert (engine.fast is not None) == (family == "pocket_tts")
     prompt = engine.voice_prompt(*reference_voice, reference_transcript)
-    torch.manual_seed(chunk_seed(3, 0))
-    with torch.inference_mode():
-        direct = ref.adapter.generate(engine.loaded, prompt, [TEXT])[0]
+    if engine.fast is not None:
+        (direct,) = engine.fast.generate(prompt, [TEXT], [chunk_seed(3, 0)])
+    else:
+        torch.manual_seed(chunk_seed(3, 0))
+        with torch.inference_mode():
+            direct = ref.adapter.generate(engine.loaded, prompt, [TEXT])[0]
     write_wav(tmp_path / "direct.wav", direct, ref.adapter.sample_rate)
     assert out.read_bytes() == (tmp_path / "direct.wav").read_bytes()

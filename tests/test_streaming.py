@@ -48,7 +48,7 @@ def test_fast_engine_streams_pieces_that_add_up_to_the_whole_chunk(csm_engine):
 
 
 def test_engine_without_fast_session_yields_each_chunk_whole(tiny_checkpoint, reference_voice):
-    ref = describe(str(tiny_checkpoint("pocket_tts")))
+    ref = describe(str(tiny_checkpoint("csm")))
     engine = Engine.load(ref, make_plan(ref, PRESETS["cpu-16g"]))
     prompt = engine.voice_prompt(*reference_voice, None)
     streamed = list(engine.stream_batch(prompt, TEXTS, [1, 2]))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from inference.adapters.base import LoadedModel, ModelAdapter
 from inference.fastpath.sessions import AudioPiece, CsmSession, FastSession, PocketSession, VibeVoiceSession
 
-__all__ = ["AudioPiece", "FastSession", "Support", "capacity_for", "open_session", "support"]
+__all__ = ["AudioPiece", "FastSession", "Support", "capacity_for", "cpu_tier", "open_session", "support"]
 
 SESSIONS = {"csm": CsmSession, "pocket_tts": PocketSession, "vibevoice": VibeVoiceSession}
 
@@ -49,6 +49,12 @@ def support(adapter: ModelAdapter, loaded: LoadedModel | None = None, plan=None)
             return Support(False, f"fast decode: {problem}, plain generate")
     graphs = loaded is None or loaded.device.type == "cuda"
     return Support(True, "fast decode: " + session.describe(graphs))
+
+
+def cpu_tier(adapter: ModelAdapter) -> bool:
+    """Whether the fast session is the better decoder on a CPU too (else plain ``generate`` runs there)."""
+    session = SESSIONS.get(adapter.family)
+    return session is not None and session.cpu_tier
 
 
 def capacity_for(ref, chunk_chars: int) -> int:

@@ -37,6 +37,7 @@ class FastSession(ABC):
 
     kind: str  # shown in plans and benchmarks
     codec_outside_graph = True  # audio is decoded from the frames on the codec's own device
+    cpu_tier = False  # written to beat plain generate on a CPU as well
 
     @classmethod
     def unsupported(cls, loaded: LoadedModel) -> str | None:
@@ -145,6 +146,7 @@ class VibeVoiceSession(FastSession):
                                             check_every=check_every, noise=noise)
         self.kind = "vibevoice: static KV cache for the guidance pair, " + (
             "CUDA graph per frame" if self.decoder.runner.use_graph else "eager frame step")
+        self._voice: tuple[torch.Tensor, torch.Tensor] | None = None  # (reference samples, their latents)
 
     @torch.inference_mode()
     def warm_up(self) -> float:
@@ -159,12 +161,18 @@ class VibeVoiceSession(FastSession):
                max_frames: int | None = None) -> Iterator[AudioPiece]:
         inputs = self.adapter.prompt_inputs(self.loaded, prompt, texts)
         budgets = [max_frames or self.adapter.frames_for_text(text) for text in texts]
-        blocks = self.decoder.stream(inputs, seeds, budgets, first_block=self.first_block)
+        samples = prompt.tensors["audio"]
+        if self._voice is None or self._voice[0] is not samples:  # a new voice: encode it once
+            self._voice = (samples, self.decoder.encode_reference(inputs))
+        blocks = self.decoder.stream(inputs, seeds, budgets, first_block=self.first_block,
+                                     reference=self._voice[1])
         yield from _pieces(blocks, lambda frames: frames.flatten(1), self.decoder.samples_per_frame, len(texts))
 
 
 class PocketSession(FastSession):
     """Pocket TTS through ``PocketFastDecoder`` and a streaming decode of its codec (CPU tier)."""
+
+    cpu_tier = True
 
     @classmethod
     def describe(cls, graphs: bool) -> str:

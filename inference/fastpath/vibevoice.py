@@ -171,22 +171,35 @@ class VibeVoiceFastDecoder(StopState):
         return audio[:, 0], embeds[:, 0]
 
     # ------------------------------------------------------------------------------------ request
-    def _prompt_embeds(self, inputs, seeds: list[int]) -> torch.Tensor:
+    def encode_reference(self, inputs) -> torch.Tensor:
+        """The acoustic encoder's latents for the voice reference, before the sigma-VAE noise.
+
+        Every row holds the same recording and the encoder is deterministic, so this runs once per
+        voice (the session keeps it) instead of once per chunk as inside ``generate``.
+        """
+        return self.inner.audio_tower.encode(inputs["input_values"][:1], sample=False).latents
+
+    def _prompt_embeds(self, inputs, seeds: list[int], reference: torch.Tensor) -> torch.Tensor:
         """Text embeddings with the reference's latents in the audio placeholders, as the model's forward
-        makes them; each row's reference encoding draws its sigma-VAE noise from its own seed."""
+        makes them (``get_audio_features``): each row adds its own sigma-VAE noise, drawn from torch's
+        generator seeded with the row's seed exactly as ``audio_tower.encode`` draws it for one row."""
         ids = inputs["input_ids"]
+        frames = -(-int(inputs["padding_mask"][0].sum()) // self.samples_per_frame)
+        tower, inner = self.inner.audio_tower, self.inner
         features = []
-        for row, seed in enumerate(seeds):
+        for seed in seeds:
             torch.manual_seed(seed)
-            features.append(self.inner.get_audio_features(
-                inputs["input_values"][row:row + 1], inputs["padding_mask"][row:row + 1]).pooler_output)
+            scale = tower.config.vae_std * torch.randn(1, device=reference.device, dtype=reference.dtype)
+            noisy = reference + scale[:, None, None] * torch.randn_like(reference)
+            noisy = (noisy + inner.latent_bias_factor) * inner.latent_scaling_factor
+            features.append(inner.multi_modal_projector(noisy[0, :frames]))
         embeds = self.text.embed_tokens(ids)
         placeholders = (ids == self.audio_token)[..., None].expand_as(embeds)
         return embeds.masked_scatter(placeholders, torch.cat(features).to(embeds))
 
-    def _start(self, inputs, seeds: list[int], max_frames: list[int]) -> int:
+    def _start(self, inputs, seeds: list[int], max_frames: list[int], reference: torch.Tensor) -> int:
         """Prefill both branches for a request; rows beyond it repeat row 0 and start finished."""
-        embeds, mask = self._prompt_embeds(inputs, seeds), inputs["attention_mask"]
+        embeds, mask = self._prompt_embeds(inputs, seeds, reference), inputs["attention_mask"]
         rows, seq = mask.shape
         if rows > self.batch or seq + max(max_frames) > self.capacity:
             self._allocate(max(rows, self.batch), seq + max(max_frames))
@@ -208,8 +221,13 @@ class VibeVoiceFastDecoder(StopState):
         return rows
 
     # --------------------------------------------------------------------------------- decoding
-    def stream(self, inputs, seeds: list[int], max_frames: list[int],
-               first_block: int = 2) -> Iterator[FrameBlock]:
-        """Decode, yielding every row's new samples (rows, frames, 3200) every ``check_every`` frames."""
-        rows = self._start(inputs, seeds, max_frames)
+    def stream(self, inputs, seeds: list[int], max_frames: list[int], first_block: int = 2,
+               reference: torch.Tensor | None = None) -> Iterator[FrameBlock]:
+        """Decode, yielding every row's new samples (rows, frames, 3200) every ``check_every`` frames.
+
+        ``reference`` is ``encode_reference(inputs)`` when the caller kept it from an earlier request.
+        """
+        if reference is None:
+            reference = self.encode_reference(inputs)
+        rows = self._start(inputs, seeds, max_frames, reference)
         yield from self.blocks(self.audio_out, rows, max(max_frames), first_block)
