@@ -113,7 +113,8 @@ def _open_fast_session(ref: ModelRef, plan: Plan, loaded: LoadedModel) -> tuple[
     if not support.available:
         return None, support.reason
     capacity = fastpath.capacity_for(ref, plan.max_chunk_chars)
-    return fastpath.open_session(ref.adapter, loaded, plan.batch_size, capacity), support.reason
+    options = {"model_step": True} if support.model_step else {}
+    return fastpath.open_session(ref.adapter, loaded, plan.batch_size, capacity, **options), support.reason
 
 
 def _physical_cores() -> int:

@@ -23,23 +23,32 @@ SESSIONS = {"csm": CsmSession, "pocket_tts": PocketSession, "vibevoice": VibeVoi
 class Support:
     available: bool
     reason: str  # one line for the plan: what runs, or why plain ``generate`` does
+    model_step: bool = False  # the language model is offloaded: step it through its executor, outside the graph
 
 
 def support(adapter: ModelAdapter, loaded: LoadedModel | None = None, plan=None) -> Support:
     """Whether the fast path serves this model under this plan; decided before or after loading.
 
-    It serves plans whose language model is resident on the GPU: ``resident``, and ``codec-cpu``
-    where the session decodes audio outside its graph (the codec then decodes each block of frames
-    on the CPU). Plans that stream layers or read embeddings on the CPU run plain ``generate``.
+    Where the language model is resident (``resident``; ``codec-cpu`` when the session decodes audio
+    outside its graph) the whole frame is one graph. Where the streamed executor brings backbone
+    layers in from host memory, sessions that can step the model eagerly keep the rest of the frame
+    graphed (``model_step``). ZeRO-3 and accelerate plans, and embedding tables read on the CPU, run
+    plain ``generate``: the frame graph reads weights those executors may keep elsewhere.
     """
     session = SESSIONS.get(adapter.family)
     if session is None:
         return Support(False, f"fast decode: not written for {adapter.family} yet, plain transformers "
                               "generate")
+    model_step = False
     if plan is not None:
-        if plan.streamed_layers or plan.lookups_on_cpu or plan.executor != "resident":
-            return Support(False, f"fast decode: needs the language model resident on one device "
+        if plan.lookups_on_cpu or plan.executor not in ("resident", "streamed"):
+            return Support(False, f"fast decode: not with the {plan.executor} executor"
+                                  f"{' and embeddings read on the CPU' if plan.lookups_on_cpu else ''} "
                                   f"({plan.level} plan), plain generate")
+        model_step = bool(plan.streamed_layers)
+        if model_step and not session.steps_offloaded_models:
+            return Support(False, f"fast decode: needs the language model resident ({plan.level} plan), "
+                                  "plain generate")
         if plan.compute_on_cpu and not session.codec_outside_graph:
             return Support(False, "fast decode: the codec runs inside the frame graph and must share the "
                                   "GPU, plain generate")
@@ -48,7 +57,7 @@ def support(adapter: ModelAdapter, loaded: LoadedModel | None = None, plan=None)
         if problem:
             return Support(False, f"fast decode: {problem}, plain generate")
     graphs = loaded is None or loaded.device.type == "cuda"
-    return Support(True, "fast decode: " + session.describe(graphs))
+    return Support(True, "fast decode: " + session.describe(graphs, model_step), model_step)
 
 
 def cpu_tier(adapter: ModelAdapter) -> bool:

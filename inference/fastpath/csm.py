@@ -25,7 +25,7 @@ from inference.fastpath.frames import FrameBlock, StopState
 from inference.fastpath.graphs import StepRunner
 from inference.fastpath.layers import FastLayer, KVCache, rms_norm, rope_table
 from inference.fastpath.sampling import Sampling, gumbel, noise_width, pick
-from inference.fastpath.stack import CachedStack
+from inference.fastpath.stack import CachedStack, ModelStack
 
 POSITION_ALIGN = 64  # cache lengths rounded up: aligned rows suit the fused attention kernels
 
@@ -53,7 +53,7 @@ class CsmFastDecoder(StopState):
 
     def __init__(self, model, batch_size: int, capacity: int,
                  sampling: tuple[Sampling, Sampling] | None = None,
-                 use_graph: bool | None = None, check_every: int = 8):
+                 use_graph: bool | None = None, check_every: int = 8, model_step: bool = False):
         self.model = model
         config = model.config
         self.codebooks = config.num_codebooks
@@ -66,8 +66,10 @@ class CsmFastDecoder(StopState):
         self.backbone_sampling, self.depth_sampling = sampling or sampling_of(model)
         self.check_every = check_every
         self._use_graph = use_graph
-        self.bb_layers = [FastLayer(layer) for layer in self.backbone.layers]
-        self.bb: CachedStack | None = None
+        # model_step: the backbone's layers belong to an offload executor; fusing them would unbind it
+        self.model_step = model_step
+        self.bb_layers = [] if model_step else [FastLayer(layer) for layer in self.backbone.layers]
+        self.bb: CachedStack | ModelStack | None = None
         self.dd_layers = [FastLayer(layer) for layer in self.depth.model.layers]
         self.noise_width = noise_width([self.backbone_sampling, self.depth_sampling], self.vocab)
         self.runner: StepRunner | None = None
@@ -77,16 +79,23 @@ class CsmFastDecoder(StopState):
     def _allocate(self, batch: int, capacity: int) -> None:
         self.batch, self.capacity = batch, _aligned(capacity)
         dev, dd = self.device, self.dd_layers[0]
-        self.bb = CachedStack(self.bb_layers, self.backbone.norm, self.backbone.rotary_emb, batch,
-                              self.capacity, self.dtype, dev)
+        if self.model_step:
+            self.bb = ModelStack(self.backbone, batch, self.capacity, dev)
+        else:
+            self.bb = CachedStack(self.bb_layers, self.backbone.norm, self.backbone.rotary_emb, batch,
+                                  self.capacity, self.dtype, dev)
         self.dd_cache = KVCache(len(self.dd_layers), batch, dd.kv_heads, self.codebooks, dd.head_dim,
                                 self.dtype, dev)
         self.dd_cos, self.dd_sin = rope_table(self.depth.model.rotary_emb, self.codebooks, self.dtype, dev)
         long = {"dtype": torch.long, "device": dev}
         self.hidden = torch.zeros(batch, self.backbone.config.hidden_size, dtype=self.dtype, device=dev)
         self.out_codes = torch.zeros(batch, self.capacity, self.codebooks, **long)
+        self.codes = torch.zeros(batch, self.codebooks, **long)
         self.allocate_stop_state(batch, dev)
-        self.runner = StepRunner(self._frame, dev, self._use_graph)
+        if self.model_step:
+            self.runner = StepRunner(self._pick_frame, dev, self._use_graph, then=self._backbone_step)
+        else:
+            self.runner = StepRunner(self._frame, dev, self._use_graph)
 
     @property
     def nbytes(self) -> int:
@@ -111,14 +120,22 @@ class CsmFastDecoder(StopState):
 
     # ---------------------------------------------------------------------------------- one frame
     def _frame(self) -> None:
-        """Pick a whole frame from ``hidden``, record it, and step the backbone on it (graph body)."""
+        """One whole frame: the graph body when the backbone is resident."""
+        self._pick_frame()
+        self._backbone_step()
+
+    def _pick_frame(self) -> None:
+        """Pick a whole frame from ``hidden`` and record it in ``codes`` and ``out_codes``."""
         noise = None
         if self.backbone_sampling.do_sample or self.depth_sampling.do_sample:
             noise = gumbel(self.seeds, self.frame, self.codebooks, self.noise_width)
         first = pick(self.model.lm_head(self.hidden), self.backbone_sampling, _draw(noise, 0))
-        codes = self._depth_frame(first, noise)
-        self._record(codes)
-        self.hidden.copy_(self.bb.step(self.backbone.embed_tokens(codes[:, None, :])))
+        self.codes.copy_(self._depth_frame(first, noise))
+        self._record(self.codes)
+
+    def _backbone_step(self) -> None:
+        """Step the backbone on the recorded frame; ``hidden`` becomes the next frame's state."""
+        self.hidden.copy_(self.bb.step(self.backbone.embed_tokens(self.codes[:, None, :])))
         self.bb.advance()
         self.frame += 1
 

@@ -19,10 +19,14 @@ def graphs_available(device: torch.device) -> bool:
 
 
 class StepRunner:
-    """Calls ``step()``; on CUDA with ``use_graph`` the calls replay a graph captured by ``capture``."""
+    """Calls ``step()`` then ``then()``; on CUDA with ``use_graph`` ``step`` replays a graph captured by
+    ``capture``. ``then`` always runs eagerly: the part of a frame that must call a model whose
+    layers an offload executor swaps in and out."""
 
-    def __init__(self, step: Callable[[], None], device: torch.device, use_graph: bool | None = None):
+    def __init__(self, step: Callable[[], None], device: torch.device, use_graph: bool | None = None,
+                 then: Callable[[], None] | None = None):
         self.step = step
+        self.then = then
         self.device = device
         self.use_graph = graphs_available(device) and use_graph is not False
         self.graph: torch.cuda.CUDAGraph | None = None
@@ -55,3 +59,5 @@ class StepRunner:
             self.graph.replay()
         else:
             self.step()
+        if self.then is not None:
+            self.then()

@@ -38,6 +38,7 @@ class FastSession(ABC):
     kind: str  # shown in plans and benchmarks
     codec_outside_graph = True  # audio is decoded from the frames on the codec's own device
     cpu_tier = False  # written to beat plain generate on a CPU as well
+    steps_offloaded_models = False  # can step a language model an offload executor swaps in, outside its graph
 
     @classmethod
     def unsupported(cls, loaded: LoadedModel) -> str | None:
@@ -46,7 +47,7 @@ class FastSession(ABC):
 
     @classmethod
     @abstractmethod
-    def describe(cls, graphs: bool) -> str:
+    def describe(cls, graphs: bool, model_step: bool = False) -> str:
         """One line for the plan: how the session decodes."""
 
     @abstractmethod
@@ -75,6 +76,8 @@ class FastSession(ABC):
 class CsmSession(FastSession):
     """CSM through ``CsmFastDecoder`` and a streaming Mimi decode."""
 
+    steps_offloaded_models = True
+
     @classmethod
     def unsupported(cls, loaded: LoadedModel) -> str | None:
         try:
@@ -84,20 +87,22 @@ class CsmSession(FastSession):
         return None
 
     @classmethod
-    def describe(cls, graphs: bool) -> str:
-        steps = "one CUDA graph replay per frame" if graphs else "eager steps (no CUDA graphs on the CPU)"
-        return (f"static KV cache sized by the plan, {steps}, sampling on the device, stop checks every "
-                "8 frames, streamed Mimi decode")
+    def describe(cls, graphs: bool, model_step: bool = False) -> str:
+        if model_step:
+            return (f"{_graphed(graphs)} for sampling and the depth decoder, the backbone stepped through the "
+                    "offload executor, stop checks every 8 frames, streamed Mimi decode")
+        return (f"static KV cache sized by the plan, {_graphed(graphs)}, sampling on the device, stop checks "
+                "every 8 frames, streamed Mimi decode")
 
     def __init__(self, adapter: ModelAdapter, loaded: LoadedModel, batch_size: int, capacity: int,
-                 use_graph: bool | None = None, check_every: int = 8, first_block: int = 2):
+                 use_graph: bool | None = None, check_every: int = 8, first_block: int = 2,
+                 model_step: bool = False):
         self.adapter = adapter
         self.loaded = loaded
         self.first_block = first_block
         self.decoder = CsmFastDecoder(loaded.model, batch_size, capacity, use_graph=use_graph,
-                                      check_every=check_every)
-        self.kind = "csm: static KV cache, " + ("CUDA graph per frame" if self.decoder.runner.use_graph
-                                                else "eager frame step")
+                                      check_every=check_every, model_step=model_step)
+        self.kind = "csm: " + _kind(self.decoder.runner.use_graph, model_step)
 
     @torch.inference_mode()
     def warm_up(self) -> float:
@@ -121,6 +126,7 @@ class VibeVoiceSession(FastSession):
     """VibeVoice through ``VibeVoiceFastDecoder``: the frame's audio comes out of the graph itself."""
 
     codec_outside_graph = False  # each frame's audio is re-encoded to make the next input
+    steps_offloaded_models = True
 
     @classmethod
     def unsupported(cls, loaded: LoadedModel) -> str | None:
@@ -131,21 +137,23 @@ class VibeVoiceSession(FastSession):
         return None
 
     @classmethod
-    def describe(cls, graphs: bool) -> str:
-        steps = "one CUDA graph replay per frame" if graphs else "eager steps (no CUDA graphs on the CPU)"
-        return (f"one static KV cache for the guidance pair sized by the plan, {steps} (token choice, "
-                "guided diffusion, acoustic decode and semantic re-encode), stop checks every 8 frames")
+    def describe(cls, graphs: bool, model_step: bool = False) -> str:
+        frame = "token choice, guided diffusion, acoustic decode and semantic re-encode"
+        if model_step:
+            return (f"{_graphed(graphs)} ({frame}), the language model stepped through the offload "
+                    "executor for the guidance pair, stop checks every 8 frames")
+        return (f"one static KV cache for the guidance pair sized by the plan, {_graphed(graphs)} ({frame}), "
+                "stop checks every 8 frames")
 
     def __init__(self, adapter: ModelAdapter, loaded: LoadedModel, batch_size: int, capacity: int,
                  use_graph: bool | None = None, check_every: int = 8, first_block: int = 2,
-                 noise: str = "counter"):
+                 noise: str = "counter", model_step: bool = False):
         self.adapter = adapter
         self.loaded = loaded
         self.first_block = first_block
         self.decoder = VibeVoiceFastDecoder(loaded.model, batch_size, capacity, use_graph=use_graph,
-                                            check_every=check_every, noise=noise)
-        self.kind = "vibevoice: static KV cache for the guidance pair, " + (
-            "CUDA graph per frame" if self.decoder.runner.use_graph else "eager frame step")
+                                            check_every=check_every, noise=noise, model_step=model_step)
+        self.kind = "vibevoice, guidance pair: " + _kind(self.decoder.runner.use_graph, model_step)
         self._voice: tuple[torch.Tensor, torch.Tensor] | None = None  # (reference samples, their latents)
 
     @torch.inference_mode()
@@ -175,7 +183,7 @@ class PocketSession(FastSession):
     cpu_tier = True
 
     @classmethod
-    def describe(cls, graphs: bool) -> str:
+    def describe(cls, graphs: bool, model_step: bool = False) -> str:
         return "static KV cache sized by the plan, lean step loop, streamed codec"
 
     def __init__(self, adapter: ModelAdapter, loaded: LoadedModel, batch_size: int, capacity: int,
@@ -225,6 +233,15 @@ class PocketSession(FastSession):
         voices = [prompt.tensors["audio_prompt_latents"]] * len(texts)
         return processor(text=processor.apply_chat_template(conversations), audio_prompt_latents=voices,
                          return_tensors="pt", padding=True, padding_side="left")
+
+
+def _graphed(graphs: bool) -> str:
+    return "one CUDA graph replay per frame" if graphs else "eager steps (no CUDA graphs on the CPU)"
+
+
+def _kind(graph: bool, model_step: bool) -> str:
+    frame = "CUDA graph per frame" if graph else "eager frame step"
+    return frame + (", language model stepped by its executor" if model_step else ", static KV cache")
 
 
 def _pieces(blocks: Iterator[FrameBlock], decode, per_frame: int, rows: int) -> Iterator[AudioPiece]:

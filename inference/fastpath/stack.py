@@ -86,3 +86,46 @@ class CachedStack:
     def advance(self) -> None:
         self.slot += 1
         self.pos += 1
+
+
+class ModelStack:
+    """The model's own decoder module, stepped eagerly over a transformers ``DynamicCache``.
+
+    Offload plans keep some decoder layers off the GPU and bring them in from hooks around each layer's
+    ``forward`` (the streamed executor); a captured graph would replay stale weights, and our fused
+    layers would bypass the hooks. This stack calls the module as ``generate`` does, so whatever
+    executor placed it runs; the rest of the frame (sampling, depth decoder, diffusion head, codecs)
+    stays graphed. Same interface as ``CachedStack``.
+    """
+
+    def __init__(self, module: nn.Module, rows: int, capacity: int, device: torch.device):
+        from transformers import DynamicCache
+
+        self.module, self.rows, self.capacity, self.device = module, rows, capacity, device
+        self._new_cache = lambda: DynamicCache(config=module.config)
+        self.cache = self._new_cache()
+        self.mask = torch.ones(rows, 0, dtype=torch.long, device=device)
+
+    nbytes = 0  # the cache grows with the sequence; the planner's KV budget covers it as for generate
+
+    def clear(self) -> None:
+        """Nothing to zero: every request starts a fresh cache."""
+
+    def ready_for_capture(self) -> None:
+        """Nothing to prepare: this stack is never captured."""
+
+    def prefill(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        self.cache = self._new_cache()
+        self.mask = mask.long()
+        return self._forward(embeds)
+
+    def step(self, x: torch.Tensor) -> torch.Tensor:
+        self.mask = torch.cat([self.mask, self.mask.new_ones(self.rows, 1)], dim=1)
+        return self._forward(x)
+
+    def advance(self) -> None:
+        """The cache advanced itself in ``step``."""
+
+    def _forward(self, embeds: torch.Tensor) -> torch.Tensor:
+        out = self.module(inputs_embeds=embeds, attention_mask=self.mask, cache=self.cache, use_cache=True)
+        return out.last_hidden_state[:, -1]

@@ -43,7 +43,7 @@ from inference.fastpath.frames import FrameBlock, StopState
 from inference.fastpath.graphs import StepRunner
 from inference.fastpath.layers import FastLayer
 from inference.fastpath.sampling import normal
-from inference.fastpath.stack import CachedStack
+from inference.fastpath.stack import CachedStack, ModelStack
 
 POSITION_ALIGN = 64
 
@@ -66,7 +66,7 @@ class VibeVoiceFastDecoder(StopState):
     ``batch_size`` chunks of ``capacity`` positions (prompt plus frames) each, sized by the plan."""
 
     def __init__(self, model, batch_size: int, capacity: int, use_graph: bool | None = None,
-                 check_every: int = 8, noise: str = "counter"):
+                 check_every: int = 8, noise: str = "counter", model_step: bool = False):
         if noise not in ("counter", "torch"):
             raise ValueError(f"unknown noise source {noise!r}")
         config, generation = model.config, model.generation_config
@@ -85,7 +85,9 @@ class VibeVoiceFastDecoder(StopState):
         self.guidance = generation.guidance_scale if generation.guidance_scale is not None else 1.0
         self.latent_size = config.diffusion_head_config.latent_size
         self.samples_per_frame = config.audio_config.hop_length
-        self.layers = [FastLayer(layer) for layer in self.text.layers]
+        # model_step: the LM's layers belong to an offload executor; fusing them would unbind it
+        self.model_step = model_step
+        self.layers = [] if model_step else [FastLayer(layer) for layer in self.text.layers]
         self.check_every = check_every
         self.noise = noise
         self._use_graph = False if noise == "torch" else use_graph
@@ -99,16 +101,23 @@ class VibeVoiceFastDecoder(StopState):
         self.batch = batch
         self.capacity = -(-capacity // POSITION_ALIGN) * POSITION_ALIGN
         dev = self.device
-        self.lm = CachedStack(self.layers, self.text.norm, self.text.rotary_emb, 2 * batch, self.capacity,
-                              self.dtype, dev)
+        if self.model_step:
+            self.lm = ModelStack(self.text, 2 * batch, self.capacity, dev)
+        else:
+            self.lm = CachedStack(self.layers, self.text.norm, self.text.rotary_emb, 2 * batch, self.capacity,
+                                  self.dtype, dev)
         self.hidden = torch.zeros(2 * batch, self.text.config.hidden_size, dtype=self.dtype, device=dev)
+        self.next_embeds = torch.zeros(batch, self.text.config.hidden_size, dtype=self.dtype, device=dev)
         self.audio_out = torch.zeros(batch, self.capacity, self.samples_per_frame, dtype=self.dtype, device=dev)
         self.acoustic_cache, self.semantic_cache = PaddingCache(), PaddingCache()
         self.scheduler.set_timesteps(num_inference_steps=self.steps)
         # generate hands the diffusion head each timestep in the latents' dtype (bf16 rounds 999 to 1000)
         self.timestep_rows = [t.repeat(2 * batch).to(dev, self.dtype) for t in self.scheduler.timesteps]
         self.allocate_stop_state(batch, dev)
-        self.runner = StepRunner(self._frame, dev, self._use_graph)
+        if self.model_step:
+            self.runner = StepRunner(self._make_frame, dev, self._use_graph, then=self._lm_step)
+        else:
+            self.runner = StepRunner(self._frame, dev, self._use_graph)
 
     @property
     def nbytes(self) -> int:
@@ -127,14 +136,23 @@ class VibeVoiceFastDecoder(StopState):
 
     # ---------------------------------------------------------------------------------- one frame
     def _frame(self) -> None:
-        """Choose, draw, decode and re-encode one frame per row, then step both branches on it."""
+        """One whole frame: the graph body when the language model is resident."""
+        self._make_frame()
+        self._lm_step()
+
+    def _make_frame(self) -> None:
+        """Choose, draw, decode and re-encode one frame per row; ``next_embeds`` is the LM's next input."""
         cond, uncond = self.hidden[:self.batch], self.hidden[self.batch:]
         choice = self.allowed[F.linear(cond, self.choice_weight).float().argmax(dim=-1)]
         latent = self._diffuse(cond, uncond)
         audio, embeds = self._codec(latent)
         self.audio_out.index_copy_(1, self.frame, audio[:, None])
+        self.next_embeds.copy_(embeds)
         self.update_stop_state(choice != self.audio_token)
-        self.hidden.copy_(self.lm.step(torch.cat([embeds, embeds])[:, None]))
+
+    def _lm_step(self) -> None:
+        """Both branches consume the frame: the conditioned and the unconditioned state of the next one."""
+        self.hidden.copy_(self.lm.step(torch.cat([self.next_embeds, self.next_embeds])[:, None]))
         self.lm.advance()
         self.frame += 1
 
