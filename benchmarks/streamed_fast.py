@@ -17,6 +17,7 @@ fast session as one batch of two rows (one pass).
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sys
 import tempfile
@@ -121,6 +122,7 @@ def main() -> int:
         for spec in args.cells.split(","):
             family, cap = spec.split(":")
             rows += cell(family, float(cap), env, args, Path(scratch))
+            gc.collect()  # a session's graph and the executor's hooks hold the model in reference cycles
             torch.cuda.empty_cache()
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"streamed-fast-{env['gpu'].replace(' ', '-').lower()}"

@@ -91,6 +91,8 @@ def test_engine_on_a_streamed_gpu_plan_graphs_the_frame_and_keeps_the_audio(
         assert engine.fast.decoder.model_step == (level == "streamed")
         prompt = audio.setdefault("prompt", engine.voice_prompt(*reference_voice, reference_transcript))
         audio[level] = engine.synthesize_batch(prompt, TEXTS, [4, 5])
+    # The ladder's streamed rung also decodes CSM's codec on the CPU: same codes, other convolution arithmetic
+    # (cuDNN's TF32 on the GPU), so the waveforms are compared by correlation.
     for resident, stepped in zip(audio["resident"], audio["streamed"], strict=True):
         assert len(resident) == len(stepped) > 0
-        np.testing.assert_allclose(stepped, resident, atol=1e-3)
+        assert np.corrcoef(resident, stepped)[0, 1] > 0.999
