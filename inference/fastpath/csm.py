@@ -21,7 +21,7 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 
-from inference.fastpath.frames import FrameBlock, StopState
+from inference.fastpath.frames import FrameBlock, GraphedDecoder
 from inference.fastpath.graphs import StepRunner
 from inference.fastpath.layers import FastLayer, KVCache, rms_norm, rope_table
 from inference.fastpath.sampling import Sampling, gumbel, noise_width, pick
@@ -44,7 +44,7 @@ def _aligned(n: int) -> int:
     return -(-n // POSITION_ALIGN) * POSITION_ALIGN
 
 
-class CsmFastDecoder(StopState):
+class CsmFastDecoder(GraphedDecoder):
     """Static-cache, graph-replayed decoding of a CsmForConditionalGeneration for up to ``batch_size`` chunks.
 
     ``capacity`` is the backbone positions one chunk may use (prompt plus generated frames); the
@@ -69,7 +69,6 @@ class CsmFastDecoder(StopState):
         # model_step: the backbone's layers belong to an offload executor; fusing them would unbind it
         self.model_step = model_step
         self.bb_layers = [] if model_step else [FastLayer(layer) for layer in self.backbone.layers]
-        self.bb: CachedStack | ModelStack | None = None
         self.dd_layers = [FastLayer(layer) for layer in self.depth.model.layers]
         self.noise_width = noise_width([self.backbone_sampling, self.depth_sampling], self.vocab)
         self.runner: StepRunner | None = None
@@ -80,9 +79,9 @@ class CsmFastDecoder(StopState):
         self.batch, self.capacity = batch, _aligned(capacity)
         dev, dd = self.device, self.dd_layers[0]
         if self.model_step:
-            self.bb = ModelStack(self.backbone, batch, self.capacity, dev)
+            self.stack = ModelStack(self.backbone, batch, self.capacity, dev)
         else:
-            self.bb = CachedStack(self.bb_layers, self.backbone.norm, self.backbone.rotary_emb, batch,
+            self.stack = CachedStack(self.bb_layers, self.backbone.norm, self.backbone.rotary_emb, batch,
                                   self.capacity, self.dtype, dev)
         self.dd_cache = KVCache(len(self.dd_layers), batch, dd.kv_heads, self.codebooks, dd.head_dim,
                                 self.dtype, dev)
@@ -92,39 +91,22 @@ class CsmFastDecoder(StopState):
         self.out_codes = torch.zeros(batch, self.capacity, self.codebooks, **long)
         self.codes = torch.zeros(batch, self.codebooks, **long)
         self.allocate_stop_state(batch, dev)
-        if self.model_step:
-            self.runner = StepRunner(self._pick_frame, dev, self._use_graph, then=self._backbone_step)
-        else:
-            self.runner = StepRunner(self._frame, dev, self._use_graph)
+        self.build_runner(dev)
 
     @property
     def nbytes(self) -> int:
         """Device memory of the caches and buffers (the graph's private pool comes on top)."""
         buffers = sum(t.numel() * t.element_size() for t in (self.out_codes, self.hidden))
-        return self.bb.nbytes + self.dd_cache.nbytes + buffers
-
-    def warm_up(self) -> float:
-        """Capture the frame graph now (on CUDA); returns the seconds it took. Idempotent."""
-        assert self.runner is not None
-        if self.runner.use_graph and self.runner.graph is None:
-            self.bb.ready_for_capture()
-            self.runner.capture()
-            self._clear()
-        return self.runner.capture_seconds
+        return self.stack.nbytes + self.dd_cache.nbytes + buffers
 
     def _clear(self) -> None:
         """Zero the caches: warm-up garbage must never reach a masked-out position (0 x NaN = NaN)."""
-        self.bb.clear()
+        self.stack.clear()
         self.dd_cache.k.zero_()
         self.dd_cache.v.zero_()
 
     # ---------------------------------------------------------------------------------- one frame
-    def _frame(self) -> None:
-        """One whole frame: the graph body when the backbone is resident."""
-        self._pick_frame()
-        self._backbone_step()
-
-    def _pick_frame(self) -> None:
+    def _head(self) -> None:
         """Pick a whole frame from ``hidden`` and record it in ``codes`` and ``out_codes``."""
         noise = None
         if self.backbone_sampling.do_sample or self.depth_sampling.do_sample:
@@ -133,10 +115,10 @@ class CsmFastDecoder(StopState):
         self.codes.copy_(self._depth_frame(first, noise))
         self._record(self.codes)
 
-    def _backbone_step(self) -> None:
+    def _tail(self) -> None:
         """Step the backbone on the recorded frame; ``hidden`` becomes the next frame's state."""
-        self.hidden.copy_(self.bb.step(self.backbone.embed_tokens(self.codes[:, None, :])))
-        self.bb.advance()
+        self.hidden.copy_(self.stack.step(self.backbone.embed_tokens(self.codes[:, None, :])))
+        self.stack.advance()
         self.frame += 1
 
     def _depth_frame(self, first: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
@@ -177,16 +159,10 @@ class CsmFastDecoder(StopState):
     def _start(self, embeds: torch.Tensor, mask: torch.Tensor, seeds: list[int],
                max_frames: list[int]) -> int:
         """Reset the state for a request; rows beyond the request repeat row 0 and start finished."""
-        rows, seq = mask.shape
-        if rows > self.batch or seq + max(max_frames) > self.capacity:
-            self._allocate(max(rows, self.batch), seq + max(max_frames))
-        self.warm_up()
-        extra = self.batch - rows
-        if extra:
-            embeds = torch.cat([embeds, embeds[:1].expand(extra, -1, -1)])
-            mask = torch.cat([mask, mask[:1].expand(extra, -1)])
+        rows = mask.shape[0]
+        embeds, mask = self.fit_request(embeds, mask, max_frames)
         self.reset_stop_state(seeds, max_frames, never=self.capacity)
-        self.hidden.copy_(self.bb.prefill(embeds.to(self.device, self.dtype), mask.to(self.device)))
+        self.hidden.copy_(self.stack.prefill(embeds.to(self.device, self.dtype), mask.to(self.device)))
         return rows
 
     # --------------------------------------------------------------------------------- decoding

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
+from inference.fastpath.graphs import StepRunner
+
 
 @dataclass
 class FrameBlock:
@@ -71,3 +73,63 @@ class StopState:
             if done:
                 return
             start, check = frame + 1, min(frame + 1 + self.check_every, limit)
+
+
+class GraphedDecoder(StopState):
+    """A decoder whose frame is ``_head`` (choose and render the frame, always graphable) then ``_tail``
+    (the language model consumes it).
+
+    With a resident model (``CachedStack``) the whole frame is one graph; with ``model_step`` (a
+    ``ModelStack`` an offload executor serves) only the head is captured and the tail runs eagerly.
+    """
+
+    stack: object  # CachedStack | ModelStack
+    model_step: bool
+    batch: int
+    capacity: int
+    _use_graph: bool | None
+
+    def _head(self) -> None:
+        raise NotImplementedError
+
+    def _tail(self) -> None:
+        raise NotImplementedError
+
+    def _allocate(self, batch: int, capacity: int) -> None:
+        raise NotImplementedError
+
+    def _clear(self) -> None:
+        """Zero the caches after capture: warm-up garbage must never meet a mask (0 x NaN = NaN)."""
+        self.stack.clear()
+
+    def _frame(self) -> None:
+        self._head()
+        self._tail()
+
+    def build_runner(self, device: torch.device) -> None:
+        if self.model_step:
+            self.runner = StepRunner(self._head, device, self._use_graph, then=self._tail)
+        else:
+            self.runner = StepRunner(self._frame, device, self._use_graph)
+
+    def fit_request(self, embeds: torch.Tensor, mask: torch.Tensor,
+                    max_frames: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Grow the buffers if this request needs more rows or positions, capture the graph if not yet
+        done, and pad the prompts to the batch: extra rows repeat row 0 (their budget will be 0)."""
+        rows, seq = mask.shape
+        if rows > self.batch or seq + max(max_frames) > self.capacity:
+            self._allocate(max(rows, self.batch), seq + max(max_frames))
+        self.warm_up()
+        extra = self.batch - rows
+        if extra:
+            embeds = torch.cat([embeds, embeds[:1].expand(extra, -1, -1)])
+            mask = torch.cat([mask, mask[:1].expand(extra, -1)])
+        return embeds, mask
+
+    def warm_up(self) -> float:
+        """Capture the frame graph now (on CUDA); returns the seconds it took. Idempotent."""
+        if self.runner.use_graph and self.runner.graph is None:
+            self.stack.ready_for_capture()
+            self.runner.capture()
+            self._clear()
+        return self.runner.capture_seconds

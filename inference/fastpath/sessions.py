@@ -73,10 +73,28 @@ class FastSession(ABC):
         return [np.concatenate(p) if p else np.zeros(0, dtype=np.float32) for p in pieces]
 
 
-class CsmSession(FastSession):
-    """CSM through ``CsmFastDecoder`` and a streaming Mimi decode."""
+class GraphedSession(FastSession):
+    """A session over a ``GraphedDecoder``: warm-up and memory are the decoder's."""
 
     steps_offloaded_models = True
+    decoder: object
+
+    def __init__(self, adapter: ModelAdapter, loaded: LoadedModel, first_block: int):
+        self.adapter = adapter
+        self.loaded = loaded
+        self.first_block = first_block
+
+    @torch.inference_mode()
+    def warm_up(self) -> float:
+        return self.decoder.warm_up()
+
+    @property
+    def nbytes(self) -> int:
+        return self.decoder.nbytes
+
+
+class CsmSession(GraphedSession):
+    """CSM through ``CsmFastDecoder`` and a streaming Mimi decode."""
 
     @classmethod
     def unsupported(cls, loaded: LoadedModel) -> str | None:
@@ -97,20 +115,10 @@ class CsmSession(FastSession):
     def __init__(self, adapter: ModelAdapter, loaded: LoadedModel, batch_size: int, capacity: int,
                  use_graph: bool | None = None, check_every: int = 8, first_block: int = 2,
                  model_step: bool = False):
-        self.adapter = adapter
-        self.loaded = loaded
-        self.first_block = first_block
+        super().__init__(adapter, loaded, first_block)
         self.decoder = CsmFastDecoder(loaded.model, batch_size, capacity, use_graph=use_graph,
                                       check_every=check_every, model_step=model_step)
         self.kind = "csm: " + _kind(self.decoder.runner.use_graph, model_step)
-
-    @torch.inference_mode()
-    def warm_up(self) -> float:
-        return self.decoder.warm_up()
-
-    @property
-    def nbytes(self) -> int:
-        return self.decoder.nbytes
 
     @torch.inference_mode()
     def stream(self, prompt: VoicePrompt, texts: list[str], seeds: list[int],
@@ -122,11 +130,10 @@ class CsmSession(FastSession):
         yield from _pieces(blocks, codec.push, codec.samples_per_frame, len(texts))
 
 
-class VibeVoiceSession(FastSession):
+class VibeVoiceSession(GraphedSession):
     """VibeVoice through ``VibeVoiceFastDecoder``: the frame's audio comes out of the graph itself."""
 
     codec_outside_graph = False  # each frame's audio is re-encoded to make the next input
-    steps_offloaded_models = True
 
     @classmethod
     def unsupported(cls, loaded: LoadedModel) -> str | None:
@@ -148,21 +155,11 @@ class VibeVoiceSession(FastSession):
     def __init__(self, adapter: ModelAdapter, loaded: LoadedModel, batch_size: int, capacity: int,
                  use_graph: bool | None = None, check_every: int = 8, first_block: int = 2,
                  noise: str = "counter", model_step: bool = False):
-        self.adapter = adapter
-        self.loaded = loaded
-        self.first_block = first_block
+        super().__init__(adapter, loaded, first_block)
         self.decoder = VibeVoiceFastDecoder(loaded.model, batch_size, capacity, use_graph=use_graph,
                                             check_every=check_every, noise=noise, model_step=model_step)
         self.kind = "vibevoice, guidance pair: " + _kind(self.decoder.runner.use_graph, model_step)
         self._voice: tuple[torch.Tensor, torch.Tensor] | None = None  # (reference samples, their latents)
-
-    @torch.inference_mode()
-    def warm_up(self) -> float:
-        return self.decoder.warm_up()
-
-    @property
-    def nbytes(self) -> int:
-        return self.decoder.nbytes
 
     @torch.inference_mode()
     def stream(self, prompt: VoicePrompt, texts: list[str], seeds: list[int],

@@ -39,7 +39,7 @@ from transformers.models.vibevoice_acoustic_tokenizer.modeling_vibevoice_acousti
     VibeVoiceAcousticTokenizerConv1dPaddingCache as PaddingCache,
 )
 
-from inference.fastpath.frames import FrameBlock, StopState
+from inference.fastpath.frames import FrameBlock, GraphedDecoder
 from inference.fastpath.graphs import StepRunner
 from inference.fastpath.layers import FastLayer
 from inference.fastpath.sampling import normal
@@ -61,7 +61,7 @@ def _ids(value) -> list[int]:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-class VibeVoiceFastDecoder(StopState):
+class VibeVoiceFastDecoder(GraphedDecoder):
     """Static-cache, graph-replayed decoding of a VibeVoiceForConditionalGeneration for up to
     ``batch_size`` chunks of ``capacity`` positions (prompt plus frames) each, sized by the plan."""
 
@@ -102,9 +102,9 @@ class VibeVoiceFastDecoder(StopState):
         self.capacity = -(-capacity // POSITION_ALIGN) * POSITION_ALIGN
         dev = self.device
         if self.model_step:
-            self.lm = ModelStack(self.text, 2 * batch, self.capacity, dev)
+            self.stack = ModelStack(self.text, 2 * batch, self.capacity, dev)
         else:
-            self.lm = CachedStack(self.layers, self.text.norm, self.text.rotary_emb, 2 * batch, self.capacity,
+            self.stack = CachedStack(self.layers, self.text.norm, self.text.rotary_emb, 2 * batch, self.capacity,
                                   self.dtype, dev)
         self.hidden = torch.zeros(2 * batch, self.text.config.hidden_size, dtype=self.dtype, device=dev)
         self.next_embeds = torch.zeros(batch, self.text.config.hidden_size, dtype=self.dtype, device=dev)
@@ -114,33 +114,16 @@ class VibeVoiceFastDecoder(StopState):
         # generate hands the diffusion head each timestep in the latents' dtype (bf16 rounds 999 to 1000)
         self.timestep_rows = [t.repeat(2 * batch).to(dev, self.dtype) for t in self.scheduler.timesteps]
         self.allocate_stop_state(batch, dev)
-        if self.model_step:
-            self.runner = StepRunner(self._make_frame, dev, self._use_graph, then=self._lm_step)
-        else:
-            self.runner = StepRunner(self._frame, dev, self._use_graph)
+        self.build_runner(dev)
 
     @property
     def nbytes(self) -> int:
         """Device memory of the caches and buffers (the graph's private pool comes on top)."""
         buffers = sum(t.numel() * t.element_size() for t in (self.hidden, self.audio_out))
-        return self.lm.nbytes + buffers
-
-    def warm_up(self) -> float:
-        """Capture the frame graph now (on CUDA); returns the seconds it took. Idempotent."""
-        assert self.runner is not None
-        if self.runner.use_graph and self.runner.graph is None:
-            self.lm.ready_for_capture()
-            self.runner.capture()
-            self.lm.clear()
-        return self.runner.capture_seconds
+        return self.stack.nbytes + buffers
 
     # ---------------------------------------------------------------------------------- one frame
-    def _frame(self) -> None:
-        """One whole frame: the graph body when the language model is resident."""
-        self._make_frame()
-        self._lm_step()
-
-    def _make_frame(self) -> None:
+    def _head(self) -> None:
         """Choose, draw, decode and re-encode one frame per row; ``next_embeds`` is the LM's next input."""
         cond, uncond = self.hidden[:self.batch], self.hidden[self.batch:]
         choice = self.allowed[F.linear(cond, self.choice_weight).float().argmax(dim=-1)]
@@ -150,10 +133,10 @@ class VibeVoiceFastDecoder(StopState):
         self.next_embeds.copy_(embeds)
         self.update_stop_state(choice != self.audio_token)
 
-    def _lm_step(self) -> None:
+    def _tail(self) -> None:
         """Both branches consume the frame: the conditioned and the unconditioned state of the next one."""
-        self.hidden.copy_(self.lm.step(torch.cat([self.next_embeds, self.next_embeds])[:, None]))
-        self.lm.advance()
+        self.hidden.copy_(self.stack.step(torch.cat([self.next_embeds, self.next_embeds])[:, None]))
+        self.stack.advance()
         self.frame += 1
 
     def _diffuse(self, cond: torch.Tensor, uncond: torch.Tensor) -> torch.Tensor:
@@ -218,20 +201,14 @@ class VibeVoiceFastDecoder(StopState):
     def _start(self, inputs, seeds: list[int], max_frames: list[int], reference: torch.Tensor) -> int:
         """Prefill both branches for a request; rows beyond it repeat row 0 and start finished."""
         embeds, mask = self._prompt_embeds(inputs, seeds, reference), inputs["attention_mask"]
-        rows, seq = mask.shape
-        if rows > self.batch or seq + max(max_frames) > self.capacity:
-            self._allocate(max(rows, self.batch), seq + max(max_frames))
-        self.warm_up()
-        extra = self.batch - rows
-        if extra:
-            embeds = torch.cat([embeds, embeds[:1].expand(extra, -1, -1)])
-            mask = torch.cat([mask, mask[:1].expand(extra, -1)])
+        rows = mask.shape[0]
+        embeds, mask = self.fit_request(embeds, mask, max_frames)
         # Negative rows: the audio-start token alone, at position 0 (left-padded to the prompt's length).
         negative = self.text.embed_tokens(torch.full_like(mask, self.audio_bos))
         negative_mask = torch.zeros_like(mask)
         negative_mask[:, -1] = 1
         both = torch.cat([embeds, negative]).to(self.device, self.dtype)
-        self.hidden.copy_(self.lm.prefill(both, torch.cat([mask, negative_mask]).to(self.device)))
+        self.hidden.copy_(self.stack.prefill(both, torch.cat([mask, negative_mask]).to(self.device)))
         for cache in (self.acoustic_cache, self.semantic_cache):
             for layer in cache.layers.values():
                 layer.cache.zero_()
