@@ -82,7 +82,7 @@ class CsmFastDecoder(GraphedDecoder):
             self.stack = ModelStack(self.backbone, batch, self.capacity, dev)
         else:
             self.stack = CachedStack(self.bb_layers, self.backbone.norm, self.backbone.rotary_emb, batch,
-                                  self.capacity, self.dtype, dev)
+                                     self.capacity, self.dtype, dev)
         self.dd_cache = KVCache(len(self.dd_layers), batch, dd.kv_heads, self.codebooks, dd.head_dim,
                                 self.dtype, dev)
         self.dd_cos, self.dd_sin = rope_table(self.depth.model.rotary_emb, self.codebooks, self.dtype, dev)

@@ -104,8 +104,8 @@ class VibeVoiceFastDecoder(GraphedDecoder):
         if self.model_step:
             self.stack = ModelStack(self.text, 2 * batch, self.capacity, dev)
         else:
-            self.stack = CachedStack(self.layers, self.text.norm, self.text.rotary_emb, 2 * batch, self.capacity,
-                                  self.dtype, dev)
+            self.stack = CachedStack(self.layers, self.text.norm, self.text.rotary_emb, 2 * batch,
+                                     self.capacity, self.dtype, dev)
         self.hidden = torch.zeros(2 * batch, self.text.config.hidden_size, dtype=self.dtype, device=dev)
         self.next_embeds = torch.zeros(batch, self.text.config.hidden_size, dtype=self.dtype, device=dev)
         self.audio_out = torch.zeros(batch, self.capacity, self.samples_per_frame, dtype=self.dtype, device=dev)
