@@ -59,9 +59,9 @@ class MimiStream:
         device = next(self.decoder.parameters()).device
         latents = self.to_latents(frames.to(device))
         steps = self._upsample(latents)
-        out = self.decoder.decoder_transformer(steps.transpose(1, 2), past_key_values=self._cache,
+        out = self.decoder.decoder_transformer(steps.transpose(1, 2), cache=self._cache,
                                                use_cache=True)
-        self._cache = out.past_key_values
+        self._cache = out.cache
         hidden = out.last_hidden_state.transpose(1, 2)
         overlap = 0 if self._context is None else self._context.shape[-1]
         if self._context is not None:

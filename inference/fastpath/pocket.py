@@ -136,7 +136,7 @@ class PocketFastDecoder:
         out = self.inner(input_ids=inputs["input_ids"], attention_mask=mask, position_ids=positions,
                          audio_prompt_latents=inputs.get("audio_prompt_latents"),
                          audio_prompt_latents_mask=inputs.get("audio_prompt_latents_mask"), use_cache=True)
-        for i, layer in enumerate(out.past_key_values.layers):
+        for i, layer in enumerate(out.cache.layers):
             self.cache.k[i, :rows, :, :seq] = layer.keys
             self.cache.v[i, :rows, :, :seq] = layer.values
         self.key_valid.zero_()
