@@ -1,10 +1,11 @@
-"""Fast resident decoding: static KV caches sized by the plan, CUDA-graph frame steps, GPU sampling,
-batched chunks that stop on their own, and audio streamed as frames are produced.
+"""Fast decoding: static KV caches sized by the plan, CUDA-graph frame steps, GPU sampling, batched
+chunks that stop on their own, and audio streamed as frames are produced.
 
-Entry points: ``support`` says whether a loaded model can take the fast path (and why not, for the
-plan's reasons), ``open_session`` builds a ``FastSession`` for a plan's batch and chunk size, and
-``capacity_for`` is the cache length the planner's KV prediction already accounts for. Anything the
-fast path cannot reproduce falls back to the adapter's plain ``generate``.
+Entry points: ``support`` says whether a model under a plan can take the fast path (and why not, for
+the plan's reasons), ``open_session`` builds a ``FastSession`` for a plan's batch and chunk size,
+``cpu_tier`` says whether the session is also the better decoder on a CPU, and ``capacity_for`` is
+the cache length the planner's KV prediction already accounts for. Anything the fast path cannot
+reproduce falls back to the adapter's plain ``generate``.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ class AudioPiece:
 
 
 class FastSession(ABC):
-    """Resident fast decoding for one loaded model."""
+    """Fast decoding for one loaded model, on the plan its executor placed."""
 
     kind: str  # shown in plans and benchmarks
     codec_outside_graph = True  # audio is decoded from the frames on the codec's own device
