@@ -1,4 +1,6 @@
-"""What a streaming decoder hands over every few frames."""
+"""The frame loop shared by the graphed decoders: what they hand over every few frames (``FrameBlock``),
+their per-row stop state (``StopState``), and the split of a frame into a graphed head and a tail
+that an offload executor may need to run eagerly (``GraphedDecoder``)."""
 
 from __future__ import annotations
 
@@ -14,8 +16,9 @@ from inference.fastpath.graphs import StepRunner
 class FrameBlock:
     """Frames ``start``..``stop`` of every row, as produced, and how many frames each row keeps so far.
 
-    ``frames`` is (rows, stop - start, ...) on the model's device (CSM's codes, Pocket's latents); a
-    row's audio ends at ``lengths[row]`` (its end or its budget), which later blocks never lower.
+    ``frames`` is (rows, stop - start, ...) on the model's device (CSM's codes, Pocket's latents,
+    VibeVoice's samples); a row's audio ends at ``lengths[row]`` (its end or its budget), which later
+    blocks never lower.
     """
 
     start: int
