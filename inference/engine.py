@@ -105,8 +105,9 @@ def _open_fast_session(ref: ModelRef, plan: Plan, loaded: LoadedModel) -> tuple[
     frames and is faster than ``generate`` on two cores, benchmarks/results/realtime.md); other models
     run the adapter's plain ``generate`` there, which is what transformers itself computes.
     """
-    if plan.device == "cpu" and "OMP_NUM_THREADS" not in os.environ:  # the user's setting wins
-        torch.set_num_threads(_physical_cores())
+    if plan.device == "cpu":
+        if "OMP_NUM_THREADS" not in os.environ:  # the user's setting wins
+            torch.set_num_threads(_physical_cores())
         if not fastpath.cpu_tier(ref.adapter):
             return None, "decode: plain transformers generate on the CPU"
     support = fastpath.support(ref.adapter, loaded, plan)

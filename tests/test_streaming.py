@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from inference import engine as engine_module
 from inference import fastpath
@@ -56,6 +57,26 @@ def test_engine_without_fast_session_yields_each_chunk_whole(tiny_checkpoint, re
     assert [row for row, _ in streamed] == [0, 1]
     for (_, samples), expected in zip(streamed, whole, strict=True):
         np.testing.assert_array_equal(samples, expected)
+
+
+@pytest.mark.parametrize("threads", [None, "1"])
+def test_cpu_decoder_choice_does_not_depend_on_the_thread_setting(threads, tiny_checkpoint, monkeypatch):
+    """Only Pocket TTS's CPU tier takes the fast path on the CPU, whether or not OMP_NUM_THREADS is set."""
+    if threads is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", threads)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for family in ("csm", "pocket_tts"):
+            ref = describe(str(tiny_checkpoint(family)))
+            engine = Engine.load(ref, make_plan(ref, PRESETS["cpu-16g"]))
+            assert (engine.fast is not None) == (family == "pocket_tts")
+        # physical cores by default; a user's OMP_NUM_THREADS leaves the count alone
+        assert torch.get_num_threads() == (1 if threads else engine_module._physical_cores())
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_worker_sends_chunk_pieces_before_each_whole_chunk(tiny_checkpoint, tmp_path, monkeypatch):
