@@ -4,14 +4,29 @@ The GUI imports this module, so it must never import torch (a test checks): audi
 numpy arrays, plans as their labels. Commands go to the worker, events come back; every event names
 its job, so several jobs can be queued and a GUI can route events by job id.
 
-A job's life: ``JobStarted`` (its chunks and plan), one ``ChunkReady`` per chunk in order, any number
-of ``Notice``s, then exactly one of ``JobFinished``, ``JobFailed`` or ``JobCancelled``. After a worker
-crash the job is resumed: a ``Notice`` and a second ``JobStarted`` (its ``start_chunk`` the first chunk
-not yet delivered) follow, and chunk indices carry on where they stopped (none repeated or skipped).
+A job's life, in order:
+
+1. ``StageStarted`` for each stage it goes through (``Stage``: resolving, downloading, loading,
+   planning, encoding the voice, generating, done); ``DownloadProgress`` per file while downloading;
+2. ``JobStarted`` (its chunks and plan) once it is planned, before the model loads;
+3. while generating: ``ChunkPiece``s (streamed audio), one ``ChunkReady`` per chunk in order, a
+   ``GenerationProgress`` after each chunk and a ``MemorySample`` at least once per chunk;
+4. ``PlanChanged`` whenever the plan steps down (out of memory, NVML pre-flight, user), ``Notice`` for
+   anything else worth saying;
+5. exactly one of ``JobFinished``, ``JobFailed`` or ``JobCancelled``.
+
+After a worker crash or hang the client restarts it: a ``WorkerRestarted`` and a second ``JobStarted``
+(its ``start_chunk`` the first chunk not yet delivered) follow, and chunk indices carry on where they
+stopped (none repeated or skipped).
+
+``LoadJob`` goes through the same queue and stages (resolving, downloading, loading) and ends in
+``JobFinished``: it loads a model ahead of the first ``SpeakJob``. ``Unload`` frees the model and
+answers ``ModelUnloaded``; ``UpdateSettings`` applies to the next job.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,11 +50,23 @@ class SpeakJob:
     seed: int = 0
     hardware: str | None = None  # a preset name or JSON path; None measures this machine
     chunk_chars: int = DEFAULT_CHUNK_CHARS
+    # Narration pins its own chunking and seeds (a project's chunk keys depend on them): ``chunks``
+    # replaces splitting ``text``, ``seeds[i]`` replaces ``chunk_seed(seed, i)`` for chunk i.
+    chunks: tuple[str, ...] | None = None
+    seeds: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class LoadJob:
+    """Resolve, download and load ``model`` for this machine now, so the first ``SpeakJob`` starts at once."""
+
+    model: str = DEFAULT_MODEL
+    hardware: str | None = None
 
 
 @dataclass(frozen=True)
 class WorkerSettings:
-    """How the worker runs jobs; fixed for a worker's lifetime.
+    """How the worker runs jobs; changed between jobs with ``UpdateSettings`` (no restart).
 
     ``max_batch`` chunks of a job are decoded together in one generate call (they share one decode
     loop and, under offload, one weight transfer per step). Groups are fixed by chunk index
@@ -50,6 +77,9 @@ class WorkerSettings:
     max_batch: int = 4
     low_latency: bool = False
     voice_cache_size: int = 4  # encoded reference recordings kept per worker (LRU)
+    vram_limit_bytes: int = 0  # plan for and cap the allocator at min(free VRAM, this); 0: no limit
+    heartbeat_seconds: float = 1.0  # how often a live worker says so
+    hang_seconds: float = 60.0  # the watchdog restarts a worker silent this long while a job runs
 
     @property
     def batch_size(self) -> int:
@@ -63,14 +93,30 @@ class Submit:
     """Run ``job`` from chunk ``start_chunk`` on; ``chunks`` pins the chunking when resuming."""
 
     job_id: str
-    job: SpeakJob
+    job: SpeakJob | LoadJob
     start_chunk: int = 0
     chunks: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
 class Cancel:
+    """Stop ``job_id`` in whatever stage it is (download, load, generation); it ends in ``JobCancelled``."""
+
     job_id: str
+
+
+@dataclass(frozen=True)
+class Unload:
+    """Free the loaded model (VRAM back to the idle baseline) once the running job, if any, has ended."""
+
+    request_id: str
+
+
+@dataclass(frozen=True)
+class UpdateSettings:
+    """Use ``settings`` from the next job on."""
+
+    settings: WorkerSettings
 
 
 @dataclass(frozen=True)
@@ -78,10 +124,109 @@ class Shutdown:
     pass
 
 
-Command = Submit | Cancel | Shutdown
+Command = Submit | Cancel | Unload | UpdateSettings | Shutdown
 
 
 # Events: worker -> client.
+
+
+class Stage(str, enum.Enum):
+    """The stages of a job, in the order a first run meets them (later runs skip downloading)."""
+
+    RESOLVING = "resolving"  # which model, which files
+    DOWNLOADING = "downloading"  # into the Hugging Face cache
+    PLANNING = "planning"  # where each part runs; calibrating a new GPU plan happens while loading
+    LOADING = "loading"  # weights into memory, placed by the plan's executor
+    ENCODING_VOICE = "encoding voice"  # the reference recording through the model's codec
+    GENERATING = "generating"
+    DONE = "done"
+
+
+class PlanChangeCause(str, enum.Enum):
+    OUT_OF_MEMORY = "out of memory"  # a chunk or a load ran out of memory: remembered for this machine
+    PREFLIGHT = "preflight"  # NVML showed too little free memory before a chunk (another program took it)
+    USER = "user"  # the user chose another plan
+
+
+class RestartCause(str, enum.Enum):
+    CRASHED = "crashed"  # the worker process died
+    HUNG = "hung"  # no heartbeat for the watchdog's limit while a job ran: killed and replaced
+
+
+@dataclass(frozen=True)
+class StageStarted:
+    job_id: str
+    stage: Stage
+    detail: str = ""  # e.g. the model being resolved, the plan being loaded
+
+
+@dataclass(frozen=True)
+class DownloadProgress:
+    """Bytes of one file of one repo, from huggingface_hub's own progress hooks."""
+
+    job_id: str
+    repo_id: str
+    filename: str
+    done_bytes: int
+    total_bytes: int  # 0 when the hub did not say
+
+
+@dataclass(frozen=True)
+class GenerationProgress:
+    """Sent after every chunk. ``speed`` is audio seconds per wall-clock second of generation."""
+
+    job_id: str
+    chunks_done: int
+    chunks_total: int
+    audio_seconds: float
+    elapsed_seconds: float
+    speed: float
+    eta_seconds: float | None  # None until one chunk has been measured
+
+
+@dataclass(frozen=True)
+class PlanChanged:
+    job_id: str
+    from_plan: str
+    to_plan: str
+    cause: PlanChangeCause
+    at_chunk: int  # the chunk (0-based) that runs first under the new plan
+    message: str  # one readable sentence for a status bar
+
+
+@dataclass(frozen=True)
+class WorkerRestarted:
+    job_id: str
+    cause: RestartCause
+    exit_code: int | None
+    resume_chunk: int  # the first chunk (0-based) the new worker generates
+    message: str
+
+
+@dataclass(frozen=True)
+class MemorySample:
+    """The worker's memory now; CUDA and NVML fields are 0 on a CPU plan or without NVML."""
+
+    job_id: str
+    rss_bytes: int
+    cuda_allocated_bytes: int = 0
+    cuda_reserved_bytes: int = 0
+    nvml_used_bytes: int = 0  # the whole GPU, every process (what the user sees in nvidia-smi)
+    nvml_total_bytes: int = 0
+    limit_bytes: int = 0  # the VRAM limit Vesper plans for (0: none beyond the GPU's size)
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """Sent by a live worker every ``WorkerSettings.heartbeat_seconds``; the client's watchdog reads it."""
+
+    job_id: str = ""
+
+
+@dataclass(frozen=True)
+class ModelUnloaded:
+    request_id: str
+    job_id: str = ""
 
 @dataclass(frozen=True)
 class JobStarted:
@@ -158,11 +303,16 @@ class JobFinished:
 
 @dataclass(frozen=True)
 class JobFailed:
-    """``user_error``: the message says what the user can fix (bad input, unknown model)."""
+    """``message`` is one line for the user, never a traceback; ``detail`` is for "copy diagnostics".
+
+    ``user_error``: the message says what the user can fix (bad input, unknown model). ``detail`` holds
+    the traceback, versions, plan and the worker's last log lines.
+    """
 
     job_id: str
     message: str
     user_error: bool
+    detail: str = ""
 
 
 @dataclass(frozen=True)
@@ -170,7 +320,8 @@ class JobCancelled:
     job_id: str
 
 
-Event = JobStarted | ChunkPiece | ChunkReady | Notice | JobFinished | JobFailed | JobCancelled
+Event = (StageStarted | DownloadProgress | JobStarted | ChunkPiece | ChunkReady | GenerationProgress | MemorySample
+         | PlanChanged | WorkerRestarted | Notice | Heartbeat | ModelUnloaded | JobFinished | JobFailed | JobCancelled)
 TERMINAL_EVENTS = (JobFinished, JobFailed, JobCancelled)
 
 

@@ -1,0 +1,39 @@
+"""Vesper's command line: one module per command (``say``, ``plan``, ``hardware``), assembled here.
+
+Errors the user can fix come out as one line on stderr and exit status 2; nothing is written
+unless the whole job succeeded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from inference.cli import hardware, plan, say
+from inference.errors import VesperError
+
+COMMANDS = (say, plan, hardware)  # each module has add_parser(subparsers) and sets ``run``
+
+
+def main(argv: list[str] | None = None) -> int:
+    # transformers warns about config details of released checkpoints (token ids outside a sub-model's
+    # vocabulary) that users cannot act on; set before transformers is first imported, here and in the worker.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    args = _parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except VesperError as exc:
+        print(f"vesper: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("vesper: interrupted; nothing was written.", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vesper", description="Offline voice cloning and narration.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for command in COMMANDS:
+        command.add_parser(commands)
+    return parser

@@ -1,0 +1,65 @@
+"""``vesper plan``: where each part of a model would run on a machine, and the memory it needs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from inference.defaults import DEFAULT_MODEL
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    plan = commands.add_parser("plan", help="show where a model would run and how much memory it needs")
+    plan.add_argument("--model", default=DEFAULT_MODEL, help="registered name, hub id or folder")
+    plan.add_argument("--hardware", help="preset name or JSON file (default: this machine)")
+    plan.add_argument("--chars", type=int, default=300, help="longest chunk in characters (default 300)")
+    plan.add_argument("--batch", type=int, default=1, help="chunks decoded together (default 1)")
+    plan.add_argument("--json", action="store_true", help="print JSON")
+    plan.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from inference import hardware as hw
+    from inference.errors import BadInputError
+    from inference.models import describe
+    from inference.planner import MIN_CHUNK_CHARS, Workload, candidates, describe_plan
+
+    if args.chars < MIN_CHUNK_CHARS or args.batch < 1:
+        raise BadInputError(f"--chars must be at least {MIN_CHUNK_CHARS} and --batch at least 1.")
+    ladder = candidates(describe(args.model), hw.resolve(args.hardware), Workload(args.chars, args.batch))
+    plan = ladder[0]
+    if args.json:
+        data = plan.to_dict()
+        data["fallbacks"] = [{"level": p.level, "executor": p.executor, "max_chunk_chars": p.max_chunk_chars,
+                              "batch_size": p.batch_size, "predicted_peak_bytes": p.predicted_peak_bytes}
+                             for p in ladder[1:]]
+        print(json.dumps(data, indent=2))
+        return 0
+    print(f"model      {plan.model}\nplan       {plan.level} (executor {plan.executor}) on {plan.device}, {plan.dtype}")
+    print(f"chunks     up to {plan.max_chunk_chars} characters, batch {plan.batch_size}; "
+          f"KV cache budget {_gib(plan.kv_budget_bytes)}")
+    if plan.device == "cpu":
+        print(f"RAM        {_gib(plan.ram_needed_bytes)} needed")
+    else:
+        calibrated = " (calibrated on this machine)" if plan.calibrated else ""
+        print(f"peak VRAM  {_gib(plan.predicted_peak_bytes)} predicted of {_gib(plan.vram_budget_bytes)} free"
+              f"{calibrated}")
+        for name, value in vars(plan.memory).items():
+            print(f"  {name:<17}{_gib(value)}")
+        print(f"host RAM   {_gib(plan.ram_needed_bytes)} held (offloaded weights, CPU components)")
+    for name, info in plan.components.items():
+        print(f"component  {name:<19}{_gib(info['bytes'])} {info['dtype']:<9} {info['placement']}")
+    if plan.streamed_layers:
+        print(f"offloaded  {len(plan.streamed_layers)} layers: {plan.streamed_layers[0]} .. {plan.streamed_layers[-1]}")
+    if plan.offload:
+        print(f"executor   {', '.join(f'{k}={v}' for k, v in plan.offload.items())}")
+    for reason in plan.reasons:
+        print(f"why        {reason}")
+    for lower in ladder[1:]:
+        print(f"fallback   {describe_plan(lower)}, executor {lower.executor}, chunks {lower.max_chunk_chars}, "
+              f"peak {_gib(lower.predicted_peak_bytes)}")
+    return 0
+
+
+def _gib(n: int) -> str:
+    return f"{n / 1024**3:.2f} GiB"
