@@ -19,7 +19,7 @@ from inference import calibration, executors, fastpath
 from inference.adapters.base import LoadedModel, VoicePrompt
 from inference.audio import resample
 from inference.models import ModelRef, fetch
-from inference.planner import Plan
+from inference.planning.types import Plan
 
 
 def chunk_seed(seed: int, index: int) -> int:
