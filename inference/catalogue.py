@@ -10,6 +10,7 @@ so the GUI can show before a download whether a model fits and how.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from inference import registry
 from inference.families import FAMILIES, ModelSpec
@@ -41,15 +42,15 @@ class Entry:
     cached: bool | None = None
 
 
-def models(check_cache: bool = True) -> list[Entry]:
+def models(check_cache: bool = True, cache_dir: Path | None = None) -> list[Entry]:
     """Every registered model, in registration order; ``check_cache`` scans the Hugging Face cache."""
-    present = cached_repos() if check_cache else None
+    present = cached_repos(cache_dir) if check_cache else None
     return [_entry(spec, present) for spec in registry.specs().values()]
 
 
-def entry(name: str, check_cache: bool = True) -> Entry:
+def entry(name: str, check_cache: bool = True, cache_dir: Path | None = None) -> Entry:
     """The registered model ``name`` (``KeyError`` if there is none)."""
-    return _entry(registry.specs()[name], cached_repos() if check_cache else None)
+    return _entry(registry.specs()[name], cached_repos(cache_dir) if check_cache else None)
 
 
 def preview(model: str, hardware: Hardware, workload: Workload = Workload()) -> list[Plan]:
@@ -61,13 +62,14 @@ def preview(model: str, hardware: Hardware, workload: Workload = Workload()) -> 
     return candidates(describe(model), hardware, workload)
 
 
-def cached_repos() -> set[str]:
-    """Hub model repos with safetensors weights in the Hugging Face cache (read from disk, no network)."""
+def cached_repos(cache_dir: Path | None = None) -> set[str]:
+    """Hub model repos with safetensors weights in the Hugging Face cache (``cache_dir``, default the
+    user's, as huggingface_hub finds it); read from disk, no network."""
     from huggingface_hub import scan_cache_dir
     from huggingface_hub.errors import CacheNotFound
 
     try:
-        info = scan_cache_dir()
+        info = scan_cache_dir(cache_dir)
     except CacheNotFound:
         return set()
     return {repo.repo_id for repo in info.repos if repo.repo_type == "model"

@@ -8,8 +8,13 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
+import re
+import subprocess
+import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -23,6 +28,7 @@ from inference.hardware import PRESETS, GiB, Gpu, Hardware
 from inference.models import describe
 from inference.planner import LEVELS, RAM_HEADROOM, Workload, candidates, fingerprint, make_plan, step_down
 from inference.planning import corrections, estimates, fit, shapes, types
+from inference.units import gib
 
 MODELS = list(registry.specs())
 
@@ -268,3 +274,42 @@ def test_untied_embedding_tables_leave_the_gpu_when_layers_alone_do_not_fit():
     assert any("trying with the embedding tables read on the CPU" in r for r in plan.reasons)
     roomy = make_plan(describe("vibevoice-7b"), _machine(12, ram_gib=64))
     assert roomy.level == "streamed" and roomy.lookups_on_cpu == ()
+
+
+@pytest.mark.parametrize(("model", "preset"), [("vibevoice-1.5b", "gtx1060-6g"), ("vibevoice-7b", "laptop-4050-6g")])
+def test_a_refusal_is_one_line_naming_the_largest_part_with_the_figures_it_compared(model, preset):
+    """Through the real launcher: exit 2, nothing on stdout, one line, advice spelled as the user typed it."""
+    done = subprocess.run([sys.executable, "launch.py", "plan", "--model", model, "--hardware", preset],
+                          cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout) == (2, "") and "Traceback" not in done.stderr
+    (line,) = done.stderr.splitlines()
+    assert line.startswith(f"vesper: {model} does not fit this machine: its smallest GPU plan needs ")
+    assert "the largest part being its weights" in line and "close other programs" in line
+    assert "`python launch.py plan --model pocket-tts`" in line
+    hardware = PRESETS[preset]
+    usable = gib(planner.usable_ram(hardware))
+    assert f"more than the {usable} usable ({RAM_HEADROOM:.0%} of the {gib(hardware.ram_available_bytes)} " \
+           "available; the rest is kept for the system and other programs)" in line
+    needed = float(re.search(r"on the CPU it needs ([\d.]+) GiB", line).group(1))
+    assert needed > float(usable.split()[0])  # the figure compared is the figure printed
+    gpu_need, gpu_free = map(float, re.search(r"needs ([\d.]+) GiB of the ([\d.]+) GiB free", line).groups())
+    assert gpu_need > gpu_free == float(gib(hardware.gpu.free_bytes).split()[0])
+
+
+def test_a_refusal_from_the_console_script_suggests_vesper_and_a_cpu_machine_names_ram_only(capsys):
+    assert main(["plan", "--model", "vibevoice-7b", "--hardware", "cpu-16g"], program="vesper") == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("vesper: vibevoice-7b does not fit this machine: on the CPU it needs ")
+    assert "GPU" not in line and "`vesper plan --model pocket-tts`" in line
+
+
+def test_every_decision_is_logged_as_it_is_kept_in_the_reasons(caplog):
+    """Each step's decision is in the reasons of every rung made after it; the CPU's comes last (here it
+    does not fit, which a refusal would say)."""
+    with caplog.at_level(logging.INFO, logger="inference.planning.fit"):
+        ladder = candidates(describe("vibevoice-1.5b"), PRESETS["laptop-4050-6g"])
+    logged = [r.getMessage().removeprefix("vibevoice-1.5b: ") for r in caplog.records]
+    *steps, last = logged
+    assert steps and all(any(reason in plan.reasons for plan in ladder) for reason in steps)
+    assert set(steps[:2]) <= set(ladder[0].reasons) and "codec on CPU: not possible" in steps[2]
+    assert last.startswith("CPU only: not possible")

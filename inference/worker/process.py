@@ -31,6 +31,7 @@ from inference.engine import Engine, chunk_seed
 from inference.errors import VesperError
 from inference.models import ModelRef
 from inference.planner import Plan, describe_plan, fingerprint, step_down
+from inference.settings import fault_spec
 from inference.worker import faults, memory
 from inference.worker.plan_memory import PlanMemory
 from inference.worker.protocol import (
@@ -57,7 +58,7 @@ def main(commands: Connection, events: Connection, settings: WorkerSettings, inj
     # Progress bars from a background process garble the CLI's output, and tqdm's lock leaks a
     # semaphore whenever a worker is killed.
     hf_logging.disable_progress_bar()
-    fault = faults.parse(os.environ.get(faults.FAULT_ENV)) if inject_faults else None
+    fault = faults.parse(fault_spec()) if inject_faults else None
     inbox: queue.Queue[Command] = queue.Queue()
     threading.Thread(target=_receive, args=(commands, inbox), name="vesper-commands", daemon=True).start()
     worker = Worker(settings, inbox, events.send, faults.FaultInjector(fault), PlanMemory.default())
