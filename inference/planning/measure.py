@@ -18,9 +18,21 @@ from inference.adapters.base import ModelAdapter
 from inference.families import Role
 from inference.planning.shapes import ComponentShape, ModelShape, Tensors
 
+_CACHE: dict[tuple[str, str], ModelShape] = {}
+
 
 def measure(adapter: ModelAdapter, config) -> ModelShape:
-    """The shape of the model ``adapter`` builds from ``config``, without touching real weights."""
+    """The shape of the model ``adapter`` builds from ``config``, without touching real weights.
+
+    Cached per (family, config): the worker describes the same folder again for every job.
+    """
+    key = (adapter.family, config.to_json_string(use_diff=False))
+    if key not in _CACHE:
+        _CACHE[key] = _measure(adapter, config)
+    return _CACHE[key]
+
+
+def _measure(adapter: ModelAdapter, config) -> ModelShape:
     model = adapter.meta_model(config)
     shapes = []
     backbone_config = None

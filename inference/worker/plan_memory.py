@@ -1,8 +1,8 @@
 """Plans that ran out of memory are not tried again: the lower plan is remembered per model and machine.
 
 A small JSON file, ``paths.plan_history_path()``, mapping (model, machine) to the fingerprint of the
-plan to start from. It is a cache: a missing or unreadable file only means starting from the
-planner's first choice again.
+plan to start from (and its label, for a person reading the file). It is a cache: a missing or
+unreadable file only means starting from the planner's first choice again.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from inference import paths
 from inference.hardware import Hardware
 from inference.models import ModelRef
 from inference.output import write_json
-from inference.planner import Plan, fingerprint, step_down
+from inference.planner import Plan, describe_plan, fingerprint, step_down
 
 _MAX_STEPS = 64  # a ladder is a handful of plans; this only guards against a planner that never ends
 
@@ -41,18 +41,20 @@ class PlanMemory:
         machine or the settings changed and it is no longer on the ladder, the top plan is tried again.
         """
         target = self._read().get(_key(ref, hardware))
+        if not isinstance(target, dict):  # none, or written by an older Vesper
+            return plan
         current: Plan | None = plan
         for _ in range(_MAX_STEPS):
-            if current is None or target is None:
+            if current is None:
                 break
-            if fingerprint(current) == target:
+            if fingerprint(current) == target.get("fingerprint"):
                 return current
             current = step_down(current, ref, hardware)
         return plan
 
     def remember(self, ref: ModelRef, hardware: Hardware, plan: Plan) -> None:
         entries = self._read()
-        entries[_key(ref, hardware)] = fingerprint(plan)
+        entries[_key(ref, hardware)] = {"fingerprint": fingerprint(plan), "plan": describe_plan(plan)}
         write_json(self.path, entries)
 
     def _read(self) -> dict:
