@@ -40,15 +40,16 @@ class ChunkAudio:
     sample_rate: int
 
 
-def prepare(job: SpeakJob, batch_size: int = 1) -> PreparedJob:
+def prepare(job: SpeakJob, batch_size: int = 1, vram_limit_bytes: int = 0) -> PreparedJob:
     """Validate input, resolve the model and plan; raises ``VesperError`` with a clear message.
 
-    ``batch_size`` is how many chunks the caller decodes together (the worker's micro-batch).
+    ``batch_size`` is how many chunks the caller decodes together (the worker's micro-batch);
+    ``vram_limit_bytes`` the user's VRAM limit (0: none), planned for as the GPU's free memory.
     """
     chunk_text(job.text, job.chunk_chars)  # rejects empty text before anything slow happens
     reference, rate = read_reference(job.voice)
     ref = describe(job.model)
-    hardware = hw.resolve(job.hardware)
+    hardware = hw.with_vram_limit(hw.resolve(job.hardware), vram_limit_bytes)
     plan = make_plan(ref, hardware, Workload(job.chunk_chars, batch_size))
     return PreparedJob(job, ref, plan, chunk_text(job.text, plan.max_chunk_chars), reference, rate, hardware)
 

@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+from inference.cli import options
 from inference.defaults import DEFAULT_MODEL
 
 
@@ -20,6 +21,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     say.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same audio")
     say.add_argument("--play", action="store_true", help="play the narration while it is generated")
     say.add_argument("--hardware", help="plan for a preset or JSON machine description instead of this one")
+    options.add_vram_limit(say)
     say.set_defaults(run=run)
 
 
@@ -29,11 +31,12 @@ def run(args: argparse.Namespace) -> int:
     from inference.errors import VesperError
     from inference.playback import LivePlayer
     from inference.worker.client import WorkerClient, check_job
-    from inference.worker.protocol import ChunkPiece, ChunkReady, Event, Notice, SpeakJob
+    from inference.worker.protocol import ChunkPiece, ChunkReady, Event, Notice, SpeakJob, WorkerSettings
 
     text = sys.stdin.read() if args.text == "-" else args.text
     job = SpeakJob(text, args.voice, args.voice_text, args.model, args.seed, args.hardware)
     check_job(job)  # bad input fails before a worker process is started
+    settings = WorkerSettings(vram_limit_bytes=options.vram_limit_bytes(args))
     started = time.perf_counter()
     player = LivePlayer() if args.play else None
 
@@ -55,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"vesper: {exc}", file=sys.stderr)
             player = None
 
-    with WorkerClient() as client:
+    with WorkerClient(settings) as client:
         result = client.speak(job, progress)
     audio, rate = result.audio(), result.sample_rate
     write_wav(args.out, audio, rate)

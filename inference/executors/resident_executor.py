@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from inference.adapters.base import LoadedModel
-from inference.executors.base import Executor, Placed, lookups_on_cpu, move_except, on_cpu_island
+from inference.executors.base import Executor, Placed, computes_upcast, lookups_on_cpu, move_except, on_cpu_island
 
 if TYPE_CHECKING:
     from inference.models import ModelRef
@@ -22,14 +22,19 @@ class ResidentExecutor(Executor):
         """Straight onto the compute device when nothing stays on the CPU: no detour through host memory."""
         if plan.compute_on_cpu or plan.lookups_on_cpu:
             return super().load(ref, plan, path)
-        return Placed(ref.adapter.load(path, getattr(torch, plan.dtype), torch.device(plan.device)))
+        loaded = ref.adapter.load(path, getattr(torch, plan.dtype), torch.device(plan.device))
+        return Placed(loaded, computes_upcast(loaded, plan, list))
 
     def place(self, loaded: LoadedModel, plan: Plan) -> Placed:
         device = torch.device(plan.device)
-        move_except(loaded.model, device, plan.compute_on_cpu + plan.lookups_on_cpu)
-        on_cpu_island(loaded.model, plan.compute_on_cpu)
-        loaded.device = device
-        return Placed(loaded, lookups_on_cpu(loaded.model, plan.lookups_on_cpu, device))
+
+        def place() -> list:
+            move_except(loaded.model, device, plan.compute_on_cpu + plan.lookups_on_cpu)
+            on_cpu_island(loaded.model, plan.compute_on_cpu)
+            loaded.device = device
+            return lookups_on_cpu(loaded.model, plan.lookups_on_cpu, device)
+
+        return Placed(loaded, computes_upcast(loaded, plan, place))
 
 
 EXECUTOR = ResidentExecutor()

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import torch
 
 from inference.adapters.base import LoadedModel
-from inference.executors.base import Executor, Placed, lookups_on_cpu, move_except, on_cpu_island
+from inference.executors.base import Executor, Placed, computes_upcast, lookups_on_cpu, move_except, on_cpu_island
 
 ALIGN = 512  # bytes: as CUDA's caching allocator aligns blocks, so kernels see the alignment resident weights have
 SLOTS = 2
@@ -207,14 +207,18 @@ class StreamedExecutor(Executor):
     def place(self, loaded: LoadedModel, plan) -> Placed:
         device = torch.device(plan.device)
         model = loaded.model
-        move_except(model, device, plan.compute_on_cpu + plan.streamed_layers + plan.lookups_on_cpu)
-        on_cpu_island(model, plan.compute_on_cpu)
-        keep: list = lookups_on_cpu(model, plan.lookups_on_cpu, device)
-        if plan.streamed_layers:
-            layers = [model.get_submodule(p) for p in plan.streamed_layers]
-            keep.append(LayerStream(layers, device, int(plan.offload.get("slots", SLOTS))))
-        loaded.device = device
-        return Placed(loaded, keep)
+
+        def place() -> list:
+            move_except(model, device, plan.compute_on_cpu + plan.streamed_layers + plan.lookups_on_cpu)
+            on_cpu_island(model, plan.compute_on_cpu)
+            keep: list = lookups_on_cpu(model, plan.lookups_on_cpu, device)
+            if plan.streamed_layers:
+                layers = [model.get_submodule(p) for p in plan.streamed_layers]
+                keep.append(LayerStream(layers, device, int(plan.offload.get("slots", SLOTS))))
+            loaded.device = device
+            return keep
+
+        return Placed(loaded, computes_upcast(loaded, plan, place))
 
 
 EXECUTOR = StreamedExecutor()

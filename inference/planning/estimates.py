@@ -50,6 +50,19 @@ def activation_bytes(facts: Family, size: ModelSize, work: Workload, policy: Dty
     return prefill_bytes(facts, size, work, policy) + codec_activation_bytes(facts, work, policy)
 
 
+def upcast_bytes(size: ModelSize, policy: DtypePolicy) -> int:
+    """The widest temporary of per-layer upcasting: one module's weights in the compute dtype.
+
+    Bounded by the output projection (vocabulary x hidden) or a whole decoder layer, whichever is
+    larger (a layer's largest matrix is smaller than the layer); 0 when storage is the compute dtype.
+    """
+    if policy.storage == policy.compute:
+        return 0
+    layers = [n for c in size.components for n in c.layer_nbytes]
+    elements = max([size.vocab_size * size.hidden_size] + [n // size.element_size for n in layers])
+    return elements * policy.compute_bytes
+
+
 def pcie_bound_ms(nbytes: int, gbps: float) -> float:
     """The least time moving ``nbytes`` from pinned host memory can take at ``gbps`` (10^9 bytes/s)."""
     return 1000 * nbytes / (gbps * 1e9)

@@ -30,7 +30,7 @@ from inference.adapters.base import VoicePrompt
 from inference.engine import Engine, chunk_seed
 from inference.errors import VesperError
 from inference.models import ModelRef
-from inference.planner import Plan, describe_plan, fingerprint, step_down
+from inference.planner import CUDA_CONTEXT_BYTES, Plan, describe_plan, fingerprint, step_down
 from inference.settings import fault_spec
 from inference.worker import faults, memory
 from inference.worker.plan_memory import PlanMemory
@@ -74,6 +74,20 @@ def main(commands: Connection, events: Connection, settings: WorkerSettings, inj
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+def cap_allocator(plan: Plan, limit_bytes: int) -> None:
+    """Keep torch's allocator within the user's VRAM limit on the plan's GPU, before anything loads there.
+
+    The limit is the process's whole share (NVML's view), so the CUDA context's size comes off it. Set
+    per device, once it is known; an allocation past it raises out-of-memory, which steps the plan down.
+    """
+    if limit_bytes <= 0 or not plan.device.startswith("cuda"):
+        return
+    device = torch.device(plan.device)
+    total = torch.cuda.get_device_properties(device).total_memory
+    torch.cuda.set_per_process_memory_fraction(memory.allocator_fraction(limit_bytes, CUDA_CONTEXT_BYTES, total),
+                                               device)
 
 
 def _receive(commands: Connection, inbox: queue.Queue[Command]) -> None:
@@ -175,7 +189,7 @@ class Worker:
             raise _Cancelled
 
     def _run(self, submit: Submit) -> str:
-        prepared = jobs.prepare(submit.job, self.settings.batch_size)
+        prepared = jobs.prepare(submit.job, self.settings.batch_size, self.settings.vram_limit_bytes)
         chunks = list(submit.chunks) if submit.chunks else prepared.chunks
         plan = self.plans.recall(prepared.ref, prepared.hardware, prepared.plan)
         run = _Run(submit, prepared, chunks, plan)
@@ -184,6 +198,7 @@ class Worker:
             self._notice(run, f"Using {describe_plan(plan)} for {run.ref.label}: a higher plan ran out of "
                               "memory on this machine before.")
         index = submit.start_chunk
+        cap_allocator(plan, self.settings.vram_limit_bytes)
         self._use(run, plan, "while loading the model")
         while index < len(chunks):
             self._check_commands()
@@ -267,6 +282,7 @@ class Worker:
         if free is None:
             return
         reserved = torch.cuda.memory_reserved(run.plan.device)
+        free = memory.free_under_limit(free, self.settings.vram_limit_bytes, reserved, CUDA_CONTEXT_BYTES)
         lower: Plan | None = run.plan
         while lower is not None and memory.shortfall(lower, free, reserved) > 0:
             lower = step_down(lower, run.ref, run.prepared.hardware)
