@@ -15,14 +15,19 @@ tensor it found (a slot view, a host tensor, a resident weight), so it composes 
 
 Small tensors (norms, biases, scalars the generation code reads directly) are converted to the compute
 dtype once, for good: they cost little and are sometimes read outside ``forward``. Embedding tables
-stay in storage and their looked-up rows are upcast, which is exact and reads only the rows.
+stay in storage and their looked-up rows are upcast, which is exact and reads only the rows. A linear
+layer larger than ``UPCAST_CHUNK_ELEMENTS`` (an output projection over a 150k-word vocabulary) is upcast
+and applied a slice of output rows at a time, so its fp32 copy never exists whole (the planner counts
+one slice).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from inference.executors.base import under
+from inference.planning.estimates import UPCAST_CHUNK_ELEMENTS
 
 SMALL = 1 << 16  # elements: tensors up to this size live in the compute dtype for good
 
@@ -54,6 +59,9 @@ def upcast_per_layer(model: torch.nn.Module, storage: torch.dtype, compute: torc
             continue
         if isinstance(module, torch.nn.Embedding):
             handles.append(module.register_forward_hook(_rows_upcast(compute)))
+            continue
+        if isinstance(module, torch.nn.Linear) and module.weight.numel() > UPCAST_CHUNK_ELEMENTS:
+            module.forward = _sliced_linear(module, compute)
             continue
         handles.append(module.register_forward_pre_hook(_weights_up(storage, compute)))
         handles.append(module.register_forward_hook(_weights_back))
@@ -92,3 +100,16 @@ def _rows_upcast(compute: torch.dtype):
         return output.to(compute) if isinstance(output, torch.Tensor) and output.is_floating_point() else output
 
     return hook
+
+
+def _sliced_linear(module: torch.nn.Linear, compute: torch.dtype):
+    """``module``'s forward in slices of output rows, each upcast just before it is applied."""
+    rows = max(1, UPCAST_CHUNK_ELEMENTS // module.in_features)
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        weight, bias = module.weight, module.bias
+        parts = [F.linear(x, weight[i:i + rows].to(compute), None if bias is None else bias[i:i + rows].to(compute))
+                 for i in range(0, module.out_features, rows)]
+        return torch.cat(parts, dim=-1)
+
+    return forward

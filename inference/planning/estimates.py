@@ -15,6 +15,7 @@ from inference.planning.types import Workload
 from inference.units import MiB
 
 CUDA_CONTEXT_BYTES = 600 * MiB  # read through NVML before and after the first kernel
+UPCAST_CHUNK_ELEMENTS = 32 * 2**20  # the most weights upcast at once (128 MiB in fp32); ``executors.upcast``
 
 
 def prompt_tokens(facts: Family, chunk_chars: int) -> int:
@@ -51,16 +52,13 @@ def activation_bytes(facts: Family, size: ModelSize, work: Workload, policy: Dty
 
 
 def upcast_bytes(size: ModelSize, policy: DtypePolicy) -> int:
-    """The widest temporary of per-layer upcasting: one module's weights in the compute dtype.
-
-    Bounded by the output projection (vocabulary x hidden) or a whole decoder layer, whichever is
-    larger (a layer's largest matrix is smaller than the layer); 0 when storage is the compute dtype.
+    """The widest temporary of per-module upcasting: one module's weights in the compute dtype, or one
+    slice of them (a linear layer larger than ``UPCAST_CHUNK_ELEMENTS`` is upcast and applied in slices of
+    output rows, so a 150k-word output projection never needs its whole fp32 copy); 0 without upcasting.
     """
     if policy.storage == policy.compute:
         return 0
-    layers = [n for c in size.components for n in c.layer_nbytes]
-    elements = max([size.vocab_size * size.hidden_size] + [n // size.element_size for n in layers])
-    return elements * policy.compute_bytes
+    return UPCAST_CHUNK_ELEMENTS * policy.compute_bytes
 
 
 def pcie_bound_ms(nbytes: int, gbps: float) -> float:

@@ -45,6 +45,7 @@ from inference.planning.estimates import (
 )
 from inference.planning.shapes import ComponentSize, stored
 from inference.planning.types import MemoryBreakdown, Plan, Workload, describe_plan, fingerprint
+from inference.speed import DISK_READ_GBPS
 from inference.units import gib
 
 log = logging.getLogger(__name__)
@@ -520,10 +521,20 @@ def _zero3_plans(ctx: _Context, search: _Search, level: str, executor: str, devi
             ctx.policy.reason]
         if device == "nvme":
             reasons.append("loading reads the checkpoint through the page cache once (safetensors are mapped)")
+            if executor == "accelerate":
+                reasons.append(_disk_speed(host - persist, ctx.facts.frame_rate))
         if lookups:
             reasons.append(f"embedding tables {', '.join(p for p, _ in lookups)} are read on the CPU")
         plans.append(replace(plan, reasons=tuple(reasons)))
     return plans
+
+
+def _disk_speed(nbytes: int, frame_rate: float) -> str:
+    """The expected speed of a plan that reads ``nbytes`` of layers from disk every decode step."""
+    seconds = nbytes / (DISK_READ_GBPS * 1e9)
+    return (f"expected speed: each decode step reads {gib(nbytes)} of layers from disk (accelerate's disk offload "
+            f"through the page cache), about {seconds:.1f} s per frame at an assumed {DISK_READ_GBPS:g} GB/s NVMe "
+            f"read, {seconds * frame_rate:.0f}x slower than real time; layers the page cache holds read faster")
 
 
 def _cpu(ref: ModelRef, hardware: Hardware, work: Workload, search: _Search) -> Plan | None:
@@ -587,11 +598,32 @@ def _refusal(ref: ModelRef, hardware: Hardware, work: Workload, search: _Search)
             advice.insert(0, f"use shorter chunks ({MIN_CHUNK_CHARS} characters)")
         if work.batch_size > 1:
             advice.insert(0, "decode one chunk at a time")
-    smallest = min(stored(), key=lambda name: stored()[name].parameters)
-    if ref.label != smallest:
-        advice.append(f"choose a smaller model (`vesper plan --model {smallest}` shows what it needs)")
+    smaller = _largest_smaller_fitting(ref, hardware, work)
+    if smaller:
+        advice.append(f"choose {smaller}, the largest model that fits here (`vesper models` lists them all)")
+    elif ref.label != min(stored(), key=lambda name: stored()[name].parameters):
+        advice.append("choose a smaller model (`vesper models` shows which fit)")
     return f"{ref.label} does not fit this machine: {where}; {', '.join(advice[:-1])} or {advice[-1]}." \
         if len(advice) > 1 else f"{ref.label} does not fit this machine: {where}; {advice[0]}."
+
+
+def _largest_smaller_fitting(ref: ModelRef, hardware: Hardware, work: Workload) -> str | None:
+    """The registered model with the most parameters, fewer than ``ref``'s, that gets a plan here.
+
+    Advice, not a silent switch: a user who named a model gets that model or a refusal that says what
+    would fit (the default model is already the smallest).
+    """
+    from inference.models import describe
+
+    own = ref.shape.parameters
+    for name in sorted(stored(), key=lambda n: stored()[n].parameters, reverse=True):
+        if stored()[name].parameters < own:
+            try:
+                candidates(describe(name), hardware, work)
+            except NoPlanFitsError:
+                continue
+            return name
+    return None
 
 
 def _names(components) -> str:
