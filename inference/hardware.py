@@ -86,7 +86,7 @@ class Hardware:
         for gpu, raw in zip(self.gpus, data["gpus"], strict=True):
             raw["compute_capability"] = list(gpu.compute_capability)
             raw["pinned_bandwidth_gbps"] = round(gpu.pinned_bandwidth_gbps, 1)
-            raw["memory_bandwidth_gbps"] = gpu.bandwidth_gbps
+            raw["expected_memory_bandwidth_gbps"] = gpu.bandwidth_gbps  # written, not read: the estimate used
         return data
 
 

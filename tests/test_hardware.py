@@ -19,8 +19,8 @@ REAL_CARDS = [
     ("NVIDIA GeForce RTX 2070", (7, 5), "float16", "float16"),
     ("Tesla T4", (7, 5), "float16", "float16"),
     ("Tesla V100-SXM2-16GB", (7, 0), "float16", "float16"),
-    ("NVIDIA GeForce GTX 1650", (7, 5), "float32", "float32"),
-    ("NVIDIA GeForce GTX 1660 Ti", (7, 5), "float32", "float32"),
+    ("NVIDIA GeForce GTX 1650", (7, 5), "float16", "float32"),  # fp16 math gives NaNs: upcast per module
+    ("NVIDIA GeForce GTX 1660 Ti", (7, 5), "float16", "float32"),
     ("NVIDIA GeForce GTX 1060 6GB", (6, 1), "float16", "float32"),
     ("Tesla P100-PCIE-16GB", (6, 0), "float16", "float32"),
     ("NVIDIA GeForce GTX 980", (5, 2), "float32", "float32"),
