@@ -70,8 +70,10 @@ class _Builder:
 
     def paragraph(self, block: Block) -> Paragraph:
         position = markup.Position(block.text, block.line, block.column, self.source_lines)
-        literal = [markup.Text(block.text, None, 0)]
-        pieces = literal if block.literal else markup.parse(block.text, position, self.voices)
+        if block.markup:
+            pieces = markup.parse(block.text, position, self.voices)
+        else:
+            pieces = [markup.Text(block.text if block.literal else markup.drop_citations(block.text), None, 0)]
         items: list[Chunk | Pause] = []
         for piece in pieces:
             if isinstance(piece, markup.PauseMark):

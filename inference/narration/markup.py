@@ -20,6 +20,7 @@ _CITATION = re.compile(r"\s*\d+(?:\s*[,–-]\s*\d+)*\s*")
 _PAUSE = re.compile(r"pause\s+(?P<value>\d+(?:\.\d+)?|\.\d+)\s*(?P<unit>s|ms|sec|seconds?)?", re.I)
 _VOICE = re.compile(r"voice(?:\s*:\s*(?P<name>[^\]]*?))?\s*", re.I)
 _BRACKETS = re.compile(r"\[\[|\]\]|\[|\]")
+_CITATION_MARK = re.compile(r"\s?\[" + _CITATION.pattern + r"\]")
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,11 @@ def parse(text: str, position: Position, voices: Collection[str]) -> list[Text |
     words.append(text[pos:])
     flush(len(text))
     return items
+
+
+def drop_citations(text: str) -> str:
+    """Text that is not markup (a book's prose) still loses its numeric citation marks: they are not read."""
+    return _CITATION_MARK.sub("", text)
 
 
 def _bad_tag(tag: str, body: str, where: tuple[int, int]) -> BadInputError:

@@ -22,11 +22,16 @@ _SUFFIX_KINDS = {".txt": "text", ".text": "text", ".md": "markdown", ".markdown"
 
 @dataclass(frozen=True)
 class Block:
-    """One paragraph of source text. ``literal`` blocks (code, EPUB prose) are never read as markup."""
+    """One paragraph of source text.
+
+    ``markup``: tags are read (the user's own text and Markdown; not a published book's prose, where
+    brackets are the author's). ``literal``: read exactly as written, not even citation marks dropped (code).
+    """
 
     text: str
     line: int = 1
     column: int = 1
+    markup: bool = True
     literal: bool = False
 
 
@@ -106,7 +111,7 @@ def decode_bytes(data: bytes, name: str = "the input") -> str:
 
 # --- plain text -------------------------------------------------------------------------------------
 
-_BLANK_LINES = re.compile(r"\n[ \t]*\n\s*")
+_BLANK_LINES = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)*")
 
 
 def read_plain(text: str, title: str = "") -> Document:
@@ -188,7 +193,7 @@ def _markdown_blocks(tokens, line_offset: int, read_code: bool) -> list[tuple[Bl
             if text.strip():
                 out.append((Block(text.strip(), line), level))
         elif token.type in ("fence", "code_block") and read_code and token.content.strip():
-            out.append((Block(token.content.strip(), line, literal=True), 0))
+            out.append((Block(token.content.strip(), line, markup=False, literal=True), 0))
     return out
 
 
@@ -236,8 +241,8 @@ def _read_epub(source: Path | str | bytes, name: str) -> Document:
     chapters = []
     for idref, *_ in book.spine:
         item = book.get_item_with_id(idref)
-        if item is None or item.get_type() != ebooklib.ITEM_DOCUMENT:
-            continue
+        if item is None or item.get_type() != ebooklib.ITEM_DOCUMENT or isinstance(item, epub.EpubNav):
+            continue  # the navigation page is the table of contents, not text to read
         page = _HtmlText()
         page.feed(item.get_content().decode("utf-8", errors="replace"))
         page.close()
@@ -270,17 +275,17 @@ def _refuse_drm(archive: zipfile.ZipFile, name: str) -> None:
 
 
 def _toc_titles(toc, out: dict[str, str] | None = None) -> dict[str, str]:
-    """File name -> the first TOC title that points into it (nested sections included)."""
+    """File name -> the first TOC title that points into it (nested sections included).
+
+    ebooklib gives a list of ``Link``s and ``(Section, children)`` pairs, or a lone ``Link``.
+    """
     out = {} if out is None else out
-    for entry in toc:
-        if isinstance(entry, tuple):  # (Section, children)
-            section, children = entry
-            href = getattr(section, "href", "") or ""
-            if href and section.title:
-                out.setdefault(href.split("#")[0], section.title)
-            _toc_titles(children, out)
-        elif getattr(entry, "href", None) and entry.title:
-            out.setdefault(entry.href.split("#")[0], entry.title)
+    for entry in toc if isinstance(toc, list) else [toc]:
+        node, children = entry if isinstance(entry, tuple) and len(entry) == 2 else (entry, [])
+        href, title = getattr(node, "href", "") or "", getattr(node, "title", "") or ""
+        if href and title:
+            out.setdefault(href.split("#")[0], title)
+        _toc_titles(list(children), out)
     return out
 
 
@@ -329,5 +334,5 @@ class _HtmlText(HTMLParser):
         if text:
             if self._heading and not self.first_heading:
                 self.first_heading = text
-            self.blocks.append(Block(text, self.getpos()[0], literal=True))
+            self.blocks.append(Block(text, self.getpos()[0], markup=False))
         self._heading = False
