@@ -124,3 +124,11 @@ def test_a_dictionary_change_alters_only_the_chunks_with_that_word():
 def test_dictionary_applies_before_normalisation():
     script = build_script("C3PO has 2 arms.", dictionary=parse_dictionary("C3PO = see three pee oh"))
     assert script.chunks[0].text == "see three pee oh has two arms."
+
+
+def test_the_readme_dialogue_example_reads_as_documented():
+    text = '[voice: Ada] "Are you coming?" [voice] she asked. [pause 1s]\n\n[voice: Ben] "In a minute," he said.'
+    script = build_script(text, voices={"Ada", "Ben"})
+    items = [i for chapter in script.chapters for p in chapter.paragraphs for i in p.items]
+    assert [(i.voice, i.text) if isinstance(i, Chunk) else i.seconds for i in items] == [
+        ("Ada", '"Are you coming?"'), (None, "she asked."), 1.0, ("Ben", '"In a minute," he said.')]
