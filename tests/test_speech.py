@@ -31,6 +31,11 @@ ENGLISH = [
     ("It was -5 outside.", "It was minus five outside."),
     ("Call 0123 now.", "Call zero one two three now."),
     ("Page 42.", "Page forty-two."),
+    ("See pages 10-12.", "See pages ten to twelve."),
+    ("Call 555-1234.", "Call five five five, one two three four."),
+    ("From 1999 to 2005 it grew.", "From nineteen ninety-nine to two thousand and five it grew."),
+    ("The war of 1914–1918.", "The war of nineteen fourteen to nineteen eighteen."),
+    ("A crowd of 1500 people.", "A crowd of one thousand five hundred people."),
     ("Version v2 and GPT4 stay.", "Version v2 and GPT4 stay."),
     ("No digits, no change.", "No digits, no change."),
 ]

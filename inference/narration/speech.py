@@ -73,7 +73,8 @@ _IRREGULAR_PLURALS = {"foot": "feet", "hertz": "hertz", "kilohertz": "kilohertz"
 _MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
            "November", "December"]
 _MONTH = r"(?P<month>" + "|".join(_MONTHS) + r"|" + "|".join(m[:3] for m in _MONTHS) + r")\.?"
-_YEAR_WORDS = r"in|since|by|from|of|until|till|before|after|around|circa|c\.|year|summer|winter|spring|autumn|fall"
+_YEAR_WORDS = r"in|since|by|from|until|till|before|after|around|circa|c\.|year|summer|winter|spring|autumn|fall"
+_YEAR = r"1[1-9]\d{2}|20\d{2}"
 
 
 def _plural(unit: str, amount: str) -> str:
@@ -138,6 +139,20 @@ def _number(m: re.Match[str]) -> str:
     return _words(digits)
 
 
+def _year_range(m: re.Match[str]) -> str:
+    first, last = (m.group("a"), m.group("b")) if m.group("a") else (m.group("c"), m.group("d"))
+    spoken = f"{_words(int(first), to='year')} to {_words(int(last), to='year')}"
+    return spoken if m.group("a") else f"{m.group('from')} {spoken}"
+
+
+def _hyphenated(m: re.Match[str]) -> str:
+    """``10-12`` is a range; ``555-1234`` and longer groups are a phone or code number, read digit by digit."""
+    groups = m.group(0).split("-")
+    if len(groups) == 2 and sum(map(len, groups)) < 7:
+        return f"{_words(int(groups[0]))} to {_words(int(groups[1]))}"
+    return ", ".join(" ".join(_words(int(d)) for d in group) for group in groups)
+
+
 def _decade(m: re.Match[str]) -> str:
     spoken = _words(int(m.group("y")), to="year")
     return (spoken[:-1] + "ies") if spoken.endswith("y") else spoken + "s"
@@ -159,10 +174,13 @@ _EN_RULES: list[Rule] = [
     (re.compile(_START + r"(\d+)(?:st|nd|rd|th)\b", re.I), lambda m: _words(int(m.group(1)), to="ordinal")),
     (re.compile(r"\b(?:(?:the|early|late|mid)\s)?(?P<y>1\d{2}0|20\d0)'?s\b"),
      lambda m: m.group(0)[: m.start("y") - m.start()] + _decade(m)),
-    (re.compile(r"\b(?P<pre>(?:" + _YEAR_WORDS + r")\s)(?P<y>1[1-9]\d{2}|20\d{2})\b", re.I),
+    (re.compile(rf"\b(?P<a>{_YEAR})\s?[–-]\s?(?P<b>{_YEAR})\b"
+                rf"|\b(?P<from>from) (?P<c>{_YEAR}) to (?P<d>{_YEAR})\b", re.I), _year_range),
+    (re.compile(r"\b(?P<pre>(?:" + _YEAR_WORDS + r")\s)(?P<y>" + _YEAR + r")\b", re.I),
      lambda m: m.group("pre") + _words(int(m.group("y")), to="year")),
     (re.compile(r"\b(?P<y>\d{1,4})\s?(?P<era>BC|BCE|AD|CE)\b"),
      lambda m: f"{_words(int(m.group('y')), to='year')} {' '.join(m.group('era'))}"),
+    (re.compile(r"(?<![\w.,-])\d+(?:-\d+)+(?![\w-])"), _hyphenated),
     (re.compile(r"(?<![\w.,])-(?=\d)"), lambda m: "minus "),
     (re.compile(_START + f"(?:{_NUM})" + _END), _number),
 ]
