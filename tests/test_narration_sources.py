@@ -35,6 +35,10 @@ print("skipped unless read_code")
 
 More words.
 
+| Name | Age |
+|------|-----|
+| Ann  | 30  |
+
 ## Chapter Two
 
 The end.
@@ -54,6 +58,7 @@ def test_markdown_book_has_a_chapter_per_heading_with_titles():
     assert "It began quietly, with a link and code. The second line of the same paragraph." in _texts(one)
     assert "a list item is a paragraph too" in _texts(one)
     assert "A subsection stays in its chapter" in _texts(one)
+    assert _texts(one)[-2:] == ["Name, Age", "Ann, 30"]  # a table row reads as one paragraph
     assert not any("print" in t for t in _texts(one))
     assert _texts(script.chapters[2]) == ["Chapter Two", "The end."]
 
@@ -111,7 +116,9 @@ def _epub(path: Path, *, chapters: list[tuple[str, str, str]], toc: bool = True)
 
 def test_epub_follows_the_spine_with_toc_titles_and_metadata(tmp_path):
     path = _epub(tmp_path / "book.epub", chapters=[
-        ("one.xhtml", "The First", "<h1>Heading One</h1><p>Alpha text.</p><p>Beta <em>text</em>.</p>"),
+        ("one.xhtml", "The First", "<h1>Heading One</h1><p>Alpha text.</p><p>Beta <em>text</em>"
+                                   '<a epub:type="noteref" href="#n1">1</a>.<br/></p>'
+                                   '<aside epub:type="footnote" id="n1"><p>A <b>note</b>.</p></aside>'),
         ("two.xhtml", "The Second", "<h2>Heading Two</h2><p>Gamma [1] text [sic].</p><script>x()</script>"),
     ])
     script = build_script(path)

@@ -153,7 +153,8 @@ def read_markdown(text: str, fallback_title: str = "", *, read_code: bool = Fals
         meta = dict(_front_matter_pairs(front.group(1)))
         line_offset = front.group(0).count("\n")
         text = text[front.end() :]
-    blocks = _markdown_blocks(MarkdownIt("commonmark").parse(text), line_offset, read_code)
+    tokens = MarkdownIt("commonmark").enable(["table", "strikethrough"]).parse(text)
+    blocks = _markdown_blocks(tokens, line_offset, read_code)
     h1s = [b for b, level in blocks if level == 1]
     title = meta.get("title", "")
     if not title and len(h1s) == 1 and blocks and blocks[0][1] == 1:
@@ -179,19 +180,29 @@ def _front_matter_pairs(body: str):
 
 
 def _markdown_blocks(tokens, line_offset: int, read_code: bool) -> list[tuple[Block, int]]:
-    """(block, heading level or 0) for each readable block, in order."""
+    """(block, heading level or 0) for each readable block, in order; a table row is one block."""
     out: list[tuple[Block, int]] = []
-    level = 0
+    level, line = 0, 1 + line_offset
+    row: list[str] | None = None
     for token in tokens:
-        line = (token.map[0] if token.map else 0) + 1 + line_offset
+        if token.map:
+            line = token.map[0] + 1 + line_offset
         if token.type == "heading_open":
             level = int(token.tag[1])
         elif token.type == "heading_close":
             level = 0
+        elif token.type == "tr_open":
+            row, row_line = [], line
+        elif token.type == "tr_close" and row is not None:
+            if any(row):
+                out.append((Block(", ".join(cell for cell in row if cell), row_line), 0))
+            row = None
         elif token.type == "inline":
-            text = _inline_text(token.children or [])
-            if text.strip():
-                out.append((Block(text.strip(), line), level))
+            text = _inline_text(token.children or []).strip()
+            if row is not None:
+                row.append(text)
+            elif text:
+                out.append((Block(text, line), level))
         elif token.type in ("fence", "code_block") and read_code and token.content.strip():
             out.append((Block(token.content.strip(), line, markup=False, literal=True), 0))
     return out
@@ -292,6 +303,8 @@ def _toc_titles(toc, out: dict[str, str] | None = None) -> dict[str, str]:
 _BLOCK_TAGS = {"p", "h1", "h2", "h3", "h4", "h5", "h6", "li", "blockquote", "div", "pre", "dt", "dd", "td", "th",
                "figcaption", "caption", "section", "article", "aside", "body", "tr"}
 _SKIP_TAGS = {"head", "script", "style", "svg", "math", "nav", "rt", "rp"}
+_VOID_TAGS = {"br", "img", "hr", "meta", "link", "input", "wbr", "col", "area", "source"}
+_NOTE_TYPES = {"footnote", "endnote", "rearnote", "noteref", "pagebreak"}  # note marks and notes are not read inline
 
 
 class _HtmlText(HTMLParser):
@@ -302,12 +315,13 @@ class _HtmlText(HTMLParser):
         self.blocks: list[Block] = []
         self.first_heading = ""
         self._parts: list[str] = []
-        self._skip = 0
+        self._skipping: list[str] = []  # the open elements inside a skipped one (head, script, a footnote)
         self._heading = False
 
     def handle_starttag(self, tag, attrs):
-        if tag in _SKIP_TAGS:
-            self._skip += 1
+        if self._skipping or tag in _SKIP_TAGS or _NOTE_TYPES & set((dict(attrs).get("epub:type") or "").split()):
+            if tag not in _VOID_TAGS:
+                self._skipping.append(tag)
         elif tag in _BLOCK_TAGS:
             self._flush()
             self._heading = tag[0] == "h" and tag[1:].isdigit()
@@ -315,13 +329,14 @@ class _HtmlText(HTMLParser):
             self._parts.append("\n")
 
     def handle_endtag(self, tag):
-        if tag in _SKIP_TAGS:
-            self._skip = max(0, self._skip - 1)
+        if self._skipping:
+            if tag == self._skipping[-1]:
+                self._skipping.pop()
         elif tag in _BLOCK_TAGS:
             self._flush()
 
     def handle_data(self, data):
-        if not self._skip:
+        if not self._skipping:
             self._parts.append(data)
 
     def close(self):
