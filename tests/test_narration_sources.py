@@ -209,3 +209,8 @@ def test_decoding_honours_byte_order_marks_and_names_a_bad_byte():
 def test_bytes_from_standard_input_read_as_text():
     document = read_source(b"One.\n\nTwo.")
     assert [b.text for b in document.chapters[0].blocks] == ["One.", "Two."]
+
+
+def test_missing_epub_is_one_line(tmp_path):
+    with pytest.raises(BadInputError, match="Cannot read"):
+        build_script(tmp_path / "nowhere.epub")

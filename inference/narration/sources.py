@@ -7,6 +7,7 @@ sentences, normalisation, dictionary) is decided in ``build``; nothing here know
 
 from __future__ import annotations
 
+import posixpath
 import re
 import zipfile
 from dataclasses import dataclass, field
@@ -77,14 +78,16 @@ def read_source(source: Path | str | bytes, kind: str | None = None, *, read_cod
 
 
 def _read_text(source: Path | str | bytes, name: str) -> str:
-    if isinstance(source, str):
+    return source if isinstance(source, str) else decode_bytes(_read_bytes(source, name), name)
+
+
+def _read_bytes(source: Path | bytes, name: str) -> bytes:
+    if isinstance(source, bytes):
         return source
-    if isinstance(source, Path):
-        try:
-            source = source.read_bytes()
-        except OSError as exc:
-            raise BadInputError(f"Cannot read {name} ({exc.strerror or exc}): check the path.") from exc
-    return decode_bytes(source, name)
+    try:
+        return source.read_bytes()
+    except OSError as exc:
+        raise BadInputError(f"Cannot read {name} ({exc.strerror or exc}): check the path.") from exc
 
 
 def decode_bytes(data: bytes, name: str = "the input") -> str:
@@ -237,7 +240,7 @@ def _read_epub(source: Path | str | bytes, name: str) -> Document:
 
     if isinstance(source, str):
         raise BadInputError("An EPUB must be given as a file or bytes, not text: pass its path.")
-    data = source.read_bytes() if isinstance(source, Path) else source
+    data = _read_bytes(source, name)
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             _refuse_drm(archive, name)
@@ -259,10 +262,11 @@ def _read_epub(source: Path | str | bytes, name: str) -> Document:
         page.close()
         if not page.blocks:
             continue
-        title = toc_titles.get(item.get_name()) or page.first_heading or f"Chapter {len(chapters) + 1}"
+        listed = toc_titles.get(item.get_name()) or toc_titles.get(posixpath.basename(item.get_name()))
+        title = listed or page.first_heading or f"Chapter {len(chapters) + 1}"
         chapters.append(SourceChapter(title, page.blocks))
     meta = {
-        key: values[0][0]
+        key: ", ".join(value for value, _ in values if value)  # several authors: all of them
         for key in ("title", "creator", "language", "publisher", "date", "identifier")
         if (values := book.get_metadata("DC", key)) and values[0][0]
     }
@@ -294,8 +298,10 @@ def _toc_titles(toc, out: dict[str, str] | None = None) -> dict[str, str]:
     for entry in toc if isinstance(toc, list) else [toc]:
         node, children = entry if isinstance(entry, tuple) and len(entry) == 2 else (entry, [])
         href, title = getattr(node, "href", "") or "", getattr(node, "title", "") or ""
-        if href and title:
-            out.setdefault(href.split("#")[0], title)
+        if href and title:  # keyed by the file's path and, for navigation in another folder, its bare name
+            path = href.split("#")[0]
+            out.setdefault(posixpath.normpath(path), title)
+            out.setdefault(posixpath.basename(path), title)
         _toc_titles(list(children), out)
     return out
 
