@@ -89,3 +89,11 @@ def test_a_word_longer_than_the_limit_is_cut_hard():
 def test_limit_below_the_minimum_is_refused():
     with pytest.raises(ValueError):
         pack(["Hello."], 10)
+
+
+def test_long_chinese_text_without_spaces_chunks_within_the_limit():
+    sentence = "我们在公园里散步，" * 30 + "然后回家了。"
+    chunks = pack(split_sentences(sentence * 3, "zh"), 50)
+    assert all(len(" ".join(c)) <= 50 for c in chunks)
+    assert "".join("".join(c) for c in chunks).replace(" ", "") == sentence * 3
+    assert not any("， " in " ".join(c) for c in chunks)  # clauses rejoin without a space

@@ -135,7 +135,8 @@ def _voice(name: str | None, known: dict[str, str], position: Position, offset: 
         return None
     if not name.strip() or (found := known.get(name.strip().casefold())) is None:
         line, column = position.of(offset, tag)
-        listed = ", ".join(sorted(known.values())) or "none yet"
+        names = sorted(known.values())
+        listed = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "") or "none yet"
         raise BadInputError(
             f"Unknown voice {name.strip()!r} in {tag} at line {line}, column {column}: "
             f"use a voice from the library ({listed}) or add it first."

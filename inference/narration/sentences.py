@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable, Iterator
 
 _CLAUSE_BREAK = re.compile(r"(?<=[,;:—–、，；：])\s*")
+_UNSPACED_END = re.compile(r"[\u3000-\u30ff\u3400-\u9fff\uff00-\uffef]$")  # CJK: clauses join without a space
 MIN_CHUNK_CHARS = 20
 
 
@@ -66,8 +67,9 @@ def split_long(sentence: str, max_chars: int) -> list[str]:
     for clause in (c for c in _CLAUSE_BREAK.split(sentence) if c):
         parts = [clause] if len(clause) <= max_chars else _split_words(clause, max_chars)
         for part in parts:
-            if pieces and len(pieces[-1]) + 1 + len(part) <= max_chars:
-                pieces[-1] = f"{pieces[-1]} {part}"
+            joiner = "" if pieces and _UNSPACED_END.search(pieces[-1]) else " "
+            if pieces and len(pieces[-1]) + len(joiner) + len(part) <= max_chars:
+                pieces[-1] = f"{pieces[-1]}{joiner}{part}"
             else:
                 pieces.append(part)
     return pieces
