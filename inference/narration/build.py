@@ -90,7 +90,7 @@ class _Builder:
                 spoken.append((said, piece.offset + offset))
         chunks = []
         for group in pack_indexed((s for s, _ in spoken), self.max_chars):
-            sentences = tuple(piece for _, piece in group)
+            sentences = tuple(text for _, text in group)
             span = SourceSpan(*position.of(spoken[group[0][0]][1]))
             chunks.append(Chunk(" ".join(sentences), sentences, piece.voice, span))
         return chunks
