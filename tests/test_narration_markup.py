@@ -59,6 +59,12 @@ def test_bad_markup_is_one_line_with_line_and_column(text, message, where):
     assert "\n" not in str(info.value)
 
 
+def test_markdown_escapes_are_literal_brackets_and_entities_read():
+    text = r"A \[note\] &amp; [[more]] with `a[0]`." + "\n"
+    assert [c.text for c in build_script(text, kind="markdown", normalize=False).chunks] == [
+        "A [note] & [more] with a[0]."]
+
+
 def test_markdown_markup_errors_point_at_the_source_column():
     text = "# Title\n\nSome *emphasis* then [pauze 1s] here.\n"
     with pytest.raises(BadInputError, match="line 3, column 22"):

@@ -156,7 +156,8 @@ def read_markdown(text: str, fallback_title: str = "", *, read_code: bool = Fals
         meta = dict(_front_matter_pairs(front.group(1)))
         line_offset = front.group(0).count("\n")
         text = text[front.end() :]
-    tokens = MarkdownIt("commonmark").enable(["table", "strikethrough"]).parse(text)
+    parser = MarkdownIt("commonmark").enable(["table", "strikethrough"]).disable("text_join")  # keep escapes apart
+    tokens = parser.parse(text)
     blocks = _markdown_blocks(tokens, line_offset, read_code)
     h1s = [b for b, level in blocks if level == 1]
     title = meta.get("title", "")
@@ -212,11 +213,15 @@ def _markdown_blocks(tokens, line_offset: int, read_code: bool) -> list[tuple[Bl
 
 
 def _inline_text(children) -> str:
-    """An inline token's words: markup-free text; inline code keeps its brackets literal (doubled)."""
+    """An inline token's words: markup-free text; brackets in inline code or escaped (``\\[``) stay literal
+    (doubled for the markup reader); images and inline HTML are not read."""
     parts = []
     for child in children:
         if child.type == "text":
             parts.append(child.content)
+        elif child.type == "text_special":  # an escape (a backslash before a bracket) or an entity (&amp;)
+            literal = child.info == "escape" and child.content in "[]"
+            parts.append(child.content * 2 if literal else child.content)
         elif child.type == "code_inline":
             parts.append(child.content.replace("[", "[[").replace("]", "]]"))
         elif child.type in ("softbreak", "hardbreak"):
