@@ -67,3 +67,7 @@ def test_language_comes_from_the_source_unless_given():
     assert build_script(text, kind="markdown").chunks[0].text == "Tengo doce gatos."
     assert build_script(text, kind="markdown").language == "es"
     assert build_script(text, kind="markdown", language="en").chunks[0].text == "Tengo twelve gatos."
+
+
+def test_invisible_typesetting_marks_are_not_given_to_the_model():
+    assert build_script("Ex\u00adtra\u200bordinary\u2060 words.").chunks[0].text == "Extraordinary words."

@@ -23,6 +23,8 @@ from inference.narration.sources import Block, Document, read_source
 from inference.narration.speech import normalize_for_speech
 
 _SPACE_BEFORE_MARK = re.compile(r" ([.,;:!?…])(?!\w)")  # left where a citation mark was dropped
+# Typesetting marks nobody reads (soft hyphen, zero-width space, word joiner, BOM); ZWJ/ZWNJ stay: scripts need them.
+_INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u200b\u2060\ufeff"))
 
 
 def build_script(
@@ -101,4 +103,4 @@ class _Builder:
             sentence = self.dictionary.apply(sentence)
         if self.normalize:
             sentence = normalize_for_speech(sentence, self.language)
-        return _SPACE_BEFORE_MARK.sub(r"\1", " ".join(sentence.split()))
+        return _SPACE_BEFORE_MARK.sub(r"\1", " ".join(sentence.translate(_INVISIBLE).split()))
