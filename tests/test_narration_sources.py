@@ -214,3 +214,17 @@ def test_bytes_from_standard_input_read_as_text():
 def test_missing_epub_is_one_line(tmp_path):
     with pytest.raises(BadInputError, match="Cannot read"):
         build_script(tmp_path / "nowhere.epub")
+
+
+def test_plain_text_chapter_lines_start_chapters():
+    text = ("THE BOOK\n\nCHAPTER I. The Storm\n\nIt rained.\n\nChapter 2\n\nChapter 2 was sunnier than the first.\n\n"
+            "Part Three: Home\n\nWe went home.\n\nEpilogue\n\nThe end.")
+    script = build_script(text, normalize=False)
+    assert [c.title for c in script.chapters] == ["Chapter 1", "CHAPTER I. The Storm", "Chapter 2", "Part Three: Home",
+                                                  "Epilogue"]
+    assert _texts(script.chapters[2]) == ["Chapter 2", "Chapter 2 was sunnier than the first."]
+
+
+def test_plain_text_starting_with_a_chapter_line_has_no_empty_opening():
+    script = build_script("Chapter 1\n\nText one.\n\nChapter 2\n\nText two.")
+    assert [c.title for c in script.chapters] == ["Chapter 1", "Chapter 2"]

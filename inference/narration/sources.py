@@ -117,8 +117,16 @@ def decode_bytes(data: bytes, name: str = "the input") -> str:
 _BLANK_LINES = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)*")
 
 
+_NUMBER_WORDS = ("one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|"
+                 "sixteen|seventeen|eighteen|nineteen|twenty")
+_CHAPTER_LINE = re.compile(  # the keyword and number, then nothing, a title after . : or a dash, or a Capitalised title
+    rf"(?i:chapter|part|book)\s+(?:\d+|[ivxlcdmIVXLCDM]+|(?i:{_NUMBER_WORDS}))\b"
+    r"(?:[.:]|\s*[.:—–-]\s*\S.*|\s+[A-Z\"“'][^.!?]*)?|(?i:prologue|epilogue)")
+
+
 def read_plain(text: str, title: str = "") -> Document:
-    """Paragraphs at blank lines, one chapter."""
+    """Paragraphs at blank lines. A paragraph that is one short line like "Chapter 3", "CHAPTER IV. The Storm",
+    "Part Two" or "Prologue" starts a chapter titled with it (as plain-text books mark them); else one chapter."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     blocks, pos, line = [], 0, 1
     for match in [*_BLANK_LINES.finditer(text), None]:
@@ -132,7 +140,13 @@ def read_plain(text: str, title: str = "") -> Document:
         if match:
             line += text[pos : match.end()].count("\n")
             pos = match.end()
-    return Document([SourceChapter(title, blocks)], title=title)
+    chapters = [SourceChapter(title)]
+    for block in blocks:
+        if "\n" not in block.text and len(block.text) <= 80 and _CHAPTER_LINE.fullmatch(block.text):
+            chapters = chapters if chapters[-1].blocks else chapters[:-1]
+            chapters.append(SourceChapter(block.text))
+        chapters[-1].blocks.append(block)
+    return Document(chapters, title=title)
 
 
 # --- Markdown ---------------------------------------------------------------------------------------
