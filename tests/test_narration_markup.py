@@ -49,6 +49,7 @@ def test_citations_are_dropped_and_doubled_brackets_are_literal():
     ("Hello [pause 0s] there.", "out of range", "line 1, column 7"),
     ("Hello.\n\nOne line\nand [whisper] here.", "Unknown markup [whisper]", "line 4, column 5"),
     ("Fine.\n\nNot closed [pause 2s here.", "Unclosed [", "line 3, column 12"),
+    ("Not closed [pause 2s here,\nbut a ] later.", "Unclosed [", "line 1, column 12"),
     ("[voice Alice] hi", "Malformed voice switch", "line 1, column 1"),
     ("Text.\n\n   [voice: Carol] hi", "Unknown voice 'Carol'", "line 3, column 4"),
 ])

@@ -79,7 +79,7 @@ def parse(text: str, position: Position, voices: Collection[str]) -> list[Text |
             pos = match.end()
             continue
         close = text.find("]", match.end())
-        if close < 0:
+        if close < 0 or "\n" in text[match.end() : close]:  # a tag stays on one line
             line, column = position.of(match.start(), text[match.start() : match.start() + 12])
             raise BadInputError(
                 f"Unclosed [ at line {line}, column {column}: close it with ] or write [[ for a literal bracket."
