@@ -38,6 +38,9 @@ ENGLISH = [
     ("A crowd of 1500 people.", "A crowd of one thousand five hundred people."),
     ("Version v2 and GPT4 stay.", "Version v2 and GPT4 stay."),
     ("No digits, no change.", "No digits, no change."),
+    ("Dr. Smith and Mrs. Jones, e.g. here.", "Doctor Smith and Missus Jones, for example here."),
+    ("Mr. and Mrs. Lee saw No. 5 and so on, etc.", "Mister and Missus Lee saw number five and so on, et cetera."),
+    ("Dr.Who and St. Ives stay.", "Dr.Who and St. Ives stay."),
 ]
 
 
@@ -64,5 +67,5 @@ def test_normalisation_can_be_turned_off_per_build():
 def test_sentences_are_found_before_normalising():
     # "3.14" and "Dr." must not end a sentence; the chunk's sentences are the normalised ones.
     chunk = build_script("Dr. Lee said pi is 3.14. It is.").chunks[0]
-    assert chunk.sentences == ("Dr. Lee said pi is three point one four.", "It is.")
+    assert chunk.sentences == ("Doctor Lee said pi is three point one four.", "It is.")
     assert chunk.text == " ".join(chunk.sentences)

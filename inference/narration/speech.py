@@ -1,4 +1,4 @@
-"""Normalisation for speech: numbers, money, units, dates and times written out as words.
+"""Normalisation for speech: abbreviations, numbers, money, units, dates and times written out as words.
 
 TTS models read "$3.50" or "10:30" unpredictably (digit by digit, skipped, or invented); written out
 they read reliably. Each language has its own list of rules applied in order (most specific first);
@@ -22,15 +22,30 @@ _DIGIT = re.compile(r"\d")
 
 
 def normalize_for_speech(text: str, language: str = "en") -> str:
-    """``text`` with the language's numbers, money, units, dates and times in words."""
-    if not _DIGIT.search(text):  # every rule needs a digit; most prose has none
+    """``text`` with the language's abbreviations, numbers, money, units, dates and times in words.
+
+    Run on whole sentences after they were found: abbreviations and decimals still show where they end.
+    """
+    code = language.split("-")[0].lower()
+    abbreviations = _ABBREVIATIONS.get(code)
+    if abbreviations is not None and "." in text:
+        pattern, table = abbreviations
+        end = len(text)  # an abbreviation ending the sentence keeps its dot as the full stop
+        text = pattern.sub(lambda m: table[m.group(0)] + ("." if m.end() == end else ""), text)
+    if not _DIGIT.search(text):  # every number rule needs a digit; most prose has none
         return text
-    rules = _RULES.get(language.split("-")[0].lower())
+    rules = _RULES.get(code)
     if rules is None:
         return _spell_numbers(text, language)
     for pattern, replace in rules:
         text = pattern.sub(replace, text)
     return text
+
+
+def _abbreviations(table: dict[str, str]) -> tuple[re.Pattern[str], dict[str, str]]:
+    """One pattern for a table of abbreviations, each matched as written at a word start."""
+    alternation = "|".join(re.escape(a) for a in sorted(table, key=len, reverse=True))
+    return re.compile(rf"(?<![\w.])(?:{alternation})(?=\s|$|[,;:)])"), table
 
 
 @lru_cache(maxsize=8192)
@@ -185,4 +200,11 @@ _EN_RULES: list[Rule] = [
     (re.compile(_START + f"(?:{_NUM})" + _END), _number),
 ]
 
+# Only unambiguous ones: "St." (Saint or Street) and "Dr" without its dot are left to the model.
+_EN_ABBREVIATIONS = {
+    "Dr.": "Doctor", "Mr.": "Mister", "Mrs.": "Missus", "Prof.": "Professor", "e.g.": "for example",
+    "i.e.": "that is", "etc.": "et cetera", "vs.": "versus", "approx.": "approximately", "No.": "number",
+}
+
 _RULES: dict[str, list[Rule]] = {"en": _EN_RULES}
+_ABBREVIATIONS = {"en": _abbreviations(_EN_ABBREVIATIONS)}
