@@ -38,7 +38,8 @@ ACX_RMS_RANGE_DB = (-23.0, -18.0)
 ACX_RMS_TARGET_DB = -20.0
 ACX_PEAK_DB = -3.0
 ACX_NOISE_FLOOR_DB = -60.0
-LIMITER_MARGIN_DB = 0.5  # the limiter works on samples; this leaves room for peaks between them
+LIMITER_MARGIN_DB = 0.3  # below the target: the limiter's peak estimate is 4x oversampled, not exact
+TRUE_PEAK_OVERSAMPLING = 4
 LIMITER_WINDOW_SECONDS = 0.005  # look-ahead and the length of the gain ramps
 NOISE_WINDOW_SECONDS = 0.5
 CLIP_LEVEL = 0.999
@@ -88,7 +89,8 @@ class Meter:
         self._states = [signal.lfilter_zi(b, a) * 0.0 for _, b, a in self._filters]
         self._gating = _Frames(int(round(0.1 * rate)))  # K-weighted energy per 100 ms
         self._noise = _Frames(int(round(NOISE_WINDOW_SECONDS * rate)))
-        self._oversampler = soxr.ResampleStream(rate, rate * 4, 1, dtype="float32", quality="HQ")
+        self._oversampler = soxr.ResampleStream(rate, rate * TRUE_PEAK_OVERSAMPLING, 1, dtype="float32",
+                                                quality="HQ")
         self._sum_squares = 0.0
         self._samples = 0
         self._peak = 0.0
@@ -161,7 +163,8 @@ class Limiter:
 
     The gain at each sample is a moving average of a moving minimum of the gain each sample needs, both
     over windows that contain that sample, so it never exceeds what the sample needs: no output sample
-    passes ``ceiling``. Output lags input by the look-ahead; ``flush`` returns the rest.
+    passes ``ceiling`` (nor, nearly, does the signal between samples). Output lags input by the
+    look-ahead; ``flush`` returns the rest.
     """
 
     def __init__(self, rate: int, ceiling: float) -> None:
@@ -184,7 +187,7 @@ class Limiter:
         if count <= 0:
             return np.zeros(0, dtype=np.float32)
         data = np.concatenate([self._context, self._pending])
-        needed = np.minimum(1.0, self.ceiling / np.maximum(np.abs(data), 1e-12))
+        needed = np.minimum(1.0, self.ceiling / np.maximum(_true_envelope(data), 1e-12))
         held = ndimage.minimum_filter1d(needed, 2 * self.window + 1, mode="nearest")
         gain = ndimage.uniform_filter1d(held, self.window + 1, mode="nearest")
         gain = np.minimum(gain, needed)  # float rounding in the average must not let a peak through
@@ -195,6 +198,13 @@ class Limiter:
         self._context = data[start + count - 2 * self.window:start + count]
         self._pending = self._pending[count:]
         return out
+
+
+def _true_envelope(data: np.ndarray) -> np.ndarray:
+    """Per sample, the largest magnitude of the signal around it at 4x the rate: peaks between samples."""
+    upsampled = np.abs(signal.resample_poly(data, TRUE_PEAK_OVERSAMPLING, 1))
+    between = upsampled[: len(data) * TRUE_PEAK_OVERSAMPLING].reshape(len(data), TRUE_PEAK_OVERSAMPLING)
+    return np.maximum(np.abs(data), between.max(axis=1))
 
 
 @dataclass
@@ -267,7 +277,7 @@ def apply(mode: Mode, blocks: Iterable[np.ndarray], rate: int, report: MasterRep
         out = limiter.flush()
         meter.add(out)
         yield out
-        report.limiter_reduction_db = -20 * math.log10(limiter.min_gain)
+        report.limiter_reduction_db = max(0.0, -20 * math.log10(limiter.min_gain))
     report.after = meter.result()
     if mode is Mode.ACX:
         report.checks = acx_checks(report.before, report.after)
