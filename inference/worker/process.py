@@ -220,6 +220,10 @@ class Worker:
             self.faults.before_chunks(stop - start)
             texts = run.chunks[start:stop]
             seeds = [jobs.seed_of(run.submit.job, start + i) for i in range(len(texts))]
+            if run.engine.fast is None and run.submit.job.seeds is not None:
+                # Plain generate draws a whole batch from one random stream: pinned seeds mean each chunk
+                # is drawn from its own, whatever batch it would have been in, so it runs alone.
+                return [run.engine.synthesize(run.prompt, text, seed) for text, seed in zip(texts, seeds)]
             if run.engine.fast is None:
                 return run.engine.synthesize_batch(run.prompt, texts, seeds)
             return self._stream(run, start, first, len(texts), run.engine.stream_batch(run.prompt, texts, seeds))
