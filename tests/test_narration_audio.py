@@ -191,7 +191,7 @@ def test_master_modes_parse():
 
 
 LONG_BOOK = """
-import resource, sys, time
+import sys, time
 from pathlib import Path
 import numpy as np, soundfile as sf
 from inference.narration.book import Narration, narrate
@@ -201,25 +201,30 @@ from inference.worker.client import WorkerClient
 from tests.narration_books import NARRATOR, book, synthetic_project
 
 root = Path(sys.argv[1])
-rate, chunks, seconds = 24000, int(sys.argv[2]), 5.0
+rate, chunks, seconds = 24000, int(sys.argv[2]), float(sys.argv[3])
 script = book({f"Chapter {c}": [[f"Sentence {c}-{i}." for i in range(chunks // 20)]] for c in range(20)})
 project, planned = synthetic_project(root / "project", script, rate, seconds=seconds, level=0.05)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+def peak_rss():
+    status = Path("/proc/self/status").read_text()
+    return int(status.split("VmHWM:")[1].split()[0]) * 1024
+
+Path("/proc/self/clear_refs").write_text("5")  # the peak so far (imports, writing the chunks) is forgotten
+before = peak_rss()
 started = time.perf_counter()
 narration = Narration("long.md", script, {None: NARRATOR}, root / "project", "synthetic", out=root / "long.flac",
                       master=Mode.PODCAST)
 result = narrate(narration, Runner(WorkerClient()))
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+peak = peak_rss()
 print(result.timeline.seconds, peak - before, time.perf_counter() - started, sf.info(root / "long.flac").duration)
 """
 
 
 @pytest.mark.slow
 def test_long_book_streams_in_bounded_memory(tmp_path):
-    """An hour of audio (346 MB as float32) assembled, mastered and encoded: peak RSS grows far less."""
-    out = subprocess.run([sys.executable, "-c", LONG_BOOK, str(tmp_path), "720"], cwd=REPO, capture_output=True,
-                         text=True, check=True)
+    """2000 chunk files, 44 min of audio (250 MB as float32) assembled, mastered, encoded: RSS stays flat."""
+    out = subprocess.run([sys.executable, "-c", LONG_BOOK, str(tmp_path), "2000", "1.0"], cwd=REPO,
+                         capture_output=True, text=True, check=True)
     seconds, growth, wall, duration = map(float, out.stdout.split())
-    assert seconds > 3600 and duration == pytest.approx(seconds, abs=0.01)
-    assert growth < 80 * 2**20, f"peak RSS grew by {growth / 2**20:.0f} MiB for {seconds / 3600:.1f} h of audio"
+    assert seconds > 2400 and duration == pytest.approx(seconds, abs=0.01)
+    assert growth < 60 * 2**20, f"peak RSS grew by {growth / 2**20:.0f} MiB for {seconds / 3600:.1f} h of audio"
     print(f"{seconds / 3600:.2f} h of audio: peak RSS +{growth / 2**20:.0f} MiB, {wall:.0f} s")

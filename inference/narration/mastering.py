@@ -202,9 +202,11 @@ class Limiter:
 
 def _true_envelope(data: np.ndarray) -> np.ndarray:
     """Per sample, the largest magnitude of the signal around it at 4x the rate: peaks between samples."""
-    upsampled = np.abs(signal.resample_poly(data, TRUE_PEAK_OVERSAMPLING, 1))
-    between = upsampled[: len(data) * TRUE_PEAK_OVERSAMPLING].reshape(len(data), TRUE_PEAK_OVERSAMPLING)
-    return np.maximum(np.abs(data), between.max(axis=1))
+    upsampled = np.abs(signal.resample_poly(data, TRUE_PEAK_OVERSAMPLING, 1))[: len(data) * TRUE_PEAK_OVERSAMPLING]
+    envelope = np.abs(data)
+    for phase in range(TRUE_PEAK_OVERSAMPLING):  # strided maxima: far faster than max over a short axis
+        np.maximum(envelope, upsampled[phase::TRUE_PEAK_OVERSAMPLING], out=envelope)
+    return envelope
 
 
 @dataclass
