@@ -57,8 +57,10 @@ def write_audio(target: Path, blocks: Iterable[np.ndarray], rate: int, chapters:
 
 def _write_soundfile(path: Path, fmt: str, blocks: Iterable[np.ndarray], rate: int, info: BookInfo) -> None:
     with sf.SoundFile(path, "w", rate, 1, subtype="PCM_16", format=fmt.upper()) as out:
-        if fmt == "flac":  # libsndfile writes these as Vorbis comments
-            out.title, out.artist = info.title, info.author
+        if fmt == "flac":  # libsndfile writes these as Vorbis comments (and refuses empty ones)
+            for name, value in (("title", info.title), ("artist", info.author)):
+                if value:
+                    setattr(out, name, value)
         for block in blocks:
             out.write(np.clip(block, -1.0, 1.0))
 
