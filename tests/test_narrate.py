@@ -21,6 +21,7 @@ import pytest
 import soundfile as sf
 
 from inference.cli import main
+from inference.errors import BadInputError
 from inference.narration.book import Narration, narrate
 from inference.narration.mastering import Mode
 from inference.narration.project import Project
@@ -157,6 +158,32 @@ def test_cancel_keeps_finished_chunks(client, tiny, tmp_path):
     assert 1 <= done < 6
     result = narrate(_narration(tiny, tmp_path), Runner(client))
     assert (result.run.generated, result.run.reused) == (6 - done, done)
+
+
+def test_disk_full_mid_narration_leaves_a_resumable_project(client, tiny, tmp_path, monkeypatch):
+    """ENOSPC from the OS on the third chunk file: one clear error, two chunks kept, the rerun resumes."""
+    import errno
+
+    from inference import output
+
+    real_replace, calls = os.replace, []
+
+    def replace_until_full(source, target):
+        calls.append(target)
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(target))
+        real_replace(source, target)
+
+    monkeypatch.setattr(output.os, "replace", replace_until_full)
+    narration = _narration(tiny, tmp_path, out=tmp_path / "book.flac")
+    with pytest.raises(BadInputError, match="No space left on device.*run the same command again"):
+        narrate(narration, Runner(client))
+    monkeypatch.setattr(output.os, "replace", real_replace)
+    chunks = tmp_path / "project" / "chunks"
+    assert len(list(chunks.glob("*.flac"))) == 1  # the manifest took the first rename, one chunk the second
+    assert not list(chunks.glob(".*")) and not (tmp_path / "book.flac").exists()
+    result = narrate(narration, Runner(client))
+    assert (result.run.generated, result.run.reused) == (5, 1)
 
 
 def test_progress_reports_done_total_audio_and_eta(client, tiny, tmp_path):

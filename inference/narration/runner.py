@@ -106,7 +106,7 @@ class Runner:
             job_id = self._job_id = self.client.submit(job)
         if self._cancelled.is_set():
             self.client.cancel(job_id)
-        rate = 0
+        rate, ended = 0, False
         try:
             for event in self.client.events():
                 if event.job_id != job_id:
@@ -120,15 +120,20 @@ class Runner:
                 elif isinstance(event, Notice):
                     notices.append(event.message)
                 elif isinstance(event, JobFinished):
+                    ended = True
                     plans.append(event.plan)
                     return rate
                 elif isinstance(event, JobFailed):
+                    ended = True
                     raise VesperError(event.message) if event.user_error else WorkerError(event.message)
                 elif isinstance(event, JobCancelled):
+                    ended = True
                     raise NarrationCancelled
         finally:
             with self._lock:
                 self._job_id = None
+            if not ended:  # writing a chunk failed (disk full): the worker need not finish the job
+                self.client.cancel(job_id)
         raise WorkerError("The worker client was shut down before the narration finished.")
 
 
