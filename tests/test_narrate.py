@@ -84,7 +84,7 @@ def test_book_to_m4b_mp3_flac_with_chapters(client, tiny, tmp_path):
     with av.open(str(tmp_path / "book.m4b")) as container:
         chapters = container.chapters()
     assert [c["metadata"]["title"] for c in chapters] == ["The Start", "The Middle", "The End"]
-    for mark, chapter in zip(first.timeline.chapters, chapters):
+    for mark, chapter in zip(first.timeline.chapters, chapters, strict=True):
         assert float(chapter["start"] * chapter["time_base"]) == pytest.approx(mark.start, abs=0.01)
     assert (tmp_path / "book.srt").read_text().count(" --> ") == 6
     for fmt in ("mp3", "flac"):  # the same project: nothing generated again

@@ -19,7 +19,7 @@ import soundfile as sf
 
 from inference.errors import BadInputError
 from inference.narration import mastering
-from inference.narration.assembly import Assembly, AssemblySettings, fade, trim
+from inference.narration.assembly import AssemblySettings, fade, trim
 from inference.narration.book import Narration, NarrationResult, narrate
 from inference.narration.export import FORMATS
 from inference.narration.mastering import Limiter, Meter, Mode
@@ -63,7 +63,7 @@ def test_timeline_matches_the_audio(tmp_path):
         assert np.abs(audio[start - int(0.02 * rate):start]).max() < 1e-3
         assert np.abs(audio[end:end + int(0.02 * rate)]).max() < 1e-3
         assert np.abs(audio[start + int(0.03 * rate):start + int(0.06 * rate)]).max() > 0.05
-    gaps = [b.start - a.end for a, b in zip(timeline.cues, timeline.cues[1:])]
+    gaps = [b.start - a.end for a, b in zip(timeline.cues, timeline.cues[1:], strict=False)]
     settings = AssemblySettings()
     expected = [settings.sentence_pause, settings.paragraph_pause + 1.5, settings.chapter_pause,
                 settings.chapter_pause, settings.sentence_pause]
@@ -73,7 +73,7 @@ def test_timeline_matches_the_audio(tmp_path):
     srt = (tmp_path / "book.srt").read_text()
     times = re.findall(r"(\d\d):(\d\d):(\d\d),(\d\d\d) --> (\d\d):(\d\d):(\d\d),(\d\d\d)", srt)
     assert len(times) == 6
-    for cue, fields in zip(timeline.cues, times):
+    for cue, fields in zip(timeline.cues, times, strict=True):
         h, m, s, ms, h2, m2, s2, ms2 = map(int, fields)
         assert abs(h * 3600 + m * 60 + s + ms / 1000 - cue.start) < 0.02
         assert abs(h2 * 3600 + m2 * 60 + s2 + ms2 / 1000 - cue.end) < 0.02
@@ -94,7 +94,7 @@ def test_chapters_and_tags_read_back(tmp_path, fmt):
         if fmt == "opus":
             tags.update({k.lower(): v for k, v in container.streams.audio[0].metadata.items()})
     assert [c["metadata"]["title"] for c in chapters] == ["Opening", "Middle", "End"]
-    for mark, chapter in zip(result.timeline.chapters, chapters):
+    for mark, chapter in zip(result.timeline.chapters, chapters, strict=True):
         assert float(chapter["start"] * chapter["time_base"]) == pytest.approx(mark.start, abs=0.01)
     assert duration == pytest.approx(result.timeline.seconds, abs=0.1)
     assert tags.get("title") == "A Book" and tags.get("artist") == "An Author"

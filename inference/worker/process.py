@@ -223,7 +223,7 @@ class Worker:
             if run.engine.fast is None and run.submit.job.seeds is not None:
                 # Plain generate draws a whole batch from one random stream: pinned seeds mean each chunk
                 # is drawn from its own, whatever batch it would have been in, so it runs alone.
-                return [run.engine.synthesize(run.prompt, text, seed) for text, seed in zip(texts, seeds)]
+                return [run.engine.synthesize(run.prompt, text, seed) for text, seed in zip(texts, seeds, strict=True)]
             if run.engine.fast is None:
                 return run.engine.synthesize_batch(run.prompt, texts, seeds)
             return self._stream(run, start, first, len(texts), run.engine.stream_batch(run.prompt, texts, seeds))
