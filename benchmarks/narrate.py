@@ -113,8 +113,9 @@ def run_engine(model: str, voice: Path, chunks: list[str], batch: int, vram_byte
             torch.manual_seed(index)
             produced += len(ref.adapter.generate(engine.loaded, prompt, [text])[0])
     seconds = time.perf_counter() - started
-    anchor = {"seconds": round(seconds, 2), "chunks": len(subset),
-              "audio_seconds": round(produced / engine.sample_rate, 2), "audio_s_per_s": round(produced / engine.sample_rate / seconds, 3)}
+    audio_seconds = produced / engine.sample_rate
+    anchor = {"seconds": round(seconds, 2), "chunks": len(subset), "audio_seconds": round(audio_seconds, 2),
+              "audio_s_per_s": round(audio_seconds / seconds, 3)}
     return batch_result, anchor
 
 
@@ -152,7 +153,7 @@ def _markdown(report: dict) -> str:
             ("anchor loop (one chunk, plain generate)", report["anchor_loop"])]
     lines = [f"# Narration speed: {report['model']} ({device})", "",
              f"{report['minutes_of_text']} min of text, {report['chunks']} chunks, batch {report['batch']}, "
-             f"VRAM cap {report['vram_cap_gib'] or 'none'} GiB; narrate plan: {report['narrate']['plan']}.", "",
+             f"VRAM cap {f"{report['vram_cap_gib']} GiB" if report['vram_cap_gib'] else 'none'}; narrate plan: {report['narrate']['plan']}.", "",
              "| path | wall s | audio s | audio s per s |", "|---|---|---|---|"]
     lines += [f"| {name} | {r['seconds']} | {r['audio_seconds']} | {r['audio_s_per_s']} |" for name, r in rows]
     lines += ["", f"narrate / engine batch: **{report['narrate_vs_engine']}** (goal >= 0.8); "
