@@ -151,9 +151,10 @@ def _markdown(report: dict) -> str:
               f"CPU, {report['machine']['cpu_count']} cores")
     rows = [("narrate (end to end)", report["narrate"]), ("engine batch", report["engine_batch"]),
             ("anchor loop (one chunk, plain generate)", report["anchor_loop"])]
+    cap = f"{report['vram_cap_gib']} GiB" if report["vram_cap_gib"] else "none"
     lines = [f"# Narration speed: {report['model']} ({device})", "",
              f"{report['minutes_of_text']} min of text, {report['chunks']} chunks, batch {report['batch']}, "
-             f"VRAM cap {f"{report['vram_cap_gib']} GiB" if report['vram_cap_gib'] else 'none'}; narrate plan: {report['narrate']['plan']}.", "",
+             f"VRAM cap {cap}; narrate plan: {report['narrate']['plan']}.", "",
              "| path | wall s | audio s | audio s per s |", "|---|---|---|---|"]
     lines += [f"| {name} | {r['seconds']} | {r['audio_seconds']} | {r['audio_s_per_s']} |" for name, r in rows]
     lines += ["", f"narrate / engine batch: **{report['narrate_vs_engine']}** (goal >= 0.8); "
