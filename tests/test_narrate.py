@@ -245,6 +245,7 @@ def test_cli_bad_text(tiny, tmp_path, capsys, content, pattern):
     (["--out", "book.xyz"], "extension .xyz"),
     (["--master", "loud"], "podcast, acx or none"),
     (["--redo", "3-1"], "chunk numbers"),
+    (["--redo", "4"], "the book has 3 chunks"),
 ])
 def test_cli_bad_options(tiny, tmp_path, capsys, options, pattern):
     (tmp_path / "book.md").write_text(MARKDOWN)

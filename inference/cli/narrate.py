@@ -131,7 +131,7 @@ def _stem(job: _Job) -> str:
 
 def _prepare(args: argparse.Namespace, job: _Job, project: Path | None):
     """Everything checked before any generation: input, voices, options, outputs."""
-    from inference.narration.book import Narration, check_outputs, voices_for
+    from inference.narration.book import Narration, check_narration, voices_for
     from inference.narration.mastering import parse_mode
     from inference.narration.project import default_root, parse_chunk_numbers
     from inference.voice_library import VoiceLibrary
@@ -143,7 +143,7 @@ def _prepare(args: argparse.Namespace, job: _Job, project: Path | None):
     narration = Narration(job.source, script, voices_for(script, narrator, library), project or default_root(
         job.source), args.model, out, args.srt, args.vtt, args.seed, parse_mode(args.master),
         tuple(parse_chunk_numbers(args.redo)) if args.redo else (), args.force, args.hardware)
-    check_outputs(narration)
+    check_narration(narration)
     return narration
 
 

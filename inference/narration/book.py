@@ -1,7 +1,7 @@
 """One narration end to end: plan the project, generate what is missing, assemble, master, export.
 
 This is what ``vesper narrate`` and the desktop app call; they differ only in how they show progress.
-Outputs are checked before anything runs (``check_outputs``), so a bad path costs no generation; each
+Outputs are checked before anything runs (``check_narration``), so a bad path costs no generation; each
 output is written to a temporary name and renamed when complete.
 """
 
@@ -56,15 +56,19 @@ def voices_for(script: Script, narrator: Voice, library: VoiceLibrary) -> dict[s
     return {None: narrator, **{name: library.get(name) for name in sorted(script.voices)}}
 
 
-def check_outputs(narration: Narration) -> None:
-    """Refuse unwritable, unknown-format or (without ``force``) existing outputs before any work."""
+def check_narration(narration: Narration) -> None:
+    """Everything that can be checked before any work: outputs (unwritable, unknown format, or existing
+    without ``force``), something to say, ``redo`` numbers within the book."""
     if narration.out is not None:
         check_output(narration.out, export.FORMATS, narration.force)
     for path, fmt in ((narration.srt, "srt"), (narration.vtt, "vtt")):
         if path is not None:
             check_output(path, (fmt,), narration.force)
-    if not narration.script.chunks:
+    count = len(narration.script.chunks)
+    if not count:
         raise BadInputError(f"{narration.source} has nothing to say: give at least one word.")
+    if narration.redo and not 1 <= min(narration.redo) <= max(narration.redo) <= count:
+        raise BadInputError(f"--redo names chunk {max(narration.redo)}, but the book has {count} chunks.")
 
 
 def narrate(narration: Narration, runner: Runner) -> NarrationResult:
@@ -73,7 +77,7 @@ def narrate(narration: Narration, runner: Runner) -> NarrationResult:
     A file that cannot be written (disk full, a folder gone read-only) ends it with one line; chunks
     already written stay, so the same narration resumes once there is room.
     """
-    check_outputs(narration)
+    check_narration(narration)
     try:
         return _narrate(narration, runner)
     except OSError as exc:

@@ -152,11 +152,8 @@ class Project:
 
     def redo(self, planned: Sequence[PlannedChunk], numbers: Iterable[int],
              generation: Generation) -> list[PlannedChunk]:
-        """Choose a new take for chunks ``numbers`` (1-based); the plan to use from now on."""
+        """Choose a new take for chunks ``numbers`` (1-based; others are ignored); the plan to use from now on."""
         wanted = set(numbers)
-        unknown = sorted(n for n in wanted if not 1 <= n <= len(planned))
-        if unknown:
-            raise BadInputError(f"--redo names chunk {unknown[0]}, but the book has {len(planned)} chunks.")
         manifest = self.manifest()
         takes = manifest.setdefault("takes", {})
         out = []
