@@ -241,7 +241,10 @@ def _summary(narration, result) -> str:
     if result.report is not None:
         for line in result.report.lines()[1:]:
             print(f"  {line}", file=sys.stderr)
-        if result.report.after is not None:
-            parts.append(f"{result.report.mode.value} {result.report.after.integrated_lufs:.1f} LUFS")
+        report = result.report
+        if report.passed is not None:
+            parts.append(f"ACX {'passes' if report.passed else 'fails'}")
+        elif report.after is not None:
+            parts.append(f"{report.mode.value} {report.after.integrated_lufs:.1f} LUFS")
     outputs = ", ".join(str(p) for p in result.outputs) or "no output file"
     return f"Wrote {outputs}: {', '.join(parts)}; project {result.project}"
