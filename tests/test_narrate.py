@@ -176,7 +176,7 @@ def test_disk_full_mid_narration_leaves_a_resumable_project(client, tiny, tmp_pa
 
     monkeypatch.setattr(output.os, "replace", replace_until_full)
     narration = _narration(tiny, tmp_path, out=tmp_path / "book.flac")
-    with pytest.raises(BadInputError, match="No space left on device.*run the same command again"):
+    with pytest.raises(BadInputError, match="No space left on device.*run the same command again: it resumes"):
         narrate(narration, Runner(client))
     monkeypatch.setattr(output.os, "replace", real_replace)
     chunks = tmp_path / "project" / "chunks"

@@ -82,8 +82,8 @@ def narrate(narration: Narration, runner: Runner) -> NarrationResult:
         return _narrate(narration, runner)
     except OSError as exc:
         where = f" {exc.filename}" if exc.filename else ""
-        raise BadInputError(f"Could not write{where}: {exc.strerror or exc}; free some space or choose another "
-                            f"folder, then run the same command again to resume.") from exc
+        raise BadInputError(f"Could not write{where}: {exc.strerror or exc}; make room (or choose another "
+                            "folder) and run the same command again: it resumes with the chunks already made.") from exc
 
 
 def _narrate(narration: Narration, runner: Runner) -> NarrationResult:
