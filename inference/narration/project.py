@@ -28,7 +28,7 @@ import soundfile as sf
 from inference import paths
 from inference.errors import BadInputError
 from inference.narration.script import Chunk, Script
-from inference.output import atomic_output
+from inference.output import atomic_output, write_json
 from inference.voice_library import Voice
 
 MANIFEST = "project.json"
@@ -201,8 +201,7 @@ class Project:
         self._write_manifest(manifest)
 
     def _write_manifest(self, manifest: dict) -> None:
-        with atomic_output(self.manifest_path) as partial:
-            partial.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        write_json(self.manifest_path, manifest)
 
 
 def parse_chunk_numbers(spec: str) -> list[int]:
