@@ -161,6 +161,8 @@ def _read_script(job: _Job):
 
     if job.text is not None:
         text = job.text
+    elif job.source.lower().endswith(".epub"):
+        raise BadInputError(f"{job.source}: this build reads .txt and .md books only; save the EPUB as text.")
     else:
         data = sys.stdin.buffer.read() if job.source == "-" else _read_bytes(Path(job.source))
         if b"\0" in data:
