@@ -26,3 +26,10 @@ def machine(args: argparse.Namespace):
     from inference import hardware as hw
 
     return hw.with_vram_limit(hw.resolve(args.hardware), vram_limit_bytes(args))
+
+
+def worker_settings(args: argparse.Namespace):
+    """The worker's settings for a command that generates: the VRAM limit in force."""
+    from inference.worker.protocol import WorkerSettings
+
+    return WorkerSettings(vram_limit_bytes=vram_limit_bytes(args))

@@ -31,12 +31,12 @@ def run(args: argparse.Namespace) -> int:
     from inference.errors import VesperError
     from inference.playback import LivePlayer
     from inference.worker.client import WorkerClient, check_job
-    from inference.worker.protocol import ChunkPiece, ChunkReady, Event, Notice, SpeakJob, WorkerSettings
+    from inference.worker.protocol import ChunkPiece, ChunkReady, Event, Notice, SpeakJob
 
     text = sys.stdin.read() if args.text == "-" else args.text
     job = SpeakJob(text, args.voice, args.voice_text, args.model, args.seed, args.hardware)
     check_job(job)  # bad input fails before a worker process is started
-    settings = WorkerSettings(vram_limit_bytes=options.vram_limit_bytes(args))
+    settings = options.worker_settings(args)
     started = time.perf_counter()
     player = LivePlayer() if args.play else None
 
