@@ -41,7 +41,9 @@ def run(args: argparse.Namespace) -> int:
                              for p in ladder[1:]]
         print(json.dumps(data, indent=2))
         return 0
-    print(f"model      {plan.model}\nplan       {plan.level} (executor {plan.executor}) on {plan.device}, {plan.dtype}")
+    computed = f" (computed in {plan.compute_dtype}, upcast per module)" if plan.compute_dtype else ""
+    print(f"model      {plan.model}\nplan       {plan.level} (executor {plan.executor}) on {plan.device}, {plan.dtype}"
+          f"{computed}")
     print(f"chunks     up to {plan.max_chunk_chars} characters, batch {plan.batch_size}; "
           f"KV cache budget {gib(plan.kv_budget_bytes)}")
     if plan.device == "cpu":
