@@ -61,7 +61,6 @@ class ModelSpec:
     name: str
     hub_id: str
     family: str
-    description: str
     config: Any  # Callable[[], PretrainedConfig]; Any keeps the frozen dataclass hashable
 
 
@@ -69,18 +68,14 @@ class ModelSpec:
 class VoicePrompt:
     """An encoded reference recording, ready to condition generation for one model.
 
-    ``tensors`` holds whatever the adapter needs (codec latents, codes, input ids); ``nbytes`` lets
-    the worker's cache account for memory, and ``to`` moves it with the model.
+    ``tensors`` holds whatever the adapter needs (codec latents, codes, input ids); ``to`` moves it
+    with the model.
     """
 
     family: str
     tensors: dict[str, torch.Tensor]
     transcript: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self.tensors.values())
 
     def to(self, device: torch.device | str) -> VoicePrompt:
         moved = {k: v.to(device) for k, v in self.tensors.items()}
@@ -109,7 +104,6 @@ class ModelAdapter(ABC):
     model_type: str  # the ``model_type`` in a checkpoint's config.json that this adapter reads
     sample_rate: int
     frame_rate: float  # generated frames per second of audio
-    needs_transcript: bool = False  # whether cloning quality depends on the reference transcript
     model_class: type  # the transformers model class this family loads
     kv_cache_copies: int = 1  # 2 for classifier-free guidance, which runs a second, unconditioned sequence
 

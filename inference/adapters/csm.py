@@ -30,8 +30,6 @@ class CsmAdapter(ModelAdapter):
     model_type = "csm"
     sample_rate = 24000  # Mimi's rate; CsmProcessor hard-codes it
     frame_rate = 12.5
-    # The reference is a conversation turn; without its words the model must guess what was said.
-    needs_transcript = True
     model_class = CsmForConditionalGeneration
 
     def components(self, config: CsmConfig) -> list[Component]:
@@ -69,7 +67,7 @@ class CsmAdapter(ModelAdapter):
 
         Without a transcript the context turn carries empty text: the processor and model accept it
         and the voice still comes through the codes, but the model cannot align the recording with
-        words, so cloning is weaker (hence ``needs_transcript``).
+        words, so cloning is weaker.
         """
         model, processor = loaded.model, loaded.processor
         audio = resample(np.asarray(audio, dtype=np.float32), sample_rate, self.sample_rate)
@@ -203,8 +201,6 @@ SPECS: list[ModelSpec] = [
         name="csm-1b",
         hub_id="sesame/csm-1b",
         family="csm",
-        description="Sesame CSM-1B: 1.63B parameters, conversational voice cloning from a reference turn, "
-                    "English, 24 kHz",
         config=csm_1b_config,
     ),
 ]

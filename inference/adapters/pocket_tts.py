@@ -68,7 +68,6 @@ class PocketTTSAdapter(ModelAdapter):
     model_type = "pocket_tts"
     sample_rate = 24000
     frame_rate = 12.5
-    needs_transcript = False  # the voice is the reference's codec latents alone
     model_class = PocketTTSForConditionalGeneration
 
     def meta_model(self, config: PretrainedConfig) -> torch.nn.Module:
@@ -236,8 +235,6 @@ SPECS: list[ModelSpec] = [
         name="pocket-tts",
         hub_id="eustlb/pocket-tts",
         family="pocket_tts",
-        description="Kyutai Pocket TTS: 90M-parameter flow language model + 20M codec, English, 24 kHz; "
-                    "fast even on CPU. Its codec comes from eustlb/pocket-tts-audio-tokenizer.",
         config=real_config,
     ),
 ]

@@ -32,7 +32,6 @@ class VibeVoiceAdapter(ModelAdapter):
     model_type = "vibevoice"
     sample_rate = 24_000
     frame_rate = 7.5
-    needs_transcript = False  # the reference's latents condition the model; its words are never read
     model_class = VibeVoiceForConditionalGeneration
     kv_cache_copies = 2  # classifier-free guidance runs an unconditioned sequence beside each chunk
 
@@ -163,14 +162,12 @@ SPECS: list[ModelSpec] = [
         name="vibevoice-1.5b",
         hub_id="vibevoice/VibeVoice-1.5B-hf",
         family="vibevoice",
-        description="VibeVoice 1.5B: expressive long-form speech, 2.7B parameters in all (5.0 GiB in bf16)",
         config=vibevoice_1_5b_config,
     ),
     ModelSpec(
         name="vibevoice-7b",
         hub_id="vibevoice/VibeVoice-7B-hf",
         family="vibevoice",
-        description="VibeVoice 7B: the larger, more natural VibeVoice, 9.3B parameters (17.4 GiB in bf16)",
         config=vibevoice_7b_config,
     ),
 ]

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import torch
 
 from inference.adapters.base import LoadedModel
-from inference.executors.base import Executor, Placed, on_cpu_island, under
+from inference.executors.base import Executor, Keeper, Placed, on_cpu_island, under
 
 
 class AccelerateExecutor(Executor):
@@ -26,12 +26,12 @@ class AccelerateExecutor(Executor):
         device = torch.device(plan.device)
         model = loaded.model
         device_map = {k: v for k, v in plan.device_map.items() if not under(k, plan.compute_on_cpu)}
-        keep = []
+        keep: list[Keeper] = []
         offload_dir = None
         if "disk" in device_map.values():
-            folder = tempfile.TemporaryDirectory(prefix="vesper-offload-")
-            keep.append(folder)  # removed when the engine goes
-            offload_dir = folder.name
+            folder = _OffloadFolder()
+            keep.append(folder)
+            offload_dir = folder.path
         with _detached(model, plan.compute_on_cpu):
             if set(device_map.values()) == {plan.device}:
                 model.to(device)
@@ -41,6 +41,17 @@ class AccelerateExecutor(Executor):
         on_cpu_island(model, plan.compute_on_cpu)
         loaded.device = device
         return Placed(loaded, keep)
+
+
+class _OffloadFolder:
+    """The temporary folder accelerate writes disk-offloaded weights to, removed when the model is unloaded."""
+
+    def __init__(self):
+        self._folder = tempfile.TemporaryDirectory(prefix="vesper-offload-")
+        self.path = self._folder.name
+
+    def close(self) -> None:
+        self._folder.cleanup()
 
 
 @contextmanager
