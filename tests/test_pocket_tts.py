@@ -81,6 +81,7 @@ def test_max_frames_caps_generation(loaded, voice):
     assert all(len(w) <= 3 * frame_size for w in _generate(loaded, voice, seed=0, max_frames=3))
 
 
+@pytest.mark.slow
 def test_matches_plain_transformers(folder, loaded, voice, reference_voice):
     """The reference encodes the voice inside the processor call, as transformers' own usage does."""
     audio, rate = reference_voice

@@ -105,6 +105,7 @@ class ModelAdapter(ABC):
     sample_rate: int
     frame_rate: float  # generated frames per second of audio
     model_class: type  # the transformers model class this family loads
+    processor_class: type  # and its processor class (``load`` below reads both)
     kv_cache_copies: int = 1  # 2 for classifier-free guidance, which runs a second, unconditioned sequence
 
     def meta_model(self, config: PretrainedConfig) -> torch.nn.Module:
@@ -116,19 +117,32 @@ class ModelAdapter(ABC):
     def components(self, config: PretrainedConfig) -> list[Component]:
         """The model's parts, by module path; together they cover every parameter."""
 
-    @abstractmethod
     def load(self, path: Path, dtype: torch.dtype, device: torch.device,
              device_map: dict[str, str | int] | None = None) -> LoadedModel:
         """Load weights (safetensors only, no remote code) and processor, eval mode.
 
         With ``device_map`` None the whole model goes to ``device``; otherwise the map places each
-        module and ``device`` is the compute device.
+        module and ``device`` is the compute device. Families whose checkpoint is one model and one
+        processor folder use this as it is.
         """
+        model = self.model_class.from_pretrained(path, dtype=dtype, use_safetensors=True, device_map=device_map)
+        if device_map is None:
+            model.to(device)
+        processor = self.processor_class.from_pretrained(path)
+        return LoadedModel(model.eval(), processor, Path(path), dtype, device)
 
     @abstractmethod
     def build_voice_prompt(self, loaded: LoadedModel, audio: np.ndarray, sample_rate: int,
                            transcript: str | None) -> VoicePrompt:
         """Encode a mono float32 reference recording (any sample rate) for this model."""
+
+    @abstractmethod
+    def prompt_inputs(self, loaded: LoadedModel, prompt: VoicePrompt, texts: list[str]) -> Any:
+        """The model's inputs for a batch of chunks in this voice (left-padded, on the compute device).
+
+        Plain ``generate`` and the fast decode session both start from these, so they see the same prompt;
+        what they are is the family's (input embeddings and a mask, or processor outputs).
+        """
 
     @abstractmethod
     def generate(self, loaded: LoadedModel, prompt: VoicePrompt, texts: list[str],

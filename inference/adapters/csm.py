@@ -13,8 +13,6 @@ The result is bit-identical to the plain transformers call (tests/test_csm.py ch
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 from transformers import CsmConfig, CsmForConditionalGeneration, CsmProcessor
@@ -31,6 +29,7 @@ class CsmAdapter(ModelAdapter):
     sample_rate = 24000  # Mimi's rate; CsmProcessor hard-codes it
     frame_rate = 12.5
     model_class = CsmForConditionalGeneration
+    processor_class = CsmProcessor
 
     def components(self, config: CsmConfig) -> list[Component]:
         """Parts by module path; each parameter is listed once.
@@ -48,18 +47,9 @@ class CsmAdapter(ModelAdapter):
             Component("text_embeddings", Role.EMBEDDINGS, ("embed_text_tokens",)),
             Component("backbone", Role.BACKBONE, ("backbone_model",), layers_path="backbone_model.layers"),
             Component("depth_decoder", Role.HEAD, ("lm_head", *depth), pinned_to_compute=True),
-            # Mimi decodes at 0.09x real time on a laptop-class CPU (fp32, 2 threads; NOTES.md).
+            # Mimi's CPU decode time per audio second: docs/measurements.md (benchmarks/codec_cpu.py).
             Component("codec", Role.CODEC, ("codec_model",), cpu_real_time_factor=0.09),
         ]
-
-    def load(self, path: Path, dtype: torch.dtype, device: torch.device,
-             device_map: dict[str, str | int] | None = None) -> LoadedModel:
-        model = CsmForConditionalGeneration.from_pretrained(path, dtype=dtype, use_safetensors=True,
-                                                            device_map=device_map)
-        if device_map is None:
-            model.to(device)
-        processor = CsmProcessor.from_pretrained(path)
-        return LoadedModel(model.eval(), processor, Path(path), dtype, device)
 
     def build_voice_prompt(self, loaded: LoadedModel, audio: np.ndarray, sample_rate: int,
                            transcript: str | None) -> VoicePrompt:

@@ -14,8 +14,6 @@ config says otherwise), the acoustic decoder and the semantic encoder once.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 from transformers import VibeVoiceConfig, VibeVoiceForConditionalGeneration, VibeVoiceProcessor
@@ -33,6 +31,7 @@ class VibeVoiceAdapter(ModelAdapter):
     sample_rate = 24_000
     frame_rate = 7.5
     model_class = VibeVoiceForConditionalGeneration
+    processor_class = VibeVoiceProcessor
     kv_cache_copies = 2  # classifier-free guidance runs an unconditioned sequence beside each chunk
 
     def components(self, config: VibeVoiceConfig) -> list[Component]:
@@ -54,8 +53,8 @@ class VibeVoiceAdapter(ModelAdapter):
             Component("backbone", Role.BACKBONE, (f"{text}.rotary_emb", f"{text}.layers", f"{text}.norm"),
                       layers_path=f"{text}.layers"),
             Component("diffusion_head", Role.HEAD, ("model.diffusion_head",), pinned_to_compute=True),
-            # CPU factors: real size, random weights, fp32, 2 threads (NOTES.md): decoding and re-encoding
-            # each frame on a CPU alone would take as long as the audio lasts.
+            # CPU factors per audio second (docs/measurements.md, benchmarks/codec_cpu.py): decoding and
+            # re-encoding each frame on a CPU alone would take as long as the audio lasts.
             Component("acoustic_tokenizer", Role.CODEC, ("model.audio_tower",), pinned_to_compute=True,
                       cpu_real_time_factor=0.58),
             Component("semantic_encoder", Role.CODEC, ("model.semantic_tokenizer_encoder",),
@@ -63,15 +62,6 @@ class VibeVoiceAdapter(ModelAdapter):
             Component("connectors", Role.OTHER, ("model.multi_modal_projector", "model.semantic_connector"),
                       pinned_to_compute=True),
         ]
-
-    def load(self, path: Path, dtype: torch.dtype, device: torch.device,
-             device_map: dict[str, str | int] | None = None) -> LoadedModel:
-        model = VibeVoiceForConditionalGeneration.from_pretrained(
-            path, dtype=dtype, use_safetensors=True, device_map=device_map)
-        if device_map is None:
-            model.to(device)
-        processor = VibeVoiceProcessor.from_pretrained(path)
-        return LoadedModel(model.eval(), processor, Path(path), dtype, device)
 
     def build_voice_prompt(self, loaded: LoadedModel, audio: np.ndarray, sample_rate: int,
                            transcript: str | None) -> VoicePrompt:

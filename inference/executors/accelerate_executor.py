@@ -1,9 +1,10 @@
 """accelerate's device-map hooks: the baseline the other executors are measured against, and the fallback.
 
-Modules the plan keeps in host memory ("cpu") or on disk ("disk") get accelerate's ``AlignDevicesHook``,
-which copies their weights to the GPU for each forward, synchronously from pageable memory
-(NOTES.md: 5-9x slower than streaming). It needs no CUDA toolkit and runs on every OS, which is why
-the planner falls back to it when DeepSpeed cannot run.
+Modules the plan keeps in host memory ("cpu") or on disk ("disk") get accelerate's
+``AlignDevicesHook``, which copies their weights to the GPU for each forward, synchronously from
+pageable memory (8-13x slower than the streamed executor: docs/measurements.md,
+benchmarks/results/offload-h100-80gb-hbm3.md). It needs no CUDA toolkit and runs on every OS, which
+is why the planner falls back to it when DeepSpeed cannot run.
 """
 
 from __future__ import annotations

@@ -95,6 +95,16 @@ def move_except(model: torch.nn.Module, device: torch.device, keep: tuple[str, .
                 module._buffers[buf_name] = buf.to(device)
 
 
+def place_resident_part(model: torch.nn.Module, plan: Plan, device: torch.device,
+                        offloaded: tuple[str, ...] = ()) -> list[Keeper]:
+    """What every executor but accelerate's does first: each module on ``device`` except ``offloaded``
+    (the executor's own business), those the plan computes on the CPU (set up to run there) and the
+    lookup tables it keeps in host memory (hooked). Returns the keepers of those hooks."""
+    move_except(model, device, plan.compute_on_cpu + offloaded + plan.lookups_on_cpu)
+    on_cpu_island(model, plan.compute_on_cpu)
+    return lookups_on_cpu(model, plan.lookups_on_cpu, device)
+
+
 def on_cpu_island(model: torch.nn.Module, paths: tuple[str, ...]) -> None:
     """Make the modules at ``paths`` compute on the CPU in fp32 inside a model that computes on a GPU.
 
