@@ -39,13 +39,13 @@ def decode(model: nn.Module, ids: torch.Tensor, steps: int) -> tuple[torch.Tenso
     from transformers import DynamicCache
 
     cache = DynamicCache(config=model.config)
-    out = model(input_ids=ids, past_key_values=cache, use_cache=True)
+    out = model(input_ids=ids, cache=cache, use_cache=True)
     states, times = [out.last_hidden_state[:, -1]], []
     token = ids[:, -1:]
     for _ in range(steps):
         torch.cuda.synchronize()
         started = time.perf_counter()
-        out = model(input_ids=token, past_key_values=cache, use_cache=True)
+        out = model(input_ids=token, cache=cache, use_cache=True)
         torch.cuda.synchronize()
         times.append(time.perf_counter() - started)
         states.append(out.last_hidden_state[:, -1])
