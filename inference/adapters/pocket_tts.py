@@ -34,6 +34,7 @@ from transformers import (
 )
 
 from inference.adapters.base import Component, LoadedModel, ModelAdapter, ModelSpec, Role, VoicePrompt
+from inference.adapters.tokens import plain_text
 from inference.audio import resample
 from inference.errors import ModelNotFoundError, OfflineModelError
 
@@ -138,17 +139,25 @@ class PocketTTSAdapter(ModelAdapter):
         model generates from the last position of every row) and counts the frames each text gets after its
         end-of-speech frame; ``generate`` returns padded latents and their mask, which ``decode`` turns
         into waveforms. ``max_frames`` None keeps the model's own budget, from the longest text."""
-        processor = loaded.processor
-        conversations = [[{"role": "user", "content": [{"type": "audio"}, {"type": "text", "text": text}]}]
-                         for text in texts]
-        voices = [prompt.tensors["audio_prompt_latents"]] * len(texts)
-        inputs = processor(text=processor.apply_chat_template(conversations), audio_prompt_latents=voices,
-                           return_tensors="pt", padding=True, padding_side="left").to(loaded.device)
+        inputs = self.prompt_inputs(loaded, prompt, texts)
         budget = {} if max_frames is None else {"max_new_tokens": max_frames}
         with torch.inference_mode():
             output = loaded.model.generate(**inputs, return_dict_in_generate=True, **budget)
-            waveforms = processor.decode(output.audio_latents, output.audio_latents_mask)
+            waveforms = loaded.processor.decode(output.audio_latents, output.audio_latents_mask)
         return [waveform.numpy() for waveform in waveforms]  # decode returns float32 CPU tensors
+
+    def prompt_inputs(self, loaded: LoadedModel, prompt: VoicePrompt, texts: list[str]) -> dict:
+        """Processor outputs for a batch of chunks, left-padded, on the model's device: the voice placeholder,
+        then each text as plain text (``plain_text``: no string in it becomes a placeholder or marker).
+
+        Plain ``generate`` and the fast decode path both start from these, so they see the same prompt.
+        """
+        processor = loaded.processor
+        conversations = [[{"role": "user", "content": [
+            {"type": "audio"}, {"type": "text", "text": plain_text(text, processor.tokenizer)}]}] for text in texts]
+        voices = [prompt.tensors["audio_prompt_latents"]] * len(texts)
+        return processor(text=processor.apply_chat_template(conversations), audio_prompt_latents=voices,
+                         return_tensors="pt", padding=True, padding_side="left").to(loaded.device)
 
 
 def _split_device_map(device_map: dict[str, str | int] | None,

@@ -19,7 +19,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     say.add_argument("--voice", required=True, type=Path, help="reference recording (WAV/FLAC/OGG, 5-15 s of speech)")
     say.add_argument("--voice-text", help="what is said in the reference recording (improves cloning)")
     say.add_argument("--model", default=DEFAULT_MODEL, help=f"name, hub id or folder (default {DEFAULT_MODEL})")
-    say.add_argument("--out", type=Path, default=Path("narration.wav"), 
+    say.add_argument("--out", type=Path, default=Path("narration.wav"),
                      help="output WAV file (default narration.wav in the current folder)")
     say.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same audio")
     say.add_argument("--play", action="store_true", help="play the narration while it is generated")
