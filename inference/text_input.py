@@ -29,7 +29,7 @@ def decode_text(data: bytes, source: str = "The text") -> str:
         name = "UTF-16" if encoding == "utf-16" else "UTF-8"
         raise BadInputError(
             f"{source} is not valid {name}: byte 0x{data[exc.start]:02x} at offset {exc.start} (line {line}) "
-            "cannot be read; save it as UTF-8 (or UTF-16 with a byte-order mark) and try again.") from None
+            "cannot be read; give it as UTF-8 (or UTF-16 with a byte-order mark).") from None
     return clean_text(text, source)
 
 

@@ -23,8 +23,9 @@ def control_token_ids(tokenizer: Any) -> set[int]:
 def plain_text(text: str, tokenizer: Any) -> str:
     """``text`` with every span the tokenizer reads as a control token replaced by a space.
 
-    Repeated until clean, since removing ``<|endoftext|>`` from ``<|endo<|endoftext|>ftext|>`` spells it
-    again. Text that needed no change is returned as is; otherwise runs of spaces are collapsed.
+    A space rather than nothing, so ``<|endo<|endoftext|>ftext|>`` does not spell the token again once the
+    inner one is gone; repeated until the tokenizer finds none, for tokens that hold a space or are matched
+    after normalization. Text that needed no change is returned as is; otherwise runs of spaces collapse.
     """
     controls = control_token_ids(tokenizer)
     changed = False
