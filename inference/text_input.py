@@ -21,15 +21,17 @@ _KEPT_CONTROLS = frozenset("\n\t")
 
 def decode_text(data: bytes, source: str = "The text") -> str:
     """``data`` as plain text, or ``BadInputError`` naming the first byte that is not UTF-8/UTF-16."""
-    encoding = "utf-16" if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) else "utf-8-sig"
+    utf16 = data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+    skip = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0  # "utf-16" reads its own mark
+    encoding = "utf-16" if utf16 else "utf-8"
     try:
-        text = data.decode(encoding)
+        text = data[skip:].decode(encoding)
     except UnicodeDecodeError as exc:
-        line = data[: exc.start].decode(encoding, errors="replace").count("\n") + 1
-        name = "UTF-16" if encoding == "utf-16" else "UTF-8"
+        offset = skip + exc.start
+        line = data[skip:offset].decode(encoding, errors="replace").count("\n") + 1
         raise BadInputError(
-            f"{source} is not valid {name}: byte 0x{data[exc.start]:02x} at offset {exc.start} (line {line}) "
-            "cannot be read; give it as UTF-8 (or UTF-16 with a byte-order mark).") from None
+            f"{source} is not valid {'UTF-16' if utf16 else 'UTF-8'}: byte 0x{data[offset]:02x} at offset {offset} "
+            f"(line {line}) cannot be read; give it as UTF-8 (or UTF-16 with a byte-order mark).") from None
     return clean_text(text, source)
 
 
