@@ -50,6 +50,7 @@ def prepare(job: SpeakJob, batch_size: int = 1) -> PreparedJob:
     ``batch_size`` is how many chunks the caller decodes together (the worker's micro-batch).
     """
     text = clean_text(job.text)
+    clean_text(job.voice_text or "", "The reference transcript")  # a lone surrogate would fail in the tokenizer
     chunk_text(text, job.chunk_chars)  # rejects empty text before anything slow happens
     reference, rate = read_reference(job.voice)
     ref = describe(job.model)

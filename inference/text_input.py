@@ -35,9 +35,9 @@ def decode_text(data: bytes, source: str = "The text") -> str:
     return clean_text(text, source)
 
 
-def from_argument(argument: str) -> str:
+def from_argument(argument: str, source: str = "The text argument") -> str:
     """A command-line argument as plain text: bytes the locale could not decode are refused like bad input."""
-    return decode_text(os.fsencode(argument), "The text argument")
+    return decode_text(os.fsencode(argument), source)
 
 
 def clean_text(text: str, source: str = "The text") -> str:

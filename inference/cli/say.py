@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     from inference.worker.protocol import ChunkPiece, ChunkReady, Event, Notice, SpeakJob
 
     target = check_output(args.out, OUTPUT_FORMATS)  # a bad --out fails now, not after the whole job
-    job = SpeakJob(_text(args.text), args.voice, args.voice_text, args.model, args.seed, args.hardware)
+    transcript = None if args.voice_text is None else from_argument(args.voice_text, "The --voice-text argument")
+    job = SpeakJob(_text(args.text), args.voice, transcript, args.model, args.seed, args.hardware)
     check_job(job)  # bad input fails before a worker process is started
     started = time.perf_counter()
     player = LivePlayer() if args.play else None
