@@ -188,7 +188,7 @@ class _Fields:
         expected = _UNITS.get(name) or _EXPECTED[kind] + (" (bytes)" if name.endswith("_bytes") else "")
         problem = "has no field" if missing else "has a wrong type for"
         raise HardwareSpecError(f"Hardware description {self.path} {problem} '{self.prefix}{name}': it needs "
-                                f"{expected}; README's hardware section lists every field.")
+                                f"{expected}; README lists every field and its unit.")
 
 
 def _is_a(value: object, kind: type) -> bool:
