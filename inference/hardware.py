@@ -160,7 +160,7 @@ def _gpu_from_json(spec: _Fields, index: int) -> Gpu:
 
 
 _REQUIRED = object()
-_EXPECTED = {int: "a whole number", str: "a string", list: "a list", dict: "an object"}
+_EXPECTED = {int: "a whole number", str: "a string", list: "a list"}
 _UNITS = {"compute_capability": "a list of two whole numbers such as [8, 9]", "gpus": "a list of GPU objects"}
 
 

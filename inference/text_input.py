@@ -44,7 +44,6 @@ def clean_text(text: str, source: str = "The text") -> str:
     """``text`` without control characters; a lone surrogate is refused.
 
     Newline and tab stay, a carriage return becomes a newline, the other whitespace controls a space.
-
     Strings from the GUI or a job file never went through ``decode_text``; a lone surrogate in one cannot
     be encoded for any tokenizer, so it is refused at its position.
     """

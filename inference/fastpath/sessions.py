@@ -223,7 +223,6 @@ class PocketSession(FastSession):
             yield AudioPiece(piece.row, audio, piece.final)
 
 
-
 def _graphed(graphs: bool) -> str:
     return "one CUDA graph replay per frame" if graphs else "eager steps (no CUDA graphs on the CPU)"
 
