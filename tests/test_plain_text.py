@@ -116,10 +116,10 @@ def _prepare(adapter, loaded, prompt, text: bytes | str) -> str:
     "ids" when it built input ids, "error" for one clear ``VesperError`` line; anything else fails the test."""
     try:
         chunks = chunk_text(decode_text(text) if isinstance(text, bytes) else clean_text(text), 300)
+        assert _input_ids(adapter, loaded, prompt, chunks).shape[0] == len(chunks)
     except VesperError as exc:
         assert "\n" not in str(exc)
         return "error"
-    assert _input_ids(adapter, loaded, prompt, chunks).shape[0] == len(chunks)
     return "ids"
 
 
@@ -141,3 +141,20 @@ def test_fuzzed_input_keeps_no_control_characters_or_surrogates():
         text.encode("utf-8")  # no lone surrogate survives
         assert not any(ord(ch) < 0x20 and ch not in "\n\t" or 0x7F <= ord(ch) < 0xA0 for ch in text)
 
+
+
+def test_a_token_matched_only_after_normalization_is_refused_in_one_line():
+    """A non-special added token matched on normalized text: fullwidth ＜ ＞ become < > under NFKC, so no
+    string search finds it, but the tokenizer would; the check after the rule catches it."""
+    from tokenizers import AddedToken, Tokenizer, models, normalizers, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE(vocab={c: i for i, c in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))},
+                                   merges=[]))
+    backend.normalizer = normalizers.NFKC()
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.add_tokens([AddedToken("<|ctl|>", normalized=True, special=False)])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend)
+    assert plain_text("a <|ctl|> b", tokenizer) == "a b"
+    with pytest.raises(VesperError, match=r"reads as its control token <\|ctl\|>; rewrite that part"):
+        plain_text("a \uff1c|ctl|\uff1e b", tokenizer)
