@@ -8,11 +8,11 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from inference.defaults import MAX_REFERENCE_SECONDS  # the planner sizes voice prompts for this much
 from inference.errors import BadInputError
 from inference.output import atomic_output
 
 MIN_REFERENCE_SECONDS = 1.0
-MAX_REFERENCE_SECONDS = 20.0  # the planner sizes voice prompts for this much; more adds nothing
 
 
 def read_reference(path: Path) -> tuple[np.ndarray, int]:

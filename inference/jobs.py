@@ -79,7 +79,7 @@ def usable_here(hardware: hw.Hardware, spec: str | None) -> hw.Hardware:
 def _notices(job: SpeakJob, ref: ModelRef) -> tuple[str, ...]:
     """What the user should know before a job runs: a trimmed reference, a missing transcript that matters."""
     notices = [trimmed_reference_notice(job.voice)]
-    if ref.adapter.needs_transcript and not (job.voice_text or "").strip():
+    if ref.facts.needs_transcript and not (job.voice_text or "").strip():
         notices.append(f"{ref.label} clones a voice better when it knows what the reference says: pass its "
                        "transcript with --voice-text.")
     return tuple(n for n in notices if n)
