@@ -56,8 +56,17 @@ def prepare(job: SpeakJob, batch_size: int = 1) -> PreparedJob:
     ref = describe(job.model)
     hardware = usable_here(hw.resolve(job.hardware), job.hardware)
     plan = make_plan(ref, hardware, Workload(job.chunk_chars, batch_size))
-    return PreparedJob(job, ref, plan, chunk_text(text, plan.max_chunk_chars), reference, rate, hardware,
-                       _notices(job, ref))
+    chunks = list(job.chunks) if job.chunks else chunk_text(text, plan.max_chunk_chars)
+    for chunk in job.chunks or ():  # pinned by narration, kept as given: only refused if unreadable
+        clean_text(chunk)
+    if job.seeds is not None and len(job.seeds) != len(chunks):
+        raise ValueError(f"SpeakJob has {len(job.seeds)} seeds for {len(chunks)} chunks")
+    return PreparedJob(job, ref, plan, chunks, reference, rate, hardware, _notices(job, ref))
+
+
+def seed_of(job: SpeakJob, index: int) -> int:
+    """Chunk ``index``'s seed: pinned by the job (narration) or derived from the job's seed."""
+    return job.seeds[index] if job.seeds is not None else chunk_seed(job.seed, index)
 
 
 def usable_here(hardware: hw.Hardware, spec: str | None) -> hw.Hardware:
@@ -91,7 +100,7 @@ def synthesize(prepared: PreparedJob, engine: Engine, start: int = 0) -> Iterato
     prompt = engine.voice_prompt(prepared.reference, prepared.reference_rate, job.voice_text)
     for index in range(start, len(prepared.chunks)):
         text = prepared.chunks[index]
-        audio = engine.synthesize(prompt, text, chunk_seed(job.seed, index))
+        audio = engine.synthesize(prompt, text, seed_of(job, index))
         yield ChunkAudio(index, len(prepared.chunks), text, audio, engine.sample_rate)
 
 
