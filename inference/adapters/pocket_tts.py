@@ -67,6 +67,7 @@ def real_codec_config() -> PocketTTSAudioTokenizerConfig:
 class PocketTTSAdapter(ModelAdapter):
     facts = FAMILIES["pocket_tts"]
     model_class = PocketTTSForConditionalGeneration
+    processor_class = PocketTTSProcessor  # its own ``load``: the codec comes with the processor
 
     def meta_model(self, config: PretrainedConfig) -> torch.nn.Module:
         """The language model with the released codec attached, as ``load`` attaches the real one.
@@ -133,11 +134,9 @@ class PocketTTSAdapter(ModelAdapter):
         return [waveform.numpy() for waveform in waveforms]  # decode returns float32 CPU tensors
 
     def prompt_inputs(self, loaded: LoadedModel, prompt: VoicePrompt, texts: list[str]) -> dict:
-        """Processor outputs for a batch of chunks, left-padded, on the model's device: the voice placeholder,
-        then each text as plain text (``plain_text``: no string in it becomes a placeholder or marker).
-
-        Plain ``generate`` and the fast decode path both start from these, so they see the same prompt.
-        """
+        """Processor outputs for a batch of chunks (voice placeholder, then text; left-padded), on the model's
+        device, including the frames each text gets after its end-of-speech frame. Each text goes in as plain
+        text (``plain_text``: no string in it becomes a placeholder or marker)."""
         processor = loaded.processor
         conversations = [[{"role": "user", "content": [
             {"type": "audio"}, {"type": "text", "text": plain_text(text, processor.tokenizer)}]}] for text in texts]
