@@ -1,0 +1,29 @@
+"""The narrow view of the voice library the recorder and library widgets need (list, add, rename, remove).
+
+The library itself (files under ``inference.paths.voices_dir()``, shared with ``vesper voices``) lives
+in the inference layer; the widgets depend only on this protocol, so they are built and tested
+against whatever implements it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+
+class Voice(Protocol):
+    name: str
+    audio_path: Path
+    transcript: str | None
+
+
+class VoiceStore(Protocol):
+    def list(self) -> list[Voice]: ...
+
+    def add(self, name: str, audio: np.ndarray, rate: int, transcript: str | None = None) -> Voice: ...
+
+    def rename(self, old: str, new: str) -> Voice: ...
+
+    def remove(self, name: str) -> None: ...
