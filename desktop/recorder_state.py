@@ -91,7 +91,7 @@ class RecorderState:
         """Audio from the microphone (mono float32); True once the take reached its maximum length."""
         self.level_dbfs = level_dbfs(block)
         if self.phase is not Phase.RECORDING:
-            return False  # the meter moves during the countdown; nothing is kept
+            return False  # outside a take the meter may move; nothing is kept
         room = int(MAX_SECONDS * self.rate) - self._samples
         self._blocks.append(block[:room])
         self._samples += min(len(block), room)

@@ -1,9 +1,9 @@
 """Record a voice (or import a file), hear it back, see what to fix, save it into the library.
 
-The microphone runs on PortAudio's audio thread: its callback only copies blocks into a queue, and a
-QTimer on the GUI thread drains that queue into ``RecorderState`` and the level meter, so no Qt object
-is touched off the GUI thread. ``record_action`` / ``stop_action`` are QActions the main window can put
-in a menu or bind to its own shortcut.
+The microphone opens when the countdown ends and runs on PortAudio's audio thread: its callback only
+copies blocks into a queue, and a QTimer on the GUI thread drains that queue into ``RecorderState`` and
+the level meter, so no Qt object is touched off the GUI thread. ``record_action`` / ``stop_action`` are
+QActions the main window can put in a menu or bind to its own shortcut.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from inference.voice_quality import MAX_SECONDS, MIN_SPEECH_SECONDS, Severity
 
 METER_FLOOR_DBFS = -60.0  # the meter's empty end
 POLL_MS = 30  # how often the GUI drains the audio queue (the meter's refresh rate)
+MAX_DRAIN_SECONDS = 1.0  # audio taken from the queue per poll at most: a poll never stalls the GUI
 SEVERITY_MARK = {Severity.INFO: "ℹ", Severity.WARNING: "⚠", Severity.PROBLEM: "✖"}
 
 
@@ -63,7 +64,7 @@ class RecorderWidget(QWidget):
         self._countdown = QTimer(self, interval=countdown_ms)
         self._countdown.timeout.connect(self._tick)
         self._poll = QTimer(self, interval=POLL_MS)
-        self._poll.timeout.connect(self._drain)
+        self._poll.timeout.connect(self._poll_audio)
         self._build()
         self.refresh_devices()
         self._show()
@@ -143,47 +144,59 @@ class RecorderWidget(QWidget):
     # Recording.
 
     def record(self) -> None:
-        """Open the microphone (the meter moves during the countdown) and count down to the take."""
+        """Count down, then open the microphone and record until stopped or MAX_SECONDS."""
         device = self.device
         if device is None or self.state.phase in (Phase.COUNTDOWN, Phase.RECORDING):
             return
         sd.stop()
+        self.state.start(device.default_rate)
+        if self.state.phase is Phase.COUNTDOWN:
+            self._countdown.start()
+        else:
+            self._open(device)
+        self._show()
+
+    def _tick(self) -> None:
+        if self.state.tick():
+            self._countdown.stop()
+            device = self.device
+            if device is not None:
+                self._open(device)
+        self._show()
+
+    def _open(self, device: InputDevice) -> None:
+        self._blocks = queue.SimpleQueue()
         try:
             self._stream = sd.InputStream(device=device.index, channels=1, samplerate=device.default_rate,
-                                          dtype="float32", callback=self._on_audio)
+                                          dtype="int16", callback=self._on_audio)
             self._stream.start()
         except sd.PortAudioError as exc:
             self._stream = None
-            self.report.setText(f"Cannot open {device.name}: {exc}. Choose another microphone.")
+            self.state.discard()
+            self._show(f"Cannot open {device.name} ({exc}); choose another microphone.")
             return
-        self.state.start(device.default_rate)
         self._poll.start()
-        if self.state.phase is Phase.COUNTDOWN:
-            self._countdown.start()
-        self._show()
 
     def _on_audio(self, indata: np.ndarray, frames: int, time, status) -> None:  # noqa: ARG002 - PortAudio's signature
-        """The audio thread: copy the block out, nothing else."""
+        """The audio thread: copy the block out, nothing else (16-bit: what every capture device offers)."""
         self._blocks.put(indata[:, 0].copy())
 
-    def _tick(self) -> None:
-        if self.state.tick() or self.state.phase is not Phase.COUNTDOWN:
-            self._countdown.stop()
-        self._show()
-
-    def _drain(self) -> None:
-        """GUI thread: feed the queued blocks to the state; stop at the maximum length."""
-        full = False
-        while True:
-            try:
-                block = self._blocks.get_nowait()
-            except queue.Empty:
-                break
-            full = self.state.add(block) or full
-        if full:
+    def _poll_audio(self) -> None:
+        if self._drain():
             self.stop()
         else:
             self._show()
+
+    def _drain(self) -> bool:
+        """GUI thread: feed what the microphone queued to the state (the meter shows its peak); True when full."""
+        blocks, count = [], 0
+        while count < self.state.rate * MAX_DRAIN_SECONDS:
+            try:
+                blocks.append(self._blocks.get_nowait())
+            except queue.Empty:
+                break
+            count += len(blocks[-1])
+        return bool(blocks) and self.state.add(_to_float(np.concatenate(blocks)))
 
     def stop(self) -> None:
         """Stop the countdown or the take; a take is trimmed, checked and ready to play or save."""
@@ -193,17 +206,10 @@ class RecorderWidget(QWidget):
             self._stream.stop()
             self._stream.close()
             self._stream = None
-            self._drain_remaining()
+            self._drain()  # the last blocks, if the take is not full yet
         sd.stop()
         self.state.stop()
         self._show()
-
-    def _drain_remaining(self) -> None:
-        while True:
-            try:
-                self.state.add(self._blocks.get_nowait())
-            except queue.Empty:
-                return
 
     # Review.
 
@@ -272,6 +278,10 @@ class RecorderWidget(QWidget):
             self.report.setText(_report_text(state.take.report))
         elif busy:
             self.report.setText("")
+
+
+def _to_float(block: np.ndarray) -> np.ndarray:
+    return block.astype(np.float32) / 32768.0
 
 
 def _report_text(report) -> str:
