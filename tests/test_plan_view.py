@@ -1,0 +1,100 @@
+"""The plan panel's view model: verdicts for every registered model on every hardware preset, from the
+real planner's plans, and predicted against measured memory from real worker events."""
+
+from __future__ import annotations
+
+import functools
+import subprocess
+import sys
+
+import pytest
+
+from desktop.plan_view import Fit, ModelChoice, PlanPreview, PlanViewModel, hardware_lines, verdict
+from inference import calibration, registry
+from inference.errors import VesperError
+from inference.hardware import PRESETS, GiB
+from inference.worker.protocol import (
+    JobFinished,
+    JobStarted,
+    MemorySample,
+    MemoryStats,
+    Notice,
+    PlanChangeCause,
+    PlanChanged,
+)
+from tests.test_planner import EXPECTED
+
+FIT_OF_LEVEL = {"resident": Fit.FITS, "codec-cpu": Fit.FITS, "streamed": Fit.OFFLOAD, "zero3-cpu": Fit.OFFLOAD,
+                "zero3-nvme": Fit.OFFLOAD, "cpu": Fit.CPU, None: Fit.NO_FIT}
+
+
+@functools.cache
+def choices_for(preset: str) -> tuple[ModelChoice, ...]:
+    """What the catalogue gives the panel: one preview per registered model, from the real planner."""
+    from inference.models import describe
+    from inference.planner import make_plan
+
+    out = []
+    for name, spec in registry.specs().items():
+        try:
+            plan = PlanPreview.from_plan_dict(make_plan(describe(name), PRESETS[preset]).to_dict())
+            out.append(ModelChoice(name, spec.description, plan=plan))
+        except VesperError as exc:
+            out.append(ModelChoice(name, spec.description, refusal=str(exc)))
+    return tuple(out)
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv(calibration.ENV_DIR, str(tmp_path / "cache"))
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_verdicts_for_every_preset(preset):
+    model = PlanViewModel(PRESETS[preset], choices_for(preset), levels=("resident",))
+    verdicts = {choice.name: v for choice, v in model.rows()}
+    for name, v in verdicts.items():
+        assert v.fit is FIT_OF_LEVEL[EXPECTED[(name, preset)]], (name, preset, v)
+        assert v.text.endswith(".")
+    if preset == "cpu-16g":
+        assert hardware_lines(model.hardware)[0].startswith("No NVIDIA GPU")
+    else:
+        assert PRESETS[preset].gpus[0].name in hardware_lines(model.hardware)[0]
+
+
+def test_components_and_reasons_of_an_offloaded_plan():
+    [csm] = [c for c in choices_for("gtx1060-6g") if c.name == "csm-1b"]
+    plan = csm.plan
+    assert plan.level == "streamed" and plan.reasons
+    assert any("layers" in c.placement for c in plan.components)  # the backbone is streamed in
+    assert 0 < plan.predicted_allocator_bytes < plan.predicted_peak_bytes <= plan.vram_budget_bytes
+    assert "RAM" in verdict(csm).text
+
+
+def test_slower_than_real_time_is_too_slow():
+    [csm] = [c for c in choices_for("cpu-16g") if c.name == "csm-1b"]
+    slow = ModelChoice(csm.name, plan=PlanPreview(**{**csm.plan.__dict__, "expected_speed": 0.3}))
+    assert verdict(slow).fit is Fit.TOO_SLOW and "0.3x" in verdict(slow).text
+
+
+def test_measured_memory_from_worker_events():
+    choices = choices_for("laptop-4060-8g")
+    model = PlanViewModel(PRESETS["laptop-4060-8g"], choices, levels=("resident",), current="csm-1b")
+    assert model.plan.model == "csm-1b" and "not yet" in model.memory_lines()[1]
+    assert model.observe(JobStarted("j", ("a",), 0, "resident on cuda:0, batch 4", ("fits",), 24000))
+    assert model.observe(MemorySample("j", 10, cuda_reserved_bytes=2 * GiB, nvml_used_bytes=3 * GiB,
+                                      limit_bytes=6 * GiB))
+    assert model.observe(MemorySample("j", 10, cuda_reserved_bytes=1 * GiB, nvml_used_bytes=int(3.5 * GiB)))
+    assert model.observe(PlanChanged("j", "resident", "codec-cpu", PlanChangeCause.OUT_OF_MEMORY, 1, "lower"))
+    assert model.observe(JobFinished("j", "codec-cpu on cuda:0", MemoryStats(1, 1, cuda_peak_reserved_bytes=
+                                                                              int(2.5 * GiB)), 1.0))
+    assert not model.observe(Notice("j", "nothing the panel shows"))
+    lines = model.memory_lines()
+    assert lines[0].startswith("Predicted peak:")
+    assert "2.5 GiB allocator" in lines[1] and "3.5 GiB in use" in lines[1] and "limit 6.0 GiB" in lines[1]
+    assert lines[2] == "Running: codec-cpu on cuda:0"
+
+
+def test_plan_view_does_not_import_torch():
+    code = "import sys, desktop.plan_view; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
