@@ -28,6 +28,10 @@ class Fit(str, enum.Enum):
     NO_FIT = "does not fit"
 
 
+FIT_WORDS = {Fit.FITS: "✔ fits", Fit.OFFLOAD: "◐ needs offload", Fit.CPU: "◌ CPU", Fit.TOO_SLOW: "⚠ too slow",
+             Fit.NO_FIT: "✖ does not fit"}  # a verdict in a table cell
+
+
 @dataclass(frozen=True)
 class ComponentPlacement:
     name: str
@@ -71,6 +75,7 @@ class ModelChoice:
 
     name: str
     description: str = ""
+    hub_id: str | None = None  # None for a local folder
     download_bytes: int | None = None
     cached: bool = False
     plan: PlanPreview | None = None  # None: no plan fits this machine
