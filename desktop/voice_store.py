@@ -10,19 +10,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
-import numpy as np
-
 
 class Voice(Protocol):
     name: str
-    audio_path: Path
+    recording: Path
     transcript: str | None
 
 
 class VoiceStore(Protocol):
+    """Errors are ``VesperError``s whose message says what to do (a name taken, an unusable name)."""
+
     def list(self) -> list[Voice]: ...
 
-    def add(self, name: str, audio: np.ndarray, rate: int, transcript: str | None = None) -> Voice: ...
+    def add(self, name: str, recording: Path, transcript: str | None = None) -> Voice: ...
 
     def rename(self, old: str, new: str) -> Voice: ...
 

@@ -1,24 +1,24 @@
-"""A voice library over ``inference.paths.voices_dir()`` (NAME.wav + NAME.txt) for the desktop widget tests.
+"""A voice library over ``inference.paths.voices_dir()`` (NAME/recording.wav + NAME/transcript.txt) for the
+desktop widget tests, with the same calls as the inference layer's voice library.
 
-It stands in until the inference layer's voice library module is on main; the widgets see only the
-``desktop.voice_store.VoiceStore`` protocol.
+It stands in until that module is on main; the widgets see only the ``desktop.voice_store.VoiceStore``
+protocol.
 """
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from inference import paths
-from inference.audio import write_wav
+from inference.errors import BadInputError
 
 
 @dataclass(frozen=True)
 class FolderVoice:
     name: str
-    audio_path: Path
+    recording: Path
     transcript: str | None
 
 
@@ -27,24 +27,25 @@ class FolderVoices:
         self.root = paths.voices_dir()
 
     def list(self) -> list[FolderVoice]:
-        return [self._voice(p.stem) for p in sorted(self.root.glob("*.wav"))]
+        return [self._voice(p.parent.name) for p in sorted(self.root.glob("*/recording.wav"))]
 
-    def add(self, name: str, audio: np.ndarray, rate: int, transcript: str | None = None) -> FolderVoice:
-        write_wav(self.root / f"{name}.wav", audio, rate)
+    def add(self, name: str, recording: Path, transcript: str | None = None) -> FolderVoice:
+        folder = self.root / name
+        if folder.exists():
+            raise BadInputError(f"A voice named '{name}' already exists: remove it first or choose another name.")
+        folder.mkdir(parents=True)
+        shutil.copyfile(recording, folder / "recording.wav")
         if transcript:
-            (self.root / f"{name}.txt").write_text(transcript)
+            (folder / "transcript.txt").write_text(transcript)
         return self._voice(name)
 
     def rename(self, old: str, new: str) -> FolderVoice:
-        for suffix in (".wav", ".txt"):
-            if (self.root / f"{old}{suffix}").exists():
-                (self.root / f"{old}{suffix}").rename(self.root / f"{new}{suffix}")
+        (self.root / old).rename(self.root / new)
         return self._voice(new)
 
     def remove(self, name: str) -> None:
-        for suffix in (".wav", ".txt"):
-            (self.root / f"{name}{suffix}").unlink(missing_ok=True)
+        shutil.rmtree(self.root / name)
 
     def _voice(self, name: str) -> FolderVoice:
-        text = self.root / f"{name}.txt"
-        return FolderVoice(name, self.root / f"{name}.wav", text.read_text() if text.exists() else None)
+        text = self.root / name / "transcript.txt"
+        return FolderVoice(name, self.root / name / "recording.wav", text.read_text() if text.exists() else None)

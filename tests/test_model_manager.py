@@ -50,8 +50,8 @@ class RecordingJobs:
         self.preloaded.append(model)
         return f"load-{len(self.preloaded)}"
 
-    def cancel(self, job_id: str) -> None:
-        self.cancelled.append(job_id)
+    def cancel(self, job_ids: list[str]) -> None:
+        self.cancelled.extend(job_ids)
 
 
 def catalogue() -> list[ModelChoice]:

@@ -98,3 +98,29 @@ def test_measured_memory_from_worker_events():
 def test_plan_view_does_not_import_torch():
     code = "import sys, desktop.plan_view; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_plan_panel_shows_the_view_and_reports_choices(qtbot):
+    from desktop.widgets.plan_panel import PlanPanel
+    from inference.planner import LEVELS
+
+    view = PlanViewModel(PRESETS["gtx1060-6g"], choices_for("gtx1060-6g"), levels=LEVELS)
+    panel = PlanPanel(view)
+    qtbot.addWidget(panel)
+    assert panel.models.rowCount() == len(registry.specs())
+    assert "GTX 1060" in panel.hardware.text()
+    row = [panel.models.item(r, 0).text() for r in range(panel.models.rowCount())].index("csm-1b")
+    with qtbot.waitSignal(panel.model_chosen) as chosen:
+        panel.models.selectRow(row)
+    assert chosen.args == ["csm-1b"] and panel.components.rowCount() == len(view.plan.components)
+    assert "streamed" in panel.reasons.text()
+
+    panel.on_event(MemorySample("j", 1, cuda_reserved_bytes=3 * GiB, nvml_used_bytes=4 * GiB))
+    assert "3.0 GiB allocator" in panel.memory.text()
+    with qtbot.waitSignal(panel.vram_limit_changed) as limit:
+        panel.limit.setValue(4.0)
+    assert limit.args == [4 * GiB]
+    with qtbot.waitSignal(panel.override_changed) as override:
+        panel.level.setCurrentText("cpu")
+    assert override.args == ["cpu", None] and view.level_override == "cpu"
+    assert all(w.accessibleName() for w in (panel.limit, panel.level, panel.dtype, panel.models, panel.components))

@@ -157,9 +157,9 @@ def test_record_trim_check_and_save_from_the_virtual_microphone(qtbot, tmp_path,
     qtbot.mouseClick(widget.save_button, Qt.MouseButton.LeftButton)
     [voice] = library.list()
     assert voice.name == "Me" and voice.transcript == TEXT
-    assert voice.audio_path.parent == tmp_path / "home" / "data" / "voices"  # under VESPER_HOME
+    assert voice.recording.is_relative_to(tmp_path / "home" / "data" / "voices")  # under VESPER_HOME
 
-    saved, saved_rate = sf.read(voice.audio_path, dtype="float32")
+    saved, saved_rate = sf.read(voice.recording, dtype="float32")
     assert saved_rate == rate
     # Trimmed to the speech (plus the short pads), and it is the espeak speech: aligned, it correlates.
     assert len(speech) / rate < len(saved) / rate < len(speech) / rate + 0.5

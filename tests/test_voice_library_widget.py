@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
-import numpy as np
+from pathlib import Path
+
 import pytest
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox
 
+from inference.audio import write_wav
 from tests.folder_voices import FolderVoices
 
 
 @pytest.fixture
-def library(tmp_path, monkeypatch, reference_voice):
+def recordings(tmp_path, reference_voice) -> tuple[Path, Path]:
+    audio, rate = reference_voice
+    whole, short = tmp_path / "whole.wav", tmp_path / "short.wav"
+    write_wav(whole, audio, rate)
+    write_wav(short, audio[: rate * 2], rate)
+    return whole, short
+
+
+@pytest.fixture
+def library(tmp_path, monkeypatch, recordings):
     monkeypatch.setenv("VESPER_HOME", str(tmp_path / "home"))
     voices = FolderVoices()
-    audio, rate = reference_voice
-    voices.add("Bob", audio, rate, "Hello from Bob.")
-    voices.add("alice", audio[: rate * 2], rate)
+    voices.add("Bob", recordings[0], "Hello from Bob.")
+    voices.add("alice", recordings[1])
     return voices
 
 
@@ -53,7 +63,7 @@ def test_lists_renames_and_deletes_after_confirmation(qtbot, library):
     _answer(QMessageBox.StandardButton.Yes)
     widget.ask_delete()
     assert [v.name for v in library.list()] == ["alice"]
-    assert not (library.root / "Robert.wav").exists()
+    assert not (library.root / "Robert").exists()
     assert widget.list.count() == 1 and widget.current.name == "alice"
 
 
@@ -67,13 +77,12 @@ def test_empty_library_says_how_to_start(qtbot, tmp_path, monkeypatch):
     assert not widget.delete_button.isEnabled() and not widget.play_button.isEnabled()
 
 
-def test_a_voice_saved_by_the_recorder_appears(qtbot, library, reference_voice):
+def test_a_voice_added_elsewhere_appears_on_refresh(qtbot, library, recordings):
     from desktop.widgets.voice_library import VoiceLibraryWidget
 
     widget = VoiceLibraryWidget(library)
     qtbot.addWidget(widget)
-    audio, rate = reference_voice
-    library.add("Carol", np.asarray(audio), rate)
+    library.add("Carol", recordings[0])
     widget.refresh("Carol")
     assert widget.current.name == "Carol" and widget.list.count() == 3
     assert all(b.accessibleName() for b in (widget.play_button, widget.rename_button, widget.delete_button))

@@ -42,7 +42,7 @@ class ModelJobs(Protocol):
 
     def preload(self, model: str) -> str: ...  # submit a LoadJob; its job id
 
-    def cancel(self, job_id: str) -> None: ...
+    def cancel(self, job_ids: list[str]) -> None: ...
 
 
 class ModelManager(QWidget):
@@ -156,7 +156,7 @@ class ModelManager(QWidget):
         model = self.selected
         job_id = self.downloads.cancel(model.name) if model else None
         if job_id is not None:
-            self.jobs.cancel(job_id)
+            self.jobs.cancel([job_id])
             self._row_changed(model.name)
 
     def on_event(self, event: Event) -> None:

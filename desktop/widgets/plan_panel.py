@@ -33,7 +33,7 @@ AUTOMATIC = "Automatic"
 
 class PlanPanel(QWidget):
     model_chosen = Signal(str)
-    vram_limit_changed = Signal(int)  # bytes; 0: no limit
+    vram_limit_changed = Signal(object)  # bytes (int, may exceed 32 bits); 0: no limit
     override_changed = Signal(object, object)  # level, dtype; None: the planner decides
 
     def __init__(self, view: PlanViewModel, parent: QWidget | None = None) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import queue
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,8 @@ from PySide6.QtWidgets import (
 
 from desktop.recorder_state import InputDevice, Phase, RecorderState, microphones
 from desktop.voice_store import Voice, VoiceStore
+from inference.audio import write_wav
+from inference.errors import VesperError
 from inference.voice_quality import MAX_SECONDS, MIN_SPEECH_SECONDS, Severity
 
 METER_FLOOR_DBFS = -60.0  # the meter's empty end
@@ -240,11 +243,14 @@ class RecorderWidget(QWidget):
         take, name = self.state.take, self.name_edit.text().strip()
         if not self.state.can_save or not name:
             return None
-        try:
-            voice = self.store.add(name, take.audio, take.sample_rate, self.transcript_edit.text().strip() or None)
-        except (OSError, ValueError) as exc:
-            QMessageBox.warning(self, "Voice not saved", str(exc))
-            return None
+        with tempfile.TemporaryDirectory(prefix="vesper-take-") as folder:
+            recording = Path(folder) / "take.wav"  # the library copies it into the voices folder
+            write_wav(recording, take.audio, take.sample_rate)
+            try:
+                voice = self.store.add(name, recording, self.transcript_edit.text().strip() or None)
+            except (OSError, VesperError) as exc:
+                QMessageBox.warning(self, "Voice not saved", str(exc))
+                return None
         self.state.discard()
         self.name_edit.clear()
         self.transcript_edit.clear()

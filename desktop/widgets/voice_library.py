@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.voice_store import Voice, VoiceStore
+from inference.errors import VesperError
 
 
 class VoiceLibraryWidget(QWidget):
@@ -87,7 +88,7 @@ class VoiceLibraryWidget(QWidget):
         if voice is None:
             self.detail.setText("No voices yet: record one or import a file.")
         else:
-            info = sf.info(voice.audio_path)
+            info = sf.info(voice.recording)
             transcript = f"“{voice.transcript}”" if voice.transcript else "no transcript"
             self.detail.setText(f"{info.duration:.1f} s, {info.samplerate} Hz; {transcript}")
         self.chosen.emit(voice)
@@ -95,7 +96,7 @@ class VoiceLibraryWidget(QWidget):
     def play(self) -> None:
         voice = self.current
         if voice is not None:
-            audio, rate = sf.read(voice.audio_path, dtype="float32")
+            audio, rate = sf.read(voice.recording, dtype="float32")
             sd.play(audio, rate)
 
     def rename(self, new: str) -> None:
@@ -117,7 +118,7 @@ class VoiceLibraryWidget(QWidget):
         if ok:
             try:
                 self.rename(new)
-            except (OSError, ValueError) as exc:
+            except (OSError, VesperError) as exc:
                 QMessageBox.warning(self, "Voice not renamed", str(exc))
 
     def ask_delete(self) -> None:
