@@ -43,10 +43,13 @@ class Download:
         return sum(done for done, _ in self.files.values())
 
     @property
+    def total_bytes(self) -> int:
+        return sum(total for _, total in self.files.values())
+
+    @property
     def fraction(self) -> float | None:
         """Of the bytes announced so far; None before the hub has announced a size."""
-        total = sum(t for _, t in self.files.values())
-        return min(1.0, self.done_bytes / total) if total else None
+        return min(1.0, self.done_bytes / self.total_bytes) if self.total_bytes else None
 
     @property
     def active(self) -> bool:
@@ -55,8 +58,9 @@ class Download:
     def describe(self) -> str:
         """One line for the model's row."""
         if self.phase is Phase.RUNNING and self.stage is Stage.DOWNLOADING:
-            got = f"{self.done_bytes / 1e6:.0f} MB"
-            return f"Downloading {got}" + (f" ({self.fraction:.0%})" if self.fraction is not None else "")
+            if self.fraction is None:
+                return f"Downloading: {self.done_bytes / 1e9:.2f} GB"
+            return f"Downloading: {self.done_bytes / 1e9:.2f} of {self.total_bytes / 1e9:.2f} GB ({self.fraction:.0%})"
         return {Phase.RUNNING: f"{self.stage.value.capitalize()}…", Phase.CANCELLING: "Cancelling…",
                 Phase.DONE: "Downloaded and loaded.", Phase.CANCELLED: "Cancelled.",
                 Phase.FAILED: self.message}[self.phase]

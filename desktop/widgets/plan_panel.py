@@ -67,9 +67,10 @@ class PlanPanel(QWidget):
         plan.addWidget(self.memory)
         layout = QVBoxLayout(self)
         layout.addWidget(_group("This machine", self.hardware))
-        layout.addWidget(_group("Models", self.models), 2)
-        layout.addWidget(_group("Current plan", plan), 3)
+        layout.addWidget(_group("Models", self.models))
+        layout.addWidget(_group("Current plan", plan))
         layout.addWidget(_group("Settings", settings))
+        layout.addStretch(1)
         self.setAccessibleName("Plan panel")
         self.refresh()
 
@@ -86,6 +87,7 @@ class PlanPanel(QWidget):
         self.hardware.setText("\n".join(hardware_lines(view.hardware)))
         self.models.blockSignals(True)
         self.models.setRowCount(0)
+        _fit_height(self.models)
         for row, (choice, verdict) in enumerate(view.rows()):
             size = f"{choice.download_bytes / 1e9:.1f} GB" if choice.download_bytes else "—"
             _fill(self.models, row, [choice.name, FIT_WORDS[verdict.fit], verdict.text, size,
@@ -98,6 +100,7 @@ class PlanPanel(QWidget):
     def _show_plan(self) -> None:
         plan = self.view.plan
         self.components.setRowCount(0)
+        _fit_height(self.components)
         for row, c in enumerate(plan.components if plan else ()):
             _fill(self.components, row, [c.name, c.role, f"{c.nbytes / GiB:.2f} GiB", c.dtype, c.placement])
         if plan is None:
@@ -167,6 +170,13 @@ def _fill(table: QTableWidget, row: int, cells: list[str]) -> None:
         item.setToolTip(text)
         table.setItem(row, column, item)
     table.resizeRowToContents(row)
+    _fit_height(table)
+
+
+def _fit_height(table: QTableWidget) -> None:
+    """Tall enough for every row: these tables hold a handful, and a scrolled list hides a verdict."""
+    rows = sum(table.rowHeight(r) for r in range(table.rowCount()))
+    table.setFixedHeight(table.horizontalHeader().sizeHint().height() + rows + 2 * table.frameWidth() + 2)
 
 
 def _group(title: str, content) -> QGroupBox:

@@ -83,6 +83,7 @@ class RecorderWidget(QWidget):
         self.addActions([self.record_action, self.stop_action])
 
         self.device_box = _named(QComboBox(), "Microphone")
+        self.device_box.setPlaceholderText("No microphone found: connect one, or import a file")
         self.meter = _named(QProgressBar(), "Input level")
         self.meter.setRange(0, 100)
         self.meter.setTextVisible(False)

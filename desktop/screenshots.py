@@ -1,0 +1,151 @@
+"""Render the voice and plan widgets into PNGs: ``xvfb-run -a python -m desktop.screenshots OUT``.
+
+The recorder (on ALSA's file plugin as the microphone) is shown mid-take and reviewing a take with
+problems (espeak-ng speech, clipped and with noise added); the plan panel and the model manager for a
+6 GB laptop preset, with plans from ``vesper plan --json`` run in a child process (the GUI process
+never imports torch). The memory and download figures in those two come from events the script makes up
+for the picture, not from a run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from PySide6.QtWidgets import QApplication, QWidget
+
+from desktop.plan_view import ModelChoice, PlanPreview, PlanViewModel
+from desktop.recorder_state import Phase
+from desktop.widgets.model_manager import ModelManager
+from desktop.widgets.plan_panel import PlanPanel
+from desktop.widgets.recorder import RecorderWidget
+from inference import hardware, hf_cache
+from inference.worker.protocol import DownloadProgress, JobFinished, MemorySample, MemoryStats, Stage, StageStarted
+
+PRESET = "laptop-4050-6g"
+CLI = "import sys; from inference.cli import main; sys.exit(main(sys.argv[1:]))"
+REGISTERED = ("import json; from inference import registry; "
+              "print(json.dumps({n: [s.hub_id, s.description] for n, s in registry.specs().items()}))")
+ALSA_CONF = """</usr/share/alsa/alsa.conf>
+pcm.!default {{
+  type asym
+  playback.pcm "null"
+  capture.pcm {{ type file slave.pcm "null" file "/dev/null" infile "{mic}" format "raw" }}
+}}
+"""
+SPEECH = ("This is my voice, recorded for Vesper. I read a few sentences at an even pace, close to the "
+          "microphone, in a quiet room.")
+
+
+def speech(rate: int) -> np.ndarray:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "speech.wav"
+        subprocess.run(["espeak-ng", "-w", str(path), SPEECH], check=True)
+        audio, espeak_rate = sf.read(path, dtype="float32")
+    import soxr
+
+    return soxr.resample(audio / np.abs(audio).max() * 0.5, espeak_rate, rate).astype(np.float32)
+
+
+def catalogue() -> list[ModelChoice]:
+    """Registered models with their plans for PRESET, each from a child process (they import torch)."""
+    registered = json.loads(subprocess.run([sys.executable, "-c", REGISTERED], capture_output=True, text=True,
+                                           check=True).stdout)
+    cached = hf_cache.cached_models()
+    out = []
+    for name, (hub_id, description) in registered.items():
+        run = subprocess.run([sys.executable, "-c", CLI, "plan", "--model", name, "--hardware", PRESET, "--json"],
+                             capture_output=True, text=True)
+        plan = PlanPreview.from_plan_dict(json.loads(run.stdout)) if run.returncode == 0 else None
+        refusal = run.stderr.strip().removeprefix("vesper: ")
+        out.append(ModelChoice(name, description, hub_id, None, hub_id in cached, plan, refusal))
+    return out
+
+
+def save(widget: QWidget, path: Path, width: int, height: int) -> None:
+    widget.resize(width, height)
+    widget.show()
+    QApplication.processEvents()
+    widget.grab().save(str(path))
+    print(path)
+
+
+def recorder_shots(out: Path) -> None:
+    rate = 48000
+    take = speech(rate)
+    recording = RecorderWidget(store=None, model_rate=24000)  # nothing is saved in these pictures
+    recording.state.start(rate)
+    while recording.state.phase is Phase.COUNTDOWN:
+        recording.state.tick()
+    recording.state.add(take[: int(4.2 * rate)])
+    recording._show()
+    save(recording, out / "recorder-recording.png", 640, 240)
+
+    review = RecorderWidget(store=None, model_rate=24000)
+    noise = 0.02 * np.random.default_rng(0).standard_normal(len(take) + rate).astype(np.float32)
+    harsh = np.clip(np.concatenate([np.zeros(rate // 2), take * 6, np.zeros(rate // 2)]) + noise, -1, 1)
+    review.state.load(harsh[: int(3.5 * rate)], rate)
+    review.name_edit.setText("Kitchen take")
+    review._show()
+    save(review, out / "recorder-quality.png", 640, 290)
+
+
+def plan_shots(out: Path, models: list[ModelChoice]) -> None:
+    view = PlanViewModel(hardware.PRESETS[PRESET], models, levels=("resident", "codec-cpu", "streamed", "zero3-cpu",
+                                                                   "zero3-nvme", "cpu"), current="vibevoice-1.5b")
+    panel = PlanPanel(view)
+    gib = 1024**3
+    panel.on_event(MemorySample("demo", 3 * gib, cuda_reserved_bytes=int(4.3 * gib), nvml_used_bytes=int(5.1 * gib),
+                                limit_bytes=6 * gib))
+    panel.on_event(JobFinished("demo", "streamed on cuda:0, batch 1",
+                               MemoryStats(3 * gib, 3 * gib, cuda_peak_reserved_bytes=int(4.4 * gib)), 12.0))
+    save(panel, out / "plan-panel.png", 1000, 790)
+
+    class Jobs:
+        def preload(self, model: str) -> str:
+            return f"load-{model}"
+
+        def cancel(self, job_ids: list[str]) -> None:
+            pass
+
+    manager = ModelManager(models, Jobs())
+    manager.select("csm-1b")
+    manager.download()
+    manager.on_event(StageStarted("load-csm-1b", Stage.DOWNLOADING))
+    manager.on_event(DownloadProgress("load-csm-1b", manager.selected.hub_id, "model.safetensors", 2_480_000_000,
+                                      6_220_000_000))
+    save(manager, out / "model-manager.png", 820, 380)
+
+
+def virtual_microphone(folder: Path) -> None:
+    """ALSA's file plugin as the default capture device, so the pictures look the same on every machine."""
+    import sounddevice as sd
+
+    (folder / "mic.raw").write_bytes(b"")
+    conf = folder / "asound.conf"
+    conf.write_text(ALSA_CONF.format(mic=folder / "mic.raw"))
+    os.environ["ALSA_CONFIG_PATH"] = str(conf)
+    sd._terminate()  # PortAudio re-reads the ALSA configuration
+    sd._initialize()
+
+
+def main(argv: list[str]) -> int:
+    out = Path(argv[0] if argv else "docs/screenshots")
+    out.mkdir(parents=True, exist_ok=True)
+    app = QApplication.instance() or QApplication([])
+    with tempfile.TemporaryDirectory() as folder:
+        virtual_microphone(Path(folder))
+        recorder_shots(out)
+    plan_shots(out, catalogue())
+    app.processEvents()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
