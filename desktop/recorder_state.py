@@ -1,4 +1,4 @@
-"""What the recorder is doing, without Qt: the countdown, the take being recorded, its analysis.
+"""What the recorder is doing, without Qt: the countdown, the take being recorded, its review.
 
 The recorder widget drives this from the GUI thread (timer ticks, audio blocks drained from the
 audio thread's queue) and only draws what it says, so the whole recording flow is testable in plain
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from inference.voice_quality import MAX_SECONDS, Analysis, analyse, level_dbfs
+from inference.voice_quality import MAX_SECONDS, Analysis, level_dbfs
 
 COUNTDOWN_SECONDS = 3
 # Devices that capture what the computer plays rather than a voice (PulseAudio/PipeWire monitors,
@@ -26,6 +26,7 @@ class Phase(str, enum.Enum):
     IDLE = "idle"
     COUNTDOWN = "countdown"
     RECORDING = "recording"
+    ANALYSING = "analysing"  # the take is being trimmed and checked (off the GUI thread)
     REVIEW = "review"  # a take (recorded or imported) is analysed and can be played or saved
 
 
@@ -97,19 +98,23 @@ class RecorderState:
         self._samples += min(len(block), room)
         return self._samples >= MAX_SECONDS * self.rate
 
-    def stop(self) -> None:
-        """End the countdown or the recording; a recorded take is trimmed and checked."""
-        if self.phase is Phase.RECORDING and self._samples:
-            self.load(np.concatenate(self._blocks), self.rate)
-        elif self.phase is not Phase.REVIEW:
-            self.phase = Phase.IDLE
+    def stop(self) -> np.ndarray | None:
+        """End the countdown or the recording; the recorded take, to be analysed, or None without one."""
         self.level_dbfs = -math.inf
+        if self.phase is Phase.RECORDING and self._samples:
+            self.phase = Phase.ANALYSING
+            return np.concatenate(self._blocks)
+        if self.phase in (Phase.COUNTDOWN, Phase.RECORDING):
+            self.phase = Phase.IDLE
+        return None
 
-    def load(self, audio: np.ndarray, rate: int) -> None:
-        """Review ``audio`` (a finished take or an imported file) after trimming and checking it."""
-        self.rate = rate
-        self.take = analyse(audio, rate, self.model_rate)
-        self.phase = Phase.REVIEW
+    def analysing(self, rate: int) -> None:
+        """An imported recording at ``rate`` Hz is being analysed."""
+        self.rate, self.take, self.phase = rate, None, Phase.ANALYSING
+
+    def review(self, take: Analysis) -> None:
+        """The analysed take (recorded or imported) is ready to play or save."""
+        self.rate, self.take, self.phase = take.sample_rate, take, Phase.REVIEW
 
     def discard(self) -> None:
         self.phase, self.take, self._blocks, self._samples = Phase.IDLE, None, [], 0

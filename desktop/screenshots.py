@@ -26,6 +26,7 @@ from desktop.widgets.model_manager import ModelManager
 from desktop.widgets.plan_panel import PlanPanel
 from desktop.widgets.recorder import RecorderWidget
 from inference import hardware, hf_cache
+from inference.voice_quality import analyse
 from inference.worker.protocol import DownloadProgress, JobFinished, MemorySample, MemoryStats, Stage, StageStarted
 
 PRESET = "laptop-4050-6g"
@@ -90,7 +91,7 @@ def recorder_shots(out: Path) -> None:
     review = RecorderWidget(store=None, model_rate=24000)
     noise = 0.02 * np.random.default_rng(0).standard_normal(len(take) + rate).astype(np.float32)
     harsh = np.clip(np.concatenate([np.zeros(rate // 2), take * 6, np.zeros(rate // 2)]) + noise, -1, 1)
-    review.state.load(harsh[: int(3.5 * rate)], rate)
+    review.state.review(analyse(harsh[: int(3.5 * rate)], rate, review.state.model_rate))
     review.name_edit.setText("Kitchen take")
     review._show()
     save(review, out / "recorder-quality.png", 640, 290)

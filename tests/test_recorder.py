@@ -17,7 +17,7 @@ import soundfile as sf
 import soxr
 
 from desktop.recorder_state import Phase, RecorderState, is_monitor, microphones
-from inference.voice_quality import MAX_SECONDS
+from inference.voice_quality import MAX_SECONDS, analyse
 from tests.test_playback import _portaudio_available
 
 needs_alsa = pytest.mark.skipif(not _portaudio_available(),
@@ -118,7 +118,9 @@ def test_state_counts_down_records_and_stops_at_the_maximum():
     block = np.zeros(8000, np.float32)
     full = [state.add(block) for _ in range(int(MAX_SECONDS) + 2)]
     assert full.index(True) == int(MAX_SECONDS) - 1 and state.elapsed_seconds == MAX_SECONDS
-    state.stop()
+    take = state.stop()
+    assert state.phase is Phase.ANALYSING and len(take) == MAX_SECONDS * 8000
+    state.review(analyse(take, 8000))
     assert state.phase is Phase.REVIEW and not state.can_save  # silence: no speech, nothing to save
     state.discard()
     assert state.phase is Phase.IDLE and state.take is None
@@ -127,7 +129,7 @@ def test_state_counts_down_records_and_stops_at_the_maximum():
 def test_stopping_during_the_countdown_records_nothing():
     state = RecorderState()
     state.start(16000)
-    state.stop()
+    assert state.stop() is None
     assert state.phase is Phase.IDLE and state.take is None
 
 
@@ -214,7 +216,8 @@ def test_import_a_file(qtbot, tmp_path, library, spoken):
     widget = RecorderWidget(library, model_rate=24000)
     qtbot.addWidget(widget)
     widget.import_file(path)
-    assert widget.state.phase is Phase.REVIEW and widget.name_edit.text() == "Narrator"
+    assert widget.state.phase is Phase.ANALYSING and widget.name_edit.text() == "Narrator"
+    qtbot.waitUntil(lambda: widget.state.phase is Phase.REVIEW)
     assert widget.state.take.report.trimmed_seconds < len(audio) / rate + 0.5
     assert widget.save().name == "Narrator"
     widget.import_file(tmp_path / "missing.wav")

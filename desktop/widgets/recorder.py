@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import queue
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,7 @@ from desktop.recorder_state import InputDevice, Phase, RecorderState, microphone
 from desktop.voice_store import Voice, VoiceStore
 from inference.audio import write_wav
 from inference.errors import VesperError
-from inference.voice_quality import MAX_SECONDS, MIN_SPEECH_SECONDS, Severity
+from inference.voice_quality import MAX_SECONDS, MIN_SPEECH_SECONDS, Analysis, Severity, analyse
 
 METER_FLOOR_DBFS = -60.0  # the meter's empty end
 POLL_MS = 30  # how often the GUI drains the audio queue (the meter's refresh rate)
@@ -55,6 +56,7 @@ class RecorderWidget(QWidget):
     """The recorder: device picker, meter, countdown and timer, review, transcript, save and import."""
 
     saved = Signal(object)  # the Voice just added to the library
+    _analysed = Signal(object)  # an Analysis, emitted from the analysing thread (Qt queues it to ours)
 
     def __init__(self, store: VoiceStore, model_rate: int | None = None, countdown_ms: int = 1000,
                  parent: QWidget | None = None) -> None:
@@ -68,6 +70,7 @@ class RecorderWidget(QWidget):
         self._countdown.timeout.connect(self._tick)
         self._poll = QTimer(self, interval=POLL_MS)
         self._poll.timeout.connect(self._poll_audio)
+        self._analysed.connect(self._review)
         self._build()
         self.refresh_devices()
         self._show()
@@ -212,8 +215,26 @@ class RecorderWidget(QWidget):
             self._stream = None
             self._drain()  # the last blocks, if the take is not full yet
         sd.stop()
-        self.state.stop()
+        take = self.state.stop()
+        if take is not None:
+            self._analyse(take, self.state.rate)
         self._show()
+
+    def _analyse(self, audio: np.ndarray, rate: int) -> None:
+        """Trim and check on a thread: 30 s of audio take tens of milliseconds, too long for the event loop."""
+        def run() -> None:
+            result = analyse(audio, rate, self.state.model_rate)
+            try:
+                self._analysed.emit(result)
+            except RuntimeError:  # the widget was closed meanwhile
+                pass
+
+        threading.Thread(target=run, name="vesper-take-analysis", daemon=True).start()
+
+    def _review(self, take: Analysis) -> None:
+        if self.state.phase is Phase.ANALYSING:
+            self.state.review(take)
+            self._show()
 
     # Review.
 
@@ -229,7 +250,8 @@ class RecorderWidget(QWidget):
         except (sf.LibsndfileError, RuntimeError, OSError) as exc:
             self.report.setText(f"Cannot read {path.name} ({exc}); choose a WAV, FLAC or OGG file.")
             return
-        self.state.load(audio.mean(axis=1), rate)
+        self.state.analysing(rate)
+        self._analyse(audio.mean(axis=1), rate)
         if not self.name_edit.text():
             self.name_edit.setText(path.stem)
         self._show()
@@ -269,6 +291,8 @@ class RecorderWidget(QWidget):
             self.clock.setText(f"Get ready… {state.countdown_left}")
         elif phase is Phase.RECORDING:
             self.clock.setText(f"● Recording {state.elapsed_seconds:4.1f} s / {MAX_SECONDS:.0f} s")
+        elif phase is Phase.ANALYSING:
+            self.clock.setText("Checking the take…")
         elif phase is Phase.REVIEW and state.take is not None:
             self.clock.setText(f"Take: {state.take.report.trimmed_seconds:.1f} s after trimming silence")
         else:
