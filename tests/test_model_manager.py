@@ -5,6 +5,7 @@ huggingface_hub lays it out (blobs, snapshots linking to them, refs)."""
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -126,15 +127,17 @@ def test_remove_a_model_from_the_cache(qtbot, tmp_path):
 
     cache = tmp_path / "hub"
     hub_id = registry.specs()["pocket-tts"].hub_id
-    write_cached_model(cache, hub_id, {"config.json": b"{}", "model.safetensors": b"\0" * 4096})
-    write_cached_model(cache, "someone/other-model", {"config.json": b"{}"})
+    # Random bytes: a filesystem may store zeros as a hole, which the cache scan counts as nothing on disk.
+    write_cached_model(cache, hub_id, {"config.json": b"{}", "model.safetensors": os.urandom(4096)})
+    write_cached_model(cache, "someone/other-model", {"config.json": b"{}"}, commit="b" * 40)
     assert hf_cache.cached_models(cache)[hub_id] >= 4098
 
     widget = ModelManager(catalogue(), RecordingJobs(), cache_dir=cache)
     qtbot.addWidget(widget)
     widget.select("pocket-tts")
     assert widget.remove_button.isEnabled() and widget.table.item(widget.table.currentRow(), 3).text() != "no"
-    assert widget.remove(widget.selected) >= 4098
+    assert widget.remove(widget.selected) >= 4096
+    assert not (cache / f"models--{hub_id.replace('/', '--')}").exists()
     assert hub_id not in hf_cache.cached_models(cache) and "someone/other-model" in hf_cache.cached_models(cache)
     assert not widget.remove_button.isEnabled()
     assert hf_cache.remove_model(hub_id, cache) == 0
