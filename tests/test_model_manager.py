@@ -156,7 +156,8 @@ def test_every_model_manager_control_has_an_accessible_name(qtbot, tmp_path):
 
 
 @pytest.mark.parametrize("module", ["desktop.widgets.model_manager", "desktop.widgets.recorder",
-                                    "desktop.widgets.plan_panel", "desktop.widgets.voice_library"])
-def test_widgets_do_not_import_torch(module):
+                                    "desktop.widgets.plan_panel", "desktop.widgets.voice_library",
+                                    "inference.hf_cache"])
+def test_widgets_and_the_cache_module_do_not_import_torch(module):
     code = f"import sys, {module}; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
