@@ -91,7 +91,7 @@ def test_failed_and_finished_downloads():
 
 
 def test_widget_lists_the_catalogue_downloads_and_cancels(qtbot, tmp_path):
-    from desktop.widgets.model_manager import STATUS, ModelManager
+    from desktop.widgets.model_manager import STATUS, ModelManager, size_text
 
     jobs = RecordingJobs()
     widget = ModelManager(catalogue(), jobs, cache_dir=tmp_path / "hub")
@@ -99,6 +99,7 @@ def test_widget_lists_the_catalogue_downloads_and_cancels(qtbot, tmp_path):
     names = [widget.table.item(r, 0).text() for r in range(widget.table.rowCount())]
     assert names == list(registry.specs())
     assert widget.table.item(0, 2).text() == "1.0 GB" and widget.table.item(0, 3).text() == "no"
+    assert [size_text(n) for n in (0, 4096, 12_400_000, 6_220_000_000)] == ["—", "4 kB", "12 MB", "6.2 GB"]
 
     widget.select("csm-1b")
     assert widget.download_button.isEnabled() and not widget.cancel_button.isEnabled()
@@ -161,3 +162,4 @@ def test_every_model_manager_control_has_an_accessible_name(qtbot, tmp_path):
 def test_widgets_and_the_cache_module_do_not_import_torch(module):
     code = f"import sys, {module}; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+

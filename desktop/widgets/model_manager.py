@@ -109,9 +109,9 @@ class ModelManager(QWidget):
         self.table.setRowCount(0)
         for row, model in enumerate(self.models):
             self.table.insertRow(row)
-            size = f"{model.download_bytes / 1e9:.1f} GB" if model.download_bytes else "—"
             disk = self.on_disk.get(model.hub_id or "")
-            cells = [model.name, FIT_WORDS[verdict(model).fit], size, f"{disk / 1e9:.2f} GB" if disk else "no", ""]
+            cells = [model.name, FIT_WORDS[verdict(model).fit], size_text(model.download_bytes or 0),
+                     size_text(disk) if disk else "no", ""]
             for column, text in enumerate(cells):
                 self.table.setItem(row, column, QTableWidgetItem(text))
             self._show_download(row)
@@ -179,7 +179,7 @@ class ModelManager(QWidget):
             return
         size = self.on_disk.get(model.hub_id or "", 0)
         answer = QMessageBox.question(self, "Remove model",
-                                      f"Remove {model.name} ({size / 1e9:.2f} GB) from the disk? It is downloaded "
+                                      f"Remove {model.name} ({size_text(size)}) from the disk? It is downloaded "
                                       "again the next time it is used.",
                                       QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
                                       QMessageBox.StandardButton.No)
@@ -194,6 +194,16 @@ class ModelManager(QWidget):
         folder = QFileDialog.getExistingDirectory(self, "Model folder (config, safetensors weights, processor)")
         if folder:
             self.folder_chosen.emit(Path(folder))
+
+
+def size_text(nbytes: int) -> str:
+    """Bytes as a user reads them (decimal units, as download sizes are given); "—" for unknown."""
+    if nbytes <= 0:
+        return "—"
+    for unit, scale in (("GB", 1e9), ("MB", 1e6)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.1f} {unit}" if unit == "GB" else f"{nbytes / scale:.0f} {unit}"
+    return f"{max(1, round(nbytes / 1e3))} kB"
 
 
 def _button(text: str, name: str, slot) -> QPushButton:
