@@ -234,3 +234,21 @@ def test_every_recorder_control_has_an_accessible_name(qtbot, library):
     controls = [c for kind in (QPushButton, QComboBox, QLineEdit, QProgressBar) for c in widget.findChildren(kind)]
     assert len(controls) >= 9 and all(c.accessibleName() for c in controls)
     assert widget.record_action.shortcut().toString() == "Ctrl+R"
+
+
+@needs_alsa
+def test_ctrl_r_counts_down_and_stop_cancels(qtbot, virtual_microphone, library):
+    from PySide6.QtCore import Qt
+
+    from desktop.widgets.recorder import RecorderWidget
+
+    widget = RecorderWidget(library)
+    qtbot.addWidget(widget)
+    with qtbot.waitActive(widget):
+        widget.show()
+        widget.activateWindow()
+    widget.name_edit.setFocus()
+    qtbot.keyClick(widget.name_edit, Qt.Key.Key_R, Qt.KeyboardModifier.ControlModifier)
+    assert widget.state.phase is Phase.COUNTDOWN and widget.stop_button.isEnabled()
+    qtbot.keyClick(widget.name_edit, Qt.Key.Key_Period, Qt.KeyboardModifier.ControlModifier)
+    assert widget.state.phase is Phase.IDLE and widget.record_button.isEnabled()

@@ -83,7 +83,10 @@ class RecorderWidget(QWidget):
         self.record_action.triggered.connect(self.record)
         self.stop_action = QAction("Stop", self, shortcut=QKeySequence("Ctrl+."))
         self.stop_action.triggered.connect(self.stop)
-        self.addActions([self.record_action, self.stop_action])
+        for action in (self.record_action, self.stop_action):
+            # Its keys act within the recorder; the main window adds the action to a menu or binds its own key.
+            action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            self.addAction(action)
 
         self.device_box = _named(QComboBox(), "Microphone")
         self.device_box.setPlaceholderText("No microphone found: connect one, or import a file")
@@ -235,6 +238,11 @@ class RecorderWidget(QWidget):
         if self.state.phase is Phase.ANALYSING:
             self.state.review(take)
             self._show()
+
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        """Closing the recorder ends a take in progress and releases the microphone."""
+        self.stop()
+        super().closeEvent(event)
 
     # Review.
 
