@@ -76,10 +76,15 @@ class ModelChoice:
     name: str
     description: str = ""
     hub_id: str | None = None  # None for a local folder
+    companions: tuple[str, ...] = ()  # other hub repos a download fetches (a codec, a tokenizer)
     download_bytes: int | None = None
     cached: bool = False
     plan: PlanPreview | None = None  # None: no plan fits this machine
     refusal: str = ""  # why no plan fits, when the planner said
+
+    @property
+    def repos(self) -> tuple[str, ...]:
+        return (self.hub_id, *self.companions) if self.hub_id else ()
 
 
 @dataclass(frozen=True)

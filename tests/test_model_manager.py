@@ -8,6 +8,7 @@ import hashlib
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -130,14 +131,18 @@ def test_remove_a_model_from_the_cache(qtbot, tmp_path):
     hub_id = registry.specs()["pocket-tts"].hub_id
     # Random bytes: a filesystem may store zeros as a hole, which the cache scan counts as nothing on disk.
     write_cached_model(cache, hub_id, {"config.json": b"{}", "model.safetensors": os.urandom(4096)})
+    write_cached_model(cache, "someone/codec", {"model.safetensors": os.urandom(1000)}, commit="c" * 40)
     write_cached_model(cache, "someone/other-model", {"config.json": b"{}"}, commit="b" * 40)
     assert hf_cache.cached_models(cache)[hub_id] >= 4098
+    models = [replace(m, companions=("someone/codec",)) if m.name == "pocket-tts" else m for m in catalogue()]
 
-    widget = ModelManager(catalogue(), RecordingJobs(), cache_dir=cache)
+    widget = ModelManager(models, RecordingJobs(), cache_dir=cache)
     qtbot.addWidget(widget)
     widget.select("pocket-tts")
-    assert widget.remove_button.isEnabled() and widget.table.item(widget.table.currentRow(), 3).text() != "no"
-    assert widget.remove(widget.selected) >= 4096
+    assert widget.remove_button.isEnabled()
+    assert widget.table.item(widget.table.currentRow(), 3).text() == "5 kB"  # the model and its codec
+    assert widget.remove(widget.selected) >= 5096
+    assert "someone/codec" not in hf_cache.cached_models(cache)
     assert not (cache / f"models--{hub_id.replace('/', '--')}").exists()
     assert hub_id not in hf_cache.cached_models(cache) and "someone/other-model" in hf_cache.cached_models(cache)
     assert not widget.remove_button.isEnabled()

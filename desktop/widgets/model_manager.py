@@ -109,7 +109,7 @@ class ModelManager(QWidget):
         self.table.setRowCount(0)
         for row, model in enumerate(self.models):
             self.table.insertRow(row)
-            disk = self.on_disk.get(model.hub_id or "")
+            disk = self._disk_bytes(model)
             cells = [model.name, FIT_WORDS[verdict(model).fit], size_text(model.download_bytes or 0),
                      size_text(disk) if disk else "no", ""]
             for column, text in enumerate(cells):
@@ -142,7 +142,7 @@ class ModelManager(QWidget):
         self.download_button.setEnabled(model is not None and not running and model.hub_id is not None
                                         and not self.offline.isChecked())
         self.cancel_button.setEnabled(running and download.phase is Phase.RUNNING)
-        self.remove_button.setEnabled(model is not None and not running and bool(self.on_disk.get(model.hub_id or "")))
+        self.remove_button.setEnabled(model is not None and not running and bool(self._disk_bytes(model)))
         self.detail.setText(f"{model.name}: {model.description}\n{verdict(model).text}" if model else
                             "Choose a model to download, remove or check.")
 
@@ -169,7 +169,8 @@ class ModelManager(QWidget):
             self.refresh()  # finished, cancelled or failed: what is on disk may have changed
 
     def remove(self, model: ModelChoice) -> int:
-        freed = hf_cache.remove_model(model.hub_id, self.cache_dir) if model.hub_id else 0
+        """Delete the model and its companion repos from the cache; the bytes freed."""
+        freed = sum(hf_cache.remove_model(repo, self.cache_dir) for repo in model.repos)
         self.refresh()
         return freed
 
@@ -177,7 +178,7 @@ class ModelManager(QWidget):
         model = self.selected
         if model is None:
             return
-        size = self.on_disk.get(model.hub_id or "", 0)
+        size = self._disk_bytes(model)
         answer = QMessageBox.question(self, "Remove model",
                                       f"Remove {model.name} ({size_text(size)}) from the disk? It is downloaded "
                                       "again the next time it is used.",
@@ -185,6 +186,10 @@ class ModelManager(QWidget):
                                       QMessageBox.StandardButton.No)
         if answer == QMessageBox.StandardButton.Yes:
             self.remove(model)
+
+    def _disk_bytes(self, model: ModelChoice) -> int:
+        """The model's repos (its own and companions) in the cache."""
+        return sum(self.on_disk.get(repo, 0) for repo in model.repos)
 
     def _row_changed(self, name: str) -> None:
         self._show_download(next(i for i, m in enumerate(self.models) if m.name == name))
