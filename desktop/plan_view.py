@@ -1,9 +1,10 @@
 """What the plan panel shows, without Qt: the machine, a fit verdict per model, where the current plan puts
 each component and why, and its predicted against its measured peak memory.
 
-Input is plain data: a ``Hardware`` record and, per model, a ``PlanPreview`` read from the planner's
-``Plan.to_dict()`` (or none when no plan fits), so the panel never runs the planner or imports torch.
-Measured memory comes from the worker's ``MemorySample`` and ``JobFinished`` events.
+Input is plain data: a ``Hardware`` record and, per model, a ``ModelChoice`` holding a ``PlanPreview``
+read from the planner's ``Plan.to_dict()`` (or none when no plan fits); ``catalogue_choices`` makes them
+from the torch-free catalogue. Measured memory comes from the worker's ``MemorySample`` and
+``JobFinished`` events.
 """
 
 from __future__ import annotations
@@ -11,13 +12,19 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from inference.hardware import GiB, Hardware
+from inference import catalogue
+from inference.errors import VesperError
+from inference.hardware import Hardware
+from inference.planner import LEVELS
+from inference.units import gib
 from inference.worker.protocol import Event, JobFinished, JobStarted, MemorySample, PlanChanged
 
 FULL_LEVELS = ("resident", "codec-cpu")  # every weight on the GPU (a small codec may compute on the CPU)
 OFFLOAD_LEVELS = ("streamed", "zero3-cpu", "zero3-nvme")  # backbone weights come in from RAM or disk
 REAL_TIME = 1.0  # audio seconds per second: slower than this cannot keep up with playback
+DTYPES = ("bfloat16", "float16", "float32")  # what a plan's dtype can be, as plans name it
 
 
 class Fit(str, enum.Enum):
@@ -93,6 +100,19 @@ class Verdict:
     text: str  # one line for the model list
 
 
+def catalogue_choices(hardware: Hardware, cache_dir: Path | None = None) -> list[ModelChoice]:
+    """Every registered model with its plan for ``hardware`` (tens of ms each, no torch, no download)."""
+    choices = []
+    for entry in catalogue.models(cache_dir=cache_dir):
+        try:
+            plan, refusal = PlanPreview.from_plan_dict(catalogue.preview(entry.name, hardware)[0].to_dict()), ""
+        except VesperError as exc:
+            plan, refusal = None, str(exc)
+        choices.append(ModelChoice(entry.name, entry.description, entry.hub_id, entry.repos[1:],
+                                   entry.download_bytes, bool(entry.cached), plan, refusal))
+    return choices
+
+
 def verdict(choice: ModelChoice) -> Verdict:
     plan = choice.plan
     if plan is None:
@@ -102,9 +122,9 @@ def verdict(choice: ModelChoice) -> Verdict:
         return Verdict(Fit.TOO_SLOW, f"Too slow here ({plan.level}{speed}): narration takes longer than "
                                      "listening.")
     if plan.level in FULL_LEVELS:
-        return Verdict(Fit.FITS, f"Fits fully on the GPU ({_gib(plan.predicted_peak_bytes)} at peak{speed}).")
+        return Verdict(Fit.FITS, f"Fits fully on the GPU ({gib(plan.predicted_peak_bytes)} at peak{speed}).")
     if plan.level in OFFLOAD_LEVELS:
-        return Verdict(Fit.OFFLOAD, f"Needs offload ({plan.level}: {_gib(plan.predicted_peak_bytes)} on the GPU, "
+        return Verdict(Fit.OFFLOAD, f"Needs offload ({plan.level}: {gib(plan.predicted_peak_bytes)} on the GPU, "
                                     f"the rest in {'RAM' if plan.level != 'zero3-nvme' else 'RAM and on disk'}"
                                     f"{speed}).")
     return Verdict(Fit.CPU, f"Runs on the CPU{speed}.")
@@ -112,10 +132,10 @@ def verdict(choice: ModelChoice) -> Verdict:
 
 def hardware_lines(hardware: Hardware) -> list[str]:
     """The machine in a few lines: each GPU with its memory and link, then RAM and cores."""
-    lines = [f"GPU {g.index}: {g.name}, {_gib(g.free_bytes)} free of {_gib(g.total_bytes)}, compute "
+    lines = [f"GPU {g.index}: {g.name}, {gib(g.free_bytes)} free of {gib(g.total_bytes)}, compute "
              f"{g.compute_capability[0]}.{g.compute_capability[1]}, PCIe {g.pcie_generation} x{g.pcie_width}"
              for g in hardware.gpus] or ["No NVIDIA GPU: models run on the CPU."]
-    lines.append(f"RAM: {_gib(hardware.ram_available_bytes)} available of {_gib(hardware.ram_total_bytes)}; "
+    lines.append(f"RAM: {gib(hardware.ram_available_bytes)} available of {gib(hardware.ram_total_bytes)}; "
                  f"{hardware.cpu_count} CPU threads; {hardware.os}")
     return lines
 
@@ -136,8 +156,8 @@ class PlanViewModel:
 
     hardware: Hardware
     models: Sequence[ModelChoice]
-    levels: Sequence[str]  # the planner's levels, fastest first (override choices)
-    dtypes: Sequence[str] = ("bf16", "fp16", "fp32")
+    levels: Sequence[str] = LEVELS  # the planner's levels, fastest first (override choices)
+    dtypes: Sequence[str] = DTYPES
     current: str = ""
     vram_limit_bytes: int = 0  # 0: no limit beyond the GPU's free memory
     level_override: str | None = None  # None: the planner decides
@@ -196,13 +216,13 @@ class PlanViewModel:
         if plan.device == "cpu":
             lines = ["CPU plan: no GPU memory is used."]
         else:
-            lines = [f"Predicted peak: {_gib(plan.predicted_peak_bytes)} on the GPU "
-                     f"({_gib(plan.predicted_allocator_bytes)} for the model's allocator), budget "
-                     f"{_gib(plan.vram_budget_bytes)}."]
+            lines = [f"Predicted peak: {gib(plan.predicted_peak_bytes)} on the GPU "
+                     f"({gib(plan.predicted_allocator_bytes)} for the model's allocator), budget "
+                     f"{gib(plan.vram_budget_bytes)}."]
         if m.reserved_peak or m.gpu_used_peak:
-            lines.append(f"Measured peak: {_gib(m.reserved_peak)} allocator"
-                         + (f", {_gib(m.gpu_used_peak)} in use on the GPU" if m.gpu_used_peak else "")
-                         + (f" (limit {_gib(m.limit)})" if m.limit else "") + ".")
+            lines.append(f"Measured peak: {gib(m.reserved_peak)} allocator"
+                         + (f", {gib(m.gpu_used_peak)} in use on the GPU" if m.gpu_used_peak else "")
+                         + (f" (limit {gib(m.limit)})" if m.limit else "") + ".")
         else:
             lines.append("Measured peak: not yet (run a job).")
         if m.plan_label:
@@ -210,5 +230,3 @@ class PlanViewModel:
         return lines
 
 
-def _gib(n: int) -> str:
-    return f"{n / GiB:.1f} GiB"

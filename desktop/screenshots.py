@@ -2,14 +2,12 @@
 
 The recorder (on ALSA's file plugin as the microphone) is shown mid-take and reviewing a take with
 problems (espeak-ng speech, clipped and with noise added); the plan panel and the model manager for a
-6 GB laptop preset, with plans from ``vesper plan --json`` run in a child process (the GUI process
-never imports torch). The memory and download figures in those two come from events the script makes up
-for the picture, not from a run.
+6 GB laptop preset, from the catalogue. The memory and download figures in those two come from
+events the script makes up for the picture, not from a run.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -20,19 +18,16 @@ import numpy as np
 import soundfile as sf
 from PySide6.QtWidgets import QApplication, QWidget
 
-from desktop.plan_view import ModelChoice, PlanPreview, PlanViewModel
+from desktop.plan_view import ModelChoice, PlanViewModel, catalogue_choices
 from desktop.recorder_state import Phase
 from desktop.widgets.model_manager import ModelManager
 from desktop.widgets.plan_panel import PlanPanel
 from desktop.widgets.recorder import RecorderWidget
-from inference import hardware, hf_cache
+from inference import hardware
 from inference.voice_quality import analyse
 from inference.worker.protocol import DownloadProgress, JobFinished, MemorySample, MemoryStats, Stage, StageStarted
 
 PRESET = "laptop-4050-6g"
-CLI = "import sys; from inference.cli import main; sys.exit(main(sys.argv[1:]))"
-REGISTERED = ("import json; from inference import registry; "
-              "print(json.dumps({n: [s.hub_id, s.description] for n, s in registry.specs().items()}))")
 ALSA_CONF = """</usr/share/alsa/alsa.conf>
 pcm.!default {{
   type asym
@@ -52,21 +47,6 @@ def speech(rate: int) -> np.ndarray:
     import soxr
 
     return soxr.resample(audio / np.abs(audio).max() * 0.5, espeak_rate, rate).astype(np.float32)
-
-
-def catalogue() -> list[ModelChoice]:
-    """Registered models with their plans for PRESET, each from a child process (they import torch)."""
-    registered = json.loads(subprocess.run([sys.executable, "-c", REGISTERED], capture_output=True, text=True,
-                                           check=True).stdout)
-    cached = hf_cache.cached_models()
-    out = []
-    for name, (hub_id, description) in registered.items():
-        run = subprocess.run([sys.executable, "-c", CLI, "plan", "--model", name, "--hardware", PRESET, "--json"],
-                             capture_output=True, text=True)
-        plan = PlanPreview.from_plan_dict(json.loads(run.stdout)) if run.returncode == 0 else None
-        refusal = run.stderr.strip().removeprefix("vesper: ")
-        out.append(ModelChoice(name, description, hub_id, None, hub_id in cached, plan, refusal))
-    return out
 
 
 def save(widget: QWidget, path: Path, width: int, height: int) -> None:
@@ -98,8 +78,7 @@ def recorder_shots(out: Path) -> None:
 
 
 def plan_shots(out: Path, models: list[ModelChoice]) -> None:
-    view = PlanViewModel(hardware.PRESETS[PRESET], models, levels=("resident", "codec-cpu", "streamed", "zero3-cpu",
-                                                                   "zero3-nvme", "cpu"), current="vibevoice-1.5b")
+    view = PlanViewModel(hardware.PRESETS[PRESET], models, current="vibevoice-1.5b")
     panel = PlanPanel(view)
     gib = 1024**3
     panel.on_event(MemorySample("demo", 3 * gib, cuda_reserved_bytes=int(4.3 * gib), nvml_used_bytes=int(5.1 * gib),
@@ -143,7 +122,7 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory() as folder:
         virtual_microphone(Path(folder))
         recorder_shots(out)
-    plan_shots(out, catalogue())
+    plan_shots(out, catalogue_choices(hardware.PRESETS[PRESET]))
     app.processEvents()
     return 0
 

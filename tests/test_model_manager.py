@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 
 from desktop.downloads import Downloads, Phase
-from desktop.plan_view import ModelChoice
+from desktop.plan_view import ModelChoice, catalogue_choices
 from inference import hf_cache, registry
+from inference.catalogue import models
+from inference.hardware import PRESETS
 from inference.worker.protocol import (
     DownloadProgress,
     JobCancelled,
@@ -56,9 +58,9 @@ class RecordingJobs:
         self.cancelled.extend(job_ids)
 
 
-def catalogue() -> list[ModelChoice]:
-    return [ModelChoice(name, spec.description, spec.hub_id, download_bytes=(i + 1) * 10**9)
-            for i, (name, spec) in enumerate(registry.specs().items())]
+def catalogue(cache_dir: Path | None = None) -> list[ModelChoice]:
+    """The catalogue's models with their plans for a 6 GB laptop."""
+    return catalogue_choices(PRESETS["laptop-4050-6g"], cache_dir)
 
 
 def test_download_progress_then_cancel():
@@ -95,11 +97,14 @@ def test_widget_lists_the_catalogue_downloads_and_cancels(qtbot, tmp_path):
     from desktop.widgets.model_manager import STATUS, ModelManager, size_text
 
     jobs = RecordingJobs()
-    widget = ModelManager(catalogue(), jobs, cache_dir=tmp_path / "hub")
+    widget = ModelManager(catalogue(tmp_path / "hub"), jobs, cache_dir=tmp_path / "hub")
     qtbot.addWidget(widget)
     names = [widget.table.item(r, 0).text() for r in range(widget.table.rowCount())]
-    assert names == list(registry.specs())
-    assert widget.table.item(0, 2).text() == "1.0 GB" and widget.table.item(0, 3).text() == "no"
+    assert names == [entry.name for entry in models()]
+    assert widget.table.item(0, 2).text() == size_text(models()[0].download_bytes)
+    assert widget.table.item(0, 3).text() == "no"
+    assert [widget.table.item(r, 1).text() for r in range(len(names))] == [
+        "✔ fits", "✔ fits", "◐ needs offload", "✖ does not fit"]
     assert [size_text(n) for n in (0, 4096, 12_400_000, 6_220_000_000)] == ["—", "4 kB", "12 MB", "6.2 GB"]
 
     widget.select("csm-1b")
@@ -134,9 +139,9 @@ def test_remove_a_model_from_the_cache(qtbot, tmp_path):
     write_cached_model(cache, "someone/codec", {"model.safetensors": os.urandom(1000)}, commit="c" * 40)
     write_cached_model(cache, "someone/other-model", {"config.json": b"{}"}, commit="b" * 40)
     assert hf_cache.cached_models(cache)[hub_id] >= 4098
-    models = [replace(m, companions=("someone/codec",)) if m.name == "pocket-tts" else m for m in catalogue()]
+    choices = [replace(m, companions=("someone/codec",)) if m.name == "pocket-tts" else m for m in catalogue()]
 
-    widget = ModelManager(models, RecordingJobs(), cache_dir=cache)
+    widget = ModelManager(choices, RecordingJobs(), cache_dir=cache)
     qtbot.addWidget(widget)
     widget.select("pocket-tts")
     assert widget.remove_button.isEnabled()

@@ -9,10 +9,10 @@ import sys
 
 import pytest
 
-from desktop.plan_view import Fit, ModelChoice, PlanPreview, PlanViewModel, hardware_lines, verdict
-from inference import calibration, registry
-from inference.errors import VesperError
-from inference.hardware import PRESETS, GiB
+from desktop.plan_view import Fit, ModelChoice, PlanPreview, PlanViewModel, catalogue_choices, hardware_lines, verdict
+from inference import paths, registry
+from inference.hardware import PRESETS
+from inference.units import GiB
 from inference.worker.protocol import (
     JobFinished,
     JobStarted,
@@ -30,28 +30,19 @@ FIT_OF_LEVEL = {"resident": Fit.FITS, "codec-cpu": Fit.FITS, "streamed": Fit.OFF
 
 @functools.cache
 def choices_for(preset: str) -> tuple[ModelChoice, ...]:
-    """What the catalogue gives the panel: one preview per registered model, from the real planner."""
-    from inference.models import describe
-    from inference.planner import make_plan
-
-    out = []
-    for name, spec in registry.specs().items():
-        try:
-            plan = PlanPreview.from_plan_dict(make_plan(describe(name), PRESETS[preset]).to_dict())
-            out.append(ModelChoice(name, spec.description, plan=plan))
-        except VesperError as exc:
-            out.append(ModelChoice(name, spec.description, refusal=str(exc)))
-    return tuple(out)
+    """What the panel gets for a preset: the catalogue's models with the real planner's plans."""
+    return tuple(catalogue_choices(PRESETS[preset]))
 
 
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv(calibration.ENV_DIR, str(tmp_path / "cache"))
+    """Calibration records of the developer's machine must not leak into the verdicts checked here."""
+    monkeypatch.setenv(paths.CACHE_DIR_ENV, str(tmp_path / "cache"))
 
 
 @pytest.mark.parametrize("preset", list(PRESETS))
 def test_verdicts_for_every_preset(preset):
-    model = PlanViewModel(PRESETS[preset], choices_for(preset), levels=("resident",))
+    model = PlanViewModel(PRESETS[preset], choices_for(preset))
     verdicts = {choice.name: v for choice, v in model.rows()}
     for name, v in verdicts.items():
         assert v.fit is FIT_OF_LEVEL[EXPECTED[(name, preset)]], (name, preset, v)
@@ -79,7 +70,7 @@ def test_slower_than_real_time_is_too_slow():
 
 def test_measured_memory_from_worker_events():
     choices = choices_for("laptop-4060-8g")
-    model = PlanViewModel(PRESETS["laptop-4060-8g"], choices, levels=("resident",), current="csm-1b")
+    model = PlanViewModel(PRESETS["laptop-4060-8g"], choices, current="csm-1b")
     assert model.plan.model == "csm-1b" and "not yet" in model.memory_lines()[1]
     assert model.observe(JobStarted("j", ("a",), 0, "resident on cuda:0, batch 4", ("fits",), 24000))
     assert model.observe(MemorySample("j", 10, cuda_reserved_bytes=2 * GiB, nvml_used_bytes=3 * GiB,
@@ -91,8 +82,14 @@ def test_measured_memory_from_worker_events():
     assert not model.observe(Notice("j", "nothing the panel shows"))
     lines = model.memory_lines()
     assert lines[0].startswith("Predicted peak:")
-    assert "2.5 GiB allocator" in lines[1] and "3.5 GiB in use" in lines[1] and "limit 6.0 GiB" in lines[1]
+    assert "2.50 GiB allocator" in lines[1] and "3.50 GiB in use" in lines[1] and "limit 6.00 GiB" in lines[1]
     assert lines[2] == "Running: codec-cpu on cuda:0"
+
+
+def test_the_catalogue_gives_sizes_repos_and_refusals():
+    choices = {c.name: c for c in choices_for("laptop-4050-6g")}
+    assert choices["pocket-tts"].companions and all(c.download_bytes > 0 for c in choices.values())
+    assert choices["vibevoice-7b"].plan is None and "RAM" in verdict(choices["vibevoice-7b"]).text
 
 
 def test_plan_view_does_not_import_torch():
@@ -102,9 +99,8 @@ def test_plan_view_does_not_import_torch():
 
 def test_plan_panel_shows_the_view_and_reports_choices(qtbot):
     from desktop.widgets.plan_panel import PlanPanel
-    from inference.planner import LEVELS
 
-    view = PlanViewModel(PRESETS["gtx1060-6g"], choices_for("gtx1060-6g"), levels=LEVELS)
+    view = PlanViewModel(PRESETS["gtx1060-6g"], choices_for("gtx1060-6g"))
     panel = PlanPanel(view)
     qtbot.addWidget(panel)
     assert panel.models.rowCount() == len(registry.specs())
@@ -116,7 +112,7 @@ def test_plan_panel_shows_the_view_and_reports_choices(qtbot):
     assert "streamed" in panel.reasons.text()
 
     panel.on_event(MemorySample("j", 1, cuda_reserved_bytes=3 * GiB, nvml_used_bytes=4 * GiB))
-    assert "3.0 GiB allocator" in panel.memory.text()
+    assert "3.00 GiB allocator" in panel.memory.text()
     with qtbot.waitSignal(panel.vram_limit_changed) as limit:
         panel.limit.setValue(4.0)
     assert limit.args == [4 * GiB]

@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.plan_view import FIT_WORDS, ModelChoice, PlanViewModel, hardware_lines
-from inference.hardware import GiB
+from inference.units import GiB, gib
 from inference.worker.protocol import Event
 
 AUTOMATIC = "Automatic"
@@ -102,7 +102,7 @@ class PlanPanel(QWidget):
         self.components.setRowCount(0)
         _fit_height(self.components)
         for row, c in enumerate(plan.components if plan else ()):
-            _fill(self.components, row, [c.name, c.role, f"{c.nbytes / GiB:.2f} GiB", c.dtype, c.placement])
+            _fill(self.components, row, [c.name, c.role, gib(c.nbytes), c.dtype, c.placement])
         if plan is None:
             choice = self.view.choice
             self.reasons.setText(choice.refusal if choice else "Choose a model.")
