@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from inference import catalogue
@@ -111,6 +111,14 @@ def catalogue_choices(hardware: Hardware, cache_dir: Path | None = None) -> list
         choices.append(ModelChoice(entry.name, entry.description, entry.hub_id, entry.repos[1:],
                                    entry.download_bytes, bool(entry.cached), plan, refusal))
     return choices
+
+
+def limited(hardware: Hardware, limit_bytes: int) -> Hardware:
+    """The machine as plans under a VRAM limit see it: no GPU offers more free memory than the limit (the
+    worker caps its allocator the same way, ``WorkerSettings.vram_limit_bytes``)."""
+    if not limit_bytes:
+        return hardware
+    return replace(hardware, gpus=tuple(replace(g, free_bytes=min(g.free_bytes, limit_bytes)) for g in hardware.gpus))
 
 
 def verdict(choice: ModelChoice) -> Verdict:

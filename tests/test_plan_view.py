@@ -114,8 +114,11 @@ def test_plan_panel_shows_the_view_and_reports_choices(qtbot):
     panel.on_event(MemorySample("j", 1, cuda_reserved_bytes=3 * GiB, nvml_used_bytes=4 * GiB))
     assert "3.00 GiB allocator" in panel.memory.text()
     with qtbot.waitSignal(panel.vram_limit_changed) as limit:
-        panel.limit.setValue(4.0)
-    assert limit.args == [4 * GiB]
+        panel.limit.setValue(2.0)
+    assert limit.args == [2 * GiB]
+    # Under a 2 GiB limit every model is planned again: CSM no longer fits on the GPU even streamed.
+    qtbot.waitUntil(lambda: view.plan.level == "cpu", timeout=20000)
+    assert view.current == "csm-1b" and "CPU" in panel.models.item(row, 1).text()
     with qtbot.waitSignal(panel.override_changed) as override:
         panel.level.setCurrentText("cpu")
     assert override.args == ["cpu", None] and view.level_override == "cpu"

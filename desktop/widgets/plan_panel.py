@@ -1,12 +1,14 @@
 """The plan panel: this machine, which models fit it, where the chosen model's parts live and why, memory.
 
 It draws a ``PlanViewModel`` and reports the user's choices as signals (model, VRAM limit, level and
-dtype overrides); the main window turns those into worker settings and fresh previews. Worker events
+dtype overrides) for the main window to turn into worker settings; a new VRAM limit also re-plans
+every model under it, off the GUI thread. Worker events
 reach it through ``on_event`` (connected to the bridge's event signal).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 from PySide6.QtCore import Qt, Signal
@@ -24,7 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.plan_view import FIT_WORDS, ModelChoice, PlanViewModel, hardware_lines
+from desktop.plan_view import FIT_WORDS, ModelChoice, PlanViewModel, catalogue_choices, hardware_lines, limited
 from inference.units import GiB, gib
 from inference.worker.protocol import Event
 
@@ -35,10 +37,13 @@ class PlanPanel(QWidget):
     model_chosen = Signal(str)
     vram_limit_changed = Signal(object)  # bytes (int, may exceed 32 bits); 0: no limit
     override_changed = Signal(object, object)  # level, dtype; None: the planner decides
+    _previewed = Signal(int, object)  # (request, choices) from the previewing thread
 
     def __init__(self, view: PlanViewModel, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.view = view
+        self._request = 0  # the latest preview asked for; older answers are dropped
+        self._previewed.connect(self._on_previewed)
         self.hardware = _label("This machine")
         self.models = _table("Models and whether they fit", ["Model", "Fit", "Details", "Download", "Cached"],
                              stretch=2)
@@ -120,8 +125,24 @@ class PlanPanel(QWidget):
             self.model_chosen.emit(name)
 
     def _limit_changed(self, limit: int) -> None:
+        """Re-plan every model under the new limit on a thread (a few hundred ms for the catalogue)."""
         self.view.vram_limit_bytes = limit
         self.vram_limit_changed.emit(limit)
+        self._request += 1
+        request, machine = self._request, limited(self.view.hardware, limit)
+
+        def run() -> None:
+            choices = catalogue_choices(machine)
+            try:
+                self._previewed.emit(request, choices)
+            except RuntimeError:  # the panel was closed meanwhile
+                pass
+
+        threading.Thread(target=run, name="vesper-plan-preview", daemon=True).start()
+
+    def _on_previewed(self, request: int, choices: list[ModelChoice]) -> None:
+        if request == self._request:
+            self.set_models(choices)
 
     def _override(self) -> None:
         level, dtype = self.level.currentText(), self.dtype.currentText()
