@@ -138,6 +138,16 @@ def verdict(choice: ModelChoice) -> Verdict:
     return Verdict(Fit.CPU, f"Runs on the CPU{speed}.")
 
 
+def size_text(nbytes: int) -> str:
+    """Bytes as a user reads them (decimal units, as download sizes are given); "—" for unknown."""
+    if nbytes <= 0:
+        return "—"
+    for unit, scale in (("GB", 1e9), ("MB", 1e6)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.1f} {unit}" if unit == "GB" else f"{nbytes / scale:.0f} {unit}"
+    return f"{max(1, round(nbytes / 1e3))} kB"
+
+
 def hardware_lines(hardware: Hardware) -> list[str]:
     """The machine in a few lines: each GPU with its memory and link, then RAM and cores."""
     lines = [f"GPU {g.index}: {g.name}, {gib(g.free_bytes)} free of {gib(g.total_bytes)}, compute "

@@ -94,7 +94,8 @@ def test_failed_and_finished_downloads():
 
 
 def test_widget_lists_the_catalogue_downloads_and_cancels(qtbot, tmp_path):
-    from desktop.widgets.model_manager import STATUS, ModelManager, size_text
+    from desktop.plan_view import size_text
+    from desktop.widgets.model_manager import STATUS, ModelManager
 
     jobs = RecordingJobs()
     widget = ModelManager(catalogue(tmp_path / "hub"), jobs, cache_dir=tmp_path / "hub")

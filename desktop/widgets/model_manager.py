@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.downloads import Downloads, Phase
-from desktop.plan_view import FIT_WORDS, ModelChoice, verdict
+from desktop.plan_view import FIT_WORDS, ModelChoice, size_text, verdict
 from inference import hf_cache
 from inference.worker.protocol import Event
 
@@ -199,16 +199,6 @@ class ModelManager(QWidget):
         folder = QFileDialog.getExistingDirectory(self, "Model folder (config, safetensors weights, processor)")
         if folder:
             self.folder_chosen.emit(Path(folder))
-
-
-def size_text(nbytes: int) -> str:
-    """Bytes as a user reads them (decimal units, as download sizes are given); "—" for unknown."""
-    if nbytes <= 0:
-        return "—"
-    for unit, scale in (("GB", 1e9), ("MB", 1e6)):
-        if nbytes >= scale:
-            return f"{nbytes / scale:.1f} {unit}" if unit == "GB" else f"{nbytes / scale:.0f} {unit}"
-    return f"{max(1, round(nbytes / 1e3))} kB"
 
 
 def _button(text: str, name: str, slot) -> QPushButton:

@@ -26,7 +26,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.plan_view import FIT_WORDS, ModelChoice, PlanViewModel, catalogue_choices, hardware_lines, limited
+from desktop.plan_view import (
+    FIT_WORDS,
+    ModelChoice,
+    PlanViewModel,
+    catalogue_choices,
+    hardware_lines,
+    limited,
+    size_text,
+)
 from inference.units import GiB, gib
 from inference.worker.protocol import Event
 
@@ -94,8 +102,8 @@ class PlanPanel(QWidget):
         self.models.setRowCount(0)
         _fit_height(self.models)
         for row, (choice, verdict) in enumerate(view.rows()):
-            size = f"{choice.download_bytes / 1e9:.1f} GB" if choice.download_bytes else "—"
-            _fill(self.models, row, [choice.name, FIT_WORDS[verdict.fit], verdict.text, size,
+            _fill(self.models, row, [choice.name, FIT_WORDS[verdict.fit], verdict.text,
+                                     size_text(choice.download_bytes or 0),
                                      "yes" if choice.cached else "no"])
             if choice.name == view.current:
                 self.models.selectRow(row)
