@@ -1,7 +1,8 @@
 """Render the voice and plan widgets into PNGs: ``xvfb-run -a python -m desktop.screenshots OUT``.
 
 The recorder (on ALSA's file plugin as the microphone) is shown mid-take and reviewing a take with
-problems (espeak-ng speech, clipped and with noise added); the plan panel and the model manager for a
+problems (espeak-ng speech, clipped and with noise added); the voice library with two voices in a
+temporary VESPER_HOME; the plan panel and the model manager for a
 6 GB laptop preset, from the catalogue. The memory and download figures in those two come from
 events the script makes up for the picture, not from a run.
 """
@@ -23,7 +24,10 @@ from desktop.recorder_state import Phase
 from desktop.widgets.model_manager import ModelManager
 from desktop.widgets.plan_panel import PlanPanel
 from desktop.widgets.recorder import RecorderWidget
+from desktop.widgets.voice_library import VoiceLibraryWidget
 from inference import hardware
+from inference.audio import write_wav
+from inference.voice_library import VoiceLibrary
 from inference.voice_quality import analyse
 from inference.worker.protocol import DownloadProgress, JobFinished, MemorySample, MemoryStats, Stage, StageStarted
 
@@ -39,10 +43,10 @@ SPEECH = ("This is my voice, recorded for Vesper. I read a few sentences at an e
           "microphone, in a quiet room.")
 
 
-def speech(rate: int) -> np.ndarray:
+def speech(rate: int, text: str = SPEECH) -> np.ndarray:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "speech.wav"
-        subprocess.run(["espeak-ng", "-w", str(path), SPEECH], check=True)
+        subprocess.run(["espeak-ng", "-w", str(path), text], check=True)
         audio, espeak_rate = sf.read(path, dtype="float32")
     import soxr
 
@@ -57,10 +61,10 @@ def save(widget: QWidget, path: Path, width: int, height: int) -> None:
     print(path)
 
 
-def recorder_shots(out: Path) -> None:
+def recorder_shots(out: Path, library: VoiceLibrary) -> None:
     rate = 48000
     take = speech(rate)
-    recording = RecorderWidget(store=None, model_rate=24000)  # nothing is saved in these pictures
+    recording = RecorderWidget(library, model_rate=24000)
     recording.state.start(rate)
     while recording.state.phase is Phase.COUNTDOWN:
         recording.state.tick()
@@ -68,13 +72,25 @@ def recorder_shots(out: Path) -> None:
     recording._show()
     save(recording, out / "recorder-recording.png", 640, 240)
 
-    review = RecorderWidget(store=None, model_rate=24000)
+    review = RecorderWidget(library, model_rate=24000)
     noise = 0.02 * np.random.default_rng(0).standard_normal(len(take) + rate).astype(np.float32)
     harsh = np.clip(np.concatenate([np.zeros(rate // 2), take * 6, np.zeros(rate // 2)]) + noise, -1, 1)
     review.state.review(analyse(harsh[: int(3.5 * rate)], rate, review.state.model_rate))
     review.name_edit.setText("Kitchen take")
     review._show()
     save(review, out / "recorder-quality.png", 640, 290)
+
+
+def library_shot(out: Path, library: VoiceLibrary, folder: Path) -> None:
+    """Two voices saved the way the recorder saves them (a trimmed espeak-ng take each)."""
+    for name, text in (("Narrator", SPEECH), ("Morning voice", "Good morning. This is a second voice, read "
+                                                               "a little faster, for the dialogue parts.")):
+        take = analyse(speech(24000, text), 24000)
+        write_wav(folder / "take.wav", take.audio, take.sample_rate)
+        library.add(name, folder / "take.wav", text)
+    widget = VoiceLibraryWidget(library)
+    widget.refresh("Narrator")
+    save(widget, out / "voice-library.png", 520, 260)
 
 
 def plan_shots(out: Path, models: list[ModelChoice]) -> None:
@@ -121,7 +137,10 @@ def main(argv: list[str]) -> int:
     app = QApplication.instance() or QApplication([])
     with tempfile.TemporaryDirectory() as folder:
         virtual_microphone(Path(folder))
-        recorder_shots(out)
+        os.environ["VESPER_HOME"] = str(Path(folder) / "home")  # the pictures' voices, not the user's
+        library = VoiceLibrary()
+        recorder_shots(out, library)
+        library_shot(out, library, Path(folder))
     plan_shots(out, catalogue_choices(hardware.PRESETS[PRESET]))
     app.processEvents()
     return 0

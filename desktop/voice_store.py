@@ -1,8 +1,7 @@
 """The narrow view of the voice library the recorder and library widgets need (list, add, rename, remove).
 
-The library itself (files under ``inference.paths.voices_dir()``, shared with ``vesper voices``) lives
-in the inference layer; the widgets depend only on this protocol, so they are built and tested
-against whatever implements it.
+``inference.voice_library.VoiceLibrary`` implements it (folders under ``inference.paths.voices_dir()``,
+shared with ``vesper voices``); the widgets depend only on these four calls.
 """
 
 from __future__ import annotations

@@ -81,10 +81,10 @@ class StallMeter:
 
 @pytest.fixture
 def library(tmp_path, monkeypatch):
-    from tests.folder_voices import FolderVoices
+    from inference.voice_library import VoiceLibrary
 
     monkeypatch.setenv("VESPER_HOME", str(tmp_path / "home"))
-    return FolderVoices()
+    return VoiceLibrary()
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from inference.audio import write_wav
-from tests.folder_voices import FolderVoices
+from inference.voice_library import VoiceLibrary
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ def recordings(tmp_path, reference_voice) -> tuple[Path, Path]:
 @pytest.fixture
 def library(tmp_path, monkeypatch, recordings):
     monkeypatch.setenv("VESPER_HOME", str(tmp_path / "home"))
-    voices = FolderVoices()
+    voices = VoiceLibrary()
     voices.add("Bob", recordings[0], "Hello from Bob.")
     voices.add("alice", recordings[1])
     return voices
@@ -71,7 +71,7 @@ def test_empty_library_says_how_to_start(qtbot, tmp_path, monkeypatch):
     from desktop.widgets.voice_library import VoiceLibraryWidget
 
     monkeypatch.setenv("VESPER_HOME", str(tmp_path / "empty"))
-    widget = VoiceLibraryWidget(FolderVoices())
+    widget = VoiceLibraryWidget(VoiceLibrary())
     qtbot.addWidget(widget)
     assert "record one" in widget.detail.text()
     assert not widget.delete_button.isEnabled() and not widget.play_button.isEnabled()
