@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from desktop.downloads import Downloads, Phase
-from desktop.plan_view import ModelChoice, catalogue_choices
+from desktop.plan_view import FIT_WORDS, ModelChoice, catalogue_choices, verdict
 from inference import hf_cache, registry
 from inference.catalogue import models
 from inference.hardware import PRESETS
@@ -104,8 +104,9 @@ def test_widget_lists_the_catalogue_downloads_and_cancels(qtbot, tmp_path):
     assert names == [entry.name for entry in models()]
     assert widget.table.item(0, 2).text() == size_text(models()[0].download_bytes)
     assert widget.table.item(0, 3).text() == "no"
+    # The verdicts the plan view gives (checked per preset in test_plan_view), e.g. "✔ fits".
     assert [widget.table.item(r, 1).text() for r in range(len(names))] == [
-        "✔ fits", "✔ fits", "◐ needs offload", "✖ does not fit"]
+        FIT_WORDS[verdict(m).fit] for m in widget.models]
     assert [size_text(n) for n in (0, 4096, 12_400_000, 6_220_000_000)] == ["—", "4 kB", "12 MB", "6.2 GB"]
 
     widget.select("csm-1b")
