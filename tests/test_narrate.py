@@ -1,7 +1,8 @@
 """Narration through the real worker on the tiny Pocket TTS checkpoint (CPU): projects, resume, edits,
 takes, voices, cancel, the ``narrate`` command and its bad input.
 
-One worker serves the module (``client``); tests that need their own process (kill -9) start the CLI.
+One worker serves the module (the ``runner`` fixture makes runners on it);
+tests that need their own process (kill -9) start the CLI.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from inference.errors import BadInputError
 from inference.narration.book import Narration, narrate
 from inference.narration.mastering import Mode
 from inference.narration.project import Project
-from inference.narration.runner import NarrationCancelled, Runner
+from inference.narration.runner import NarrationCancelled, Relay, Runner
 from inference.narration.script import Chapter, Paragraph
 from inference.voice_library import VoiceLibrary, voice_from_file
 from inference.worker.client import WorkerClient
@@ -53,9 +54,11 @@ def tiny(tiny_checkpoint) -> Path:
 
 
 @pytest.fixture(scope="module")
-def client(narration_env):
-    with WorkerClient() as shared:
-        yield shared
+def runner(narration_env):
+    """Runners on one shared worker, which pushes its events to the runner being served (as the CLI does)."""
+    relay = Relay()
+    with WorkerClient(on_event=relay) as client:
+        yield lambda on_progress=None: relay.serve(Runner(client, on_progress))
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +81,8 @@ def _chunk_audio(root: Path) -> list[np.ndarray]:
     return [sf.read(project.root / c["file"], dtype="float32")[0] for c in manifest["chunks"]]
 
 
-def test_book_to_m4b_mp3_flac_with_chapters(client, tiny, tmp_path):
-    first = narrate(_narration(tiny, tmp_path, out=tmp_path / "book.m4b", srt=tmp_path / "book.srt"), Runner(client))
+def test_book_to_m4b_mp3_flac_with_chapters(runner, tiny, tmp_path):
+    first = narrate(_narration(tiny, tmp_path, out=tmp_path / "book.m4b", srt=tmp_path / "book.srt"), runner())
     assert (first.run.generated, first.run.reused) == (6, 0)
     with av.open(str(tmp_path / "book.m4b")) as container:
         chapters = container.chapters()
@@ -88,79 +91,79 @@ def test_book_to_m4b_mp3_flac_with_chapters(client, tiny, tmp_path):
         assert float(chapter["start"] * chapter["time_base"]) == pytest.approx(mark.start, abs=0.01)
     assert (tmp_path / "book.srt").read_text().count(" --> ") == 6
     for fmt in ("mp3", "flac"):  # the same project: nothing generated again
-        again = narrate(_narration(tiny, tmp_path, out=tmp_path / f"book.{fmt}"), Runner(client))
+        again = narrate(_narration(tiny, tmp_path, out=tmp_path / f"book.{fmt}"), runner())
         assert (again.run.generated, again.run.reused) == (0, 6)
         with av.open(str(tmp_path / f"book.{fmt}")) as container:
             assert container.duration / 1e6 == pytest.approx(first.timeline.seconds, abs=0.1)
     assert (tmp_path / "book.cue").read_text().count("TRACK") == 3
 
 
-def test_chunk_audio_does_not_depend_on_the_batch(client, tiny, tmp_path):
+def test_chunk_audio_does_not_depend_on_the_batch(runner, tiny, tmp_path):
     """The Pocket CPU fast tier draws per-chunk randomness: a chunk alone equals the chunk in a batch of four."""
     whole, parts = tmp_path / "whole", tmp_path / "parts"
-    narrate(_narration(tiny, whole), Runner(client))
+    narrate(_narration(tiny, whole), runner())
     first_chapter = book({"The Start": [["It was a bright cold day."]]})
-    narrate(_narration(tiny, parts, script=first_chapter), Runner(client))  # one chunk alone first
-    result = narrate(_narration(tiny, parts), Runner(client))
+    narrate(_narration(tiny, parts, script=first_chapter), runner())  # one chunk alone first
+    result = narrate(_narration(tiny, parts), runner())
     assert (result.run.generated, result.run.reused) == (5, 1)
     for a, b in zip(_chunk_audio(whole), _chunk_audio(parts), strict=True):
         assert len(a) == len(b) and np.abs(a - b).max() < SAME_AUDIO
 
 
-def test_edit_one_paragraph_generates_only_its_chunks(client, tiny, tmp_path):
-    narrate(_narration(tiny, tmp_path), Runner(client))
+def test_edit_one_paragraph_generates_only_its_chunks(runner, tiny, tmp_path):
+    narrate(_narration(tiny, tmp_path), runner())
     start, *rest = BOOK.chapters
     edited = Chapter(start.title, (Paragraph((chunk("It was a dark warm night."), chunk("The clocks were striking."))),
                                    start.paragraphs[1]))
-    result = narrate(_narration(tiny, tmp_path, script=replace(BOOK, chapters=(edited, *rest))), Runner(client))
+    result = narrate(_narration(tiny, tmp_path, script=replace(BOOK, chapters=(edited, *rest))), runner())
     assert (result.run.generated, result.run.reused) == (1, 5)
 
 
-def test_redo_makes_a_new_take_and_keeps_the_old(client, tiny, tmp_path):
-    narrate(_narration(tiny, tmp_path), Runner(client))
+def test_redo_makes_a_new_take_and_keeps_the_old(runner, tiny, tmp_path):
+    narrate(_narration(tiny, tmp_path), runner())
     before = set((tmp_path / "project" / "chunks").iterdir())
-    result = narrate(_narration(tiny, tmp_path, redo=(2, 4)), Runner(client))
+    result = narrate(_narration(tiny, tmp_path, redo=(2, 4)), runner())
     assert (result.run.generated, result.run.reused) == (2, 4)
     manifest = Project(tmp_path / "project").manifest()
     assert [c["take"] for c in manifest["chunks"]] == [0, 1, 0, 1, 0, 0]
     assert sorted(t["chosen"] for t in manifest["takes"].values()) == [1, 1]
     assert before < set((tmp_path / "project" / "chunks").iterdir())  # the first takes are still there
-    again = narrate(_narration(tiny, tmp_path), Runner(client))  # the chosen take stays chosen
+    again = narrate(_narration(tiny, tmp_path), runner())  # the chosen take stays chosen
     assert (again.run.generated, again.run.reused) == (0, 6)
 
 
-def test_voice_markup_keys_chunks_by_the_other_voice(client, tiny, tmp_path, other_voice):
+def test_voice_markup_keys_chunks_by_the_other_voice(runner, tiny, tmp_path, other_voice):
     script = book({"Dialogue": [["Said the narrator."]]})
     line = Paragraph((chunk("Said the other voice.", voice="other"),))
     script = replace(script, chapters=(Chapter("Dialogue", script.chapters[0].paragraphs + (line,)),))
     narration = replace(_narration(tiny, tmp_path, script=script), voices={
         None: voice_from_file(SAMPLE_VOICE), "other": other_voice})
-    narrate(narration, Runner(client))
+    narrate(narration, runner())
     chunks = Project(tmp_path / "project").manifest()["chunks"]
     assert [c["voice"] for c in chunks] == ["sample", "other"]
     audio = _chunk_audio(tmp_path)
     assert len(audio) == 2
     same_text_narrator = narrate(replace(narration, script=book({"D": [["Said the other voice."]]}),
-                                         project=tmp_path / "narrator"), Runner(client))
+                                         project=tmp_path / "narrator"), runner())
     assert same_text_narrator.run.generated == 1  # same text, the narrator's hash: another key
     assert Project(tmp_path / "narrator").manifest()["chunks"][0]["key"] != chunks[1]["key"]
 
 
-def test_cancel_keeps_finished_chunks(client, tiny, tmp_path):
+def test_cancel_keeps_finished_chunks(runner, tiny, tmp_path):
     def stop_after_first(progress) -> None:
         if progress.generated >= 1:
-            runner.cancel()
+            stopping.cancel()
 
-    runner = Runner(client, stop_after_first)
+    stopping = runner(stop_after_first)
     with pytest.raises(NarrationCancelled):
-        narrate(_narration(tiny, tmp_path), runner)
+        narrate(_narration(tiny, tmp_path), stopping)
     done = len(list((tmp_path / "project" / "chunks").glob("*.flac")))
     assert 1 <= done < 6
-    result = narrate(_narration(tiny, tmp_path), Runner(client))
+    result = narrate(_narration(tiny, tmp_path), runner())
     assert (result.run.generated, result.run.reused) == (6 - done, done)
 
 
-def test_disk_full_mid_narration_leaves_a_resumable_project(client, tiny, tmp_path, monkeypatch):
+def test_disk_full_mid_narration_leaves_a_resumable_project(runner, tiny, tmp_path, monkeypatch):
     """ENOSPC from the OS on the third chunk file: one clear error, two chunks kept, the rerun resumes."""
     import errno
 
@@ -177,28 +180,28 @@ def test_disk_full_mid_narration_leaves_a_resumable_project(client, tiny, tmp_pa
     monkeypatch.setattr(output.os, "replace", replace_until_full)
     narration = _narration(tiny, tmp_path, out=tmp_path / "book.flac")
     with pytest.raises(BadInputError, match="No space left on device.*run the same command again: it resumes"):
-        narrate(narration, Runner(client))
+        narrate(narration, runner())
     monkeypatch.setattr(output.os, "replace", real_replace)
     chunks = tmp_path / "project" / "chunks"
     assert len(list(chunks.glob("*.flac"))) == 1  # the manifest took the first rename, one chunk the second
     assert not list(chunks.glob(".*")) and not (tmp_path / "book.flac").exists()
-    result = narrate(narration, Runner(client))
+    result = narrate(narration, runner())
     assert (result.run.generated, result.run.reused) == (5, 1)
 
 
-def test_progress_reports_done_total_audio_and_eta(client, tiny, tmp_path):
+def test_progress_reports_done_total_audio_and_eta(runner, tiny, tmp_path):
     seen = []
-    narrate(_narration(tiny, tmp_path), Runner(client, seen.append))
+    narrate(_narration(tiny, tmp_path), runner(seen.append))
     assert [p.chunks_done for p in seen] == list(range(7))
     assert all(p.chunks_total == 6 for p in seen)
     assert seen[-1].audio_seconds > 0 and seen[-1].speed > 0 and seen[-1].eta_seconds == pytest.approx(0.0)
 
 
 @pytest.mark.slow
-def test_second_family_narrates(tiny_checkpoint, client, tmp_path):
+def test_second_family_narrates(tiny_checkpoint, runner, tmp_path):
     script = book({"One": [["Hello there."]], "Two": [["Goodbye now."]]})
     narration = replace(_narration(tiny_checkpoint("csm"), tmp_path, script=script), out=tmp_path / "book.m4b")
-    result = narrate(narration, Runner(client))
+    result = narrate(narration, runner())
     assert result.run.generated == 2 and result.run.sample_rate == 24000
     with av.open(str(tmp_path / "book.m4b")) as container:
         assert len(container.chapters()) == 2
