@@ -221,9 +221,9 @@ def test_cli_narrates_and_sums_up(tiny, tmp_path, capsys):
     (tmp_path / "book.md").write_text(MARKDOWN)
     assert main(_cli(tmp_path, tiny, "--out", str(tmp_path / "book.m4b"), "--vtt", str(tmp_path / "b.vtt"))) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
-    assert last.startswith(f"Wrote {tmp_path / 'book.m4b'}") and "(3 generated, 0 reused)" in last
+    assert last.startswith(f"Wrote {tmp_path / 'book.m4b'}") and "(5 generated, 0 reused)" in last
     assert "podcast -16" in last or "podcast -15" in last
-    assert (tmp_path / "b.vtt").read_text().count(" --> ") == 3
+    assert (tmp_path / "b.vtt").read_text().count(" --> ") == 5  # the two headings are read
 
 
 def _assert_one_line(capsys, code: int, pattern: str) -> None:
@@ -233,8 +233,8 @@ def _assert_one_line(capsys, code: int, pattern: str) -> None:
 
 
 @pytest.mark.parametrize(("content", "pattern"), [
-    (b"", "nothing to say"), (b"  \n\t\n ", "nothing to say"), (b"\x00\x01\x02binary", "binary"),
-    (b"caf\xe9 au lait", "not UTF-8"),
+    (b"", "no words to read"), (b"  \n\t\n ", "no words to read"), (b"\x00\x01\x02binary", "binary"),
+    (b"caf\xe9 au lait", "not valid UTF-8"),
 ])
 def test_cli_bad_text(tiny, tmp_path, capsys, content, pattern):
     (tmp_path / "book.md").write_bytes(content)
@@ -248,7 +248,7 @@ def test_cli_bad_text(tiny, tmp_path, capsys, content, pattern):
     (["--out", "book.xyz"], "extension .xyz"),
     (["--master", "loud"], "podcast, acx or none"),
     (["--redo", "3-1"], "chunk numbers"),
-    (["--redo", "4"], "the book has 3 chunks"),
+    (["--redo", "6"], "the book has 5 chunks"),
 ])
 def test_cli_bad_options(tiny, tmp_path, capsys, options, pattern):
     (tmp_path / "book.md").write_text(MARKDOWN)
@@ -301,10 +301,10 @@ def test_cli_kill_9_mid_narration_resumes_to_the_same_audio(tiny, tmp_path):
     os.killpg(process.pid, signal.SIGKILL)  # the CLI and its worker, mid-narration
     process.wait()
     done = len(list(chunks.glob("*.flac")))
-    assert 2 <= done < 12 and not (tmp_path / "killed.flac").exists()
+    assert 2 <= done < 15 and not (tmp_path / "killed.flac").exists()
     rerun = subprocess.run(command("killed", "killed.flac"), cwd=REPO, env=env, check=True, capture_output=True,
                            text=True)
-    assert f"({12 - done} generated, {done} reused)" in rerun.stdout
+    assert f"({15 - done} generated, {done} reused)" in rerun.stdout  # 12 sentences, 3 headings
     whole, _ = sf.read(tmp_path / "whole.flac", dtype="float32")
     resumed, _ = sf.read(tmp_path / "killed.flac", dtype="float32")
     assert len(whole) == len(resumed) and np.abs(whole - resumed).max() < SAME_AUDIO + 2**-15

@@ -133,7 +133,10 @@ def test_epub_without_toc_titles_chapters_by_their_first_heading(tmp_path):
         ("one.xhtml", "", "<h1>Only Heading</h1><p>Some text.</p>"),
         ("two.xhtml", "", "<p>No heading here.</p>"),
     ])
-    assert [c.title for c in build_script(path).chapters] == ["Chapter 1", "Only Heading"]
+    script = build_script(path)
+    assert [c.title for c in script.chapters] == ["Chapter 1", "Only Heading"]
+    assert _texts(script.chapters[0]) == ["Chapter one", "No heading here."]  # no heading: its title is read
+    assert _texts(script.chapters[1]) == ["Only Heading", "Some text."]
 
 
 def test_broken_epub_is_one_line(tmp_path):
@@ -174,7 +177,7 @@ def test_drm_protected_epub_is_refused_in_one_line(tmp_path):
 def test_font_obfuscation_alone_is_not_drm(tmp_path):
     path = _with_encryption(_epub(tmp_path / "fonts.epub", chapters=[("one.xhtml", "One", "<p>Open text.</p>")]),
                             "http://www.idpf.org/2008/embedding", "EPUB/fonts/a.otf")
-    assert _texts(build_script(path).chapters[0]) == ["Open text."]
+    assert _texts(build_script(path).chapters[0]) == ["One", "Open text."]  # the TOC title, read
 
 
 @pytest.mark.parametrize("data", [b"", b"   \n\t\n  ", "\ufeff  \n".encode(), b"[1] ... !?"])

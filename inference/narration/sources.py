@@ -251,7 +251,9 @@ _XMLENC = "{http://www.w3.org/2001/04/xmlenc#}"
 
 
 def _read_epub(source: Path | str | bytes, name: str) -> Document:
-    """Spine order; chapter titles from the navigation (TOC), else the first heading, else a number."""
+    """Spine order; chapter titles from the navigation (TOC), else the first heading, else a number.
+
+    Headings are read where they stand, like any paragraph; a page with none has its title read first."""
     import io
 
     import ebooklib
@@ -283,7 +285,10 @@ def _read_epub(source: Path | str | bytes, name: str) -> Document:
             continue
         listed = toc_titles.get(item.get_name()) or toc_titles.get(posixpath.basename(item.get_name()))
         title = listed or page.first_heading or f"Chapter {len(chapters) + 1}"
-        chapters.append(SourceChapter(title, page.blocks))
+        # Chapter titles are read (an audiobook says where it is): a page without a heading gets its title read
+        # first, so the chapter mark always starts where its title is spoken.
+        heard = page.blocks if page.first_heading else [Block(title, markup=False), *page.blocks]
+        chapters.append(SourceChapter(title, heard))
     meta = {
         key: ", ".join(value for value, _ in values if value)  # several authors: all of them
         for key in ("title", "creator", "language", "publisher", "date", "identifier")
