@@ -23,9 +23,9 @@ import soundfile as sf
 
 from inference.cli import main
 from inference.errors import BadInputError
-from inference.narration.book import Narration, narrate
+from inference.narration.book import Narration, TextSettings, chunk_limit, narrate, read_script, text_settings
 from inference.narration.mastering import Mode
-from inference.narration.project import Project
+from inference.narration.project import Generation, Project, chunk_key, model_revision
 from inference.narration.runner import NarrationCancelled, Relay, Runner
 from inference.narration.script import Chapter, Paragraph
 from inference.voice_library import VoiceLibrary, voice_from_file
@@ -249,6 +249,7 @@ def test_cli_bad_text(tiny, tmp_path, capsys, content, pattern):
     (["--master", "loud"], "podcast, acx or none"),
     (["--redo", "3-1"], "chunk numbers"),
     (["--redo", "6"], "the book has 5 chunks"),
+    (["--dictionary", "/nonexistent/names.txt"], "Cannot read the dictionary names.txt"),
 ])
 def test_cli_bad_options(tiny, tmp_path, capsys, options, pattern):
     (tmp_path / "book.md").write_text(MARKDOWN)
@@ -308,3 +309,98 @@ def test_cli_kill_9_mid_narration_resumes_to_the_same_audio(tiny, tmp_path):
     whole, _ = sf.read(tmp_path / "whole.flac", dtype="float32")
     resumed, _ = sf.read(tmp_path / "killed.flac", dtype="float32")
     assert len(whole) == len(resumed) and np.abs(whole - resumed).max() < SAME_AUDIO + 2**-15
+
+
+# The source read by build_script: EPUB, dictionary, normalisation, voice markup (the CLI's own functions).
+
+def _epub_book(path: Path) -> Path:
+    from ebooklib import epub
+
+    book = epub.EpubBook()
+    book.set_identifier("vesper-narrate")
+    book.set_title("An EPUB Book")
+    book.add_author("Eve Author")
+    pages = [epub.EpubHtml(title=title, file_name=f"{name}.xhtml", lang="en") for name, title in
+             (("one", "Arrival"), ("two", "Departure"))]
+    pages[0].content = "<html><body><h1>Arrival</h1><p>The train came in.</p><p>Nobody got off.</p></body></html>"
+    pages[1].content = "<html><body><p>Then it left again.</p></body></html>"  # no heading: its TOC title is read
+    for page in pages:
+        book.add_item(page)
+    book.toc = [epub.Link(p.file_name, p.title, p.file_name.split(".")[0]) for p in pages]
+    book.add_item(epub.EpubNcx())
+    book.add_item(epub.EpubNav())
+    book.spine = pages
+    epub.write_epub(str(path), book)
+    return path
+
+
+def _from_source(tiny: Path, root: Path, source, text: TextSettings | None = None, voices=(), **options) -> Narration:
+    text = text or text_settings(root / "project")
+    script = read_script(source, text, voices, chunk_limit(str(tiny), "cpu-16g"))
+    return replace(_narration(tiny, root, script=script, text=text, **options), source=str(source))
+
+
+def test_epub_narrates_to_m4b_with_a_mark_per_chapter_where_its_title_is_read(runner, tiny, tmp_path):
+    narration = _from_source(tiny, tmp_path, _epub_book(tmp_path / "book.epub"), out=tmp_path / "book.m4b")
+    result = narrate(narration, runner())
+    assert [[c.text for c in ch.chunks] for ch in narration.script.chapters] == [
+        ["Arrival", "The train came in.", "Nobody got off."], ["Departure", "Then it left again."]]
+    with av.open(str(tmp_path / "book.m4b")) as container:
+        chapters = container.chapters()
+        assert (container.metadata["title"], container.metadata["artist"]) == ("An EPUB Book", "Eve Author")
+    assert [c["metadata"]["title"] for c in chapters] == ["Arrival", "Departure"]
+    starts = [float(c["start"] * c["time_base"]) for c in chapters]
+    assert starts == pytest.approx([m.start for m in result.timeline.chapters], abs=0.01)
+    title_cues = [c for c in result.timeline.cues if c.text in ("Arrival", "Departure")]
+    assert starts[1] == pytest.approx(title_cues[1].start, abs=0.01)  # each mark starts where its title is said
+    assert starts[0] == 0.0 and title_cues[0].start < 1.0  # after the opening silence
+
+
+def test_dictionary_change_regenerates_only_chunks_with_that_word(runner, tiny, tmp_path):
+    """The dictionary is copied into the project; editing an entry there regenerates the one chunk with the word."""
+    source = tmp_path / "book.md"
+    source.write_text("Siobhan came home.\n\nThe rain stopped.\n\nIt was 3 o'clock.\n\nThe door opened.\n")
+    mine = tmp_path / "names.txt"
+    mine.write_text("Siobhan = shi-VAWN\n")
+    first = narrate(_from_source(tiny, tmp_path, source, text_settings(tmp_path / "project", mine)), runner())
+    assert (first.run.generated, first.run.reused) == (4, 0)
+    project = Project(tmp_path / "project")
+    assert project.manifest()["text"] == {"dictionary": "dictionary.txt", "normalize": True, "read_code": False}
+    project.dictionary_path.write_text("Siobhan = shiv-AWN\n")  # the project's own copy, edited
+    again = narrate(_from_source(tiny, tmp_path, source), runner())
+    assert (again.run.generated, again.run.reused) == (1, 3)
+    assert project.manifest()["chunks"][0]["text"] == "shiv-AWN came home."
+    raw = narrate(_from_source(tiny, tmp_path, source, text_settings(tmp_path / "project", normalize=False)),
+                  runner())
+    assert (raw.run.generated, raw.run.reused) == (1, 3)  # "3" is no longer said as "three"
+    assert project.manifest()["text"]["normalize"] is False and not text_settings(tmp_path / "project").normalize
+
+
+@pytest.fixture(scope="module")
+def narrator_voice(other_voice):
+    """Two voices in the library (VESPER_HOME is the module's): "narrator" and "other"."""
+    return VoiceLibrary().add("narrator", SAMPLE_VOICE)
+
+
+def test_cli_voice_markup_switches_to_a_library_voice(tiny, tmp_path, capsys, narrator_voice, other_voice):
+    (tmp_path / "book.md").write_text("She asked.\n\n[voice: other] I answered. [voice] She nodded.\n")
+    code = main(_cli(tmp_path, tiny, "--voice", "narrator", "--master", "none", "--out", str(tmp_path / "d.wav")))
+    assert code == 0 and "(3 generated, 0 reused)" in capsys.readouterr().out
+    manifest = Project(tmp_path / "project").manifest()
+    assert [(c["voice"], c["text"]) for c in manifest["chunks"]] == [
+        ("narrator", "She asked."), ("other", "I answered."), ("narrator", "She nodded.")]
+    generation = Generation(str(tiny), model_revision(str(tiny)), 0)
+    assert manifest["chunks"][1]["key"] == chunk_key("I answered.", other_voice.content_hash, generation)
+    assert manifest["chunks"][0]["key"] == chunk_key("She asked.", narrator_voice.content_hash, generation)
+    assert manifest["voices"]["other"]["content_hash"] == other_voice.content_hash
+
+
+@pytest.mark.parametrize(("text", "pattern"), [
+    ("Hello [voice: nobody] there.", "Unknown voice 'nobody' in [voice: nobody] at line 1, column 7"),
+    ("Fine.\n\nSee [pause x] now.", "Malformed pause [pause x] at line 3, column 5"),
+    ("Fine.\n\nAn [unclosed tag.", "Unclosed [ at line 3, column 4"),
+])
+def test_cli_bad_markup_is_one_line_with_its_place(tiny, tmp_path, capsys, text, pattern):
+    (tmp_path / "book.md").write_text(text)
+    _assert_one_line(capsys, main(_cli(tmp_path, tiny, "--out", str(tmp_path / "book.m4b"))), pattern)
+    assert not (tmp_path / "book.m4b").exists() and not (tmp_path / "project").exists()
