@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -30,6 +31,7 @@ from inference.narration.runner import NarrationCancelled, Relay, Runner
 from inference.narration.script import Chapter, Paragraph
 from inference.voice_library import VoiceLibrary, voice_from_file
 from inference.worker.client import WorkerClient
+from inference.worker.protocol import JobFinished, SpeakJob
 from tests.conftest import REPO, SAMPLE_VOICE
 from tests.narration_books import book, chunk
 
@@ -404,3 +406,42 @@ def test_cli_bad_markup_is_one_line_with_its_place(tiny, tmp_path, capsys, text,
     (tmp_path / "book.md").write_text(text)
     _assert_one_line(capsys, main(_cli(tmp_path, tiny, "--out", str(tmp_path / "book.m4b"))), pattern)
     assert not (tmp_path / "book.m4b").exists() and not (tmp_path / "project").exists()
+
+
+# The push API the GUI's WorkerBridge drives: one client built with on_event, shared with other jobs.
+
+def test_runner_shares_a_client_built_with_on_event(tiny, tmp_path):
+    """As the bridge does: every event is seen by the owner (re-emitted as signals in the GUI) and handed to
+    the runner, which runs on another thread; a second job on the same client runs alongside."""
+    seen: list = []
+
+    def on_event(event) -> None:  # the client's reader thread
+        seen.append(event)
+        runner.handle(event)
+
+    with WorkerClient(on_event=on_event) as client:
+        runner = Runner(client)
+        other = client.submit(SpeakJob("Another job.", SAMPLE_VOICE, model=str(tiny), hardware="cpu-16g"))
+        results: list = []
+        thread = threading.Thread(target=lambda: results.append(narrate(_narration(tiny, tmp_path), runner)))
+        thread.start()
+        thread.join(300)
+        first_chunk = threading.Event()
+        runner = Runner(client, lambda progress: progress.generated and first_chunk.set())
+        canceller = threading.Thread(target=lambda: first_chunk.wait(300) and runner.cancel())  # as a Stop button
+        canceller.start()
+        with pytest.raises(NarrationCancelled):
+            narrate(_narration(tiny, tmp_path / "cancelled"), runner)
+        canceller.join()
+    assert results[0].run.generated == 6
+    assert any(isinstance(e, JobFinished) and e.job_id == other for e in seen)
+
+
+def test_narration_modules_and_the_chunk_limit_of_a_registered_model_need_no_torch():
+    code = ("import sys\nfrom inference.defaults import DEFAULT_MODEL\n"
+            "from inference.narration.book import chunk_limit\nimport inference.narration.runner\n"
+            "limit = chunk_limit(DEFAULT_MODEL, 'cpu-16g')\n"
+            "print(limit, 'torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    limit, torch_loaded = out.split()
+    assert int(limit) >= 80 and torch_loaded == "False"
