@@ -57,12 +57,13 @@ class _Job:
 
 
 def run(args: argparse.Namespace) -> int:
+    from inference.narration.book import chunk_limit
     from inference.narration.runner import Relay
     from inference.worker.client import WorkerClient
 
     batch = _jobs(args)
-    if len(batch) == 1:
-        narration = _prepare(args, batch[0], args.project)  # bad input fails before a worker starts
+    if len(batch) == 1:  # bad input fails before a worker starts
+        narration = _prepare(args, batch[0], args.project, chunk_limit(args.model, args.hardware))
         relay = Relay()
         with WorkerClient(on_event=relay) as client:
             result = _narrate(client, relay, narration)
@@ -74,15 +75,17 @@ def run(args: argparse.Namespace) -> int:
 def _run_batch(args: argparse.Namespace, batch: list[_Job]) -> int:
     """Each job its own project, one after another on one worker; a failure is reported and skipped."""
     from inference.errors import VesperError
+    from inference.narration.book import chunk_limit
     from inference.narration.runner import Relay
     from inference.worker.client import WorkerClient, WorkerError
 
     failed, generated, reused = 0, 0, 0
+    limit = chunk_limit(args.model, args.hardware)  # one model for the batch: an unknown one stops it here
     relay = Relay()
     with WorkerClient(on_event=relay) as client:
         for job in batch:
             try:
-                narration = _prepare(args, job, args.project / _stem(job) if args.project else None)
+                narration = _prepare(args, job, args.project / _stem(job) if args.project else None, limit)
                 result = _narrate(client, relay, narration)
             except (VesperError, WorkerError) as exc:
                 failed += 1
@@ -140,9 +143,9 @@ def _stem(job: _Job) -> str:
     return "stdin" if job.source == "-" else Path(job.source).stem
 
 
-def _prepare(args: argparse.Namespace, job: _Job, project: Path | None):
+def _prepare(args: argparse.Namespace, job: _Job, project: Path | None, max_chunk_chars: int):
     """Everything checked before any generation: voices, options, the source read into a Script, outputs."""
-    from inference.narration.book import Narration, check_narration, chunk_limit, read_script, text_settings, voices_for
+    from inference.narration.book import Narration, check_narration, read_script, text_settings, voices_for
     from inference.narration.mastering import parse_mode
     from inference.narration.project import default_root, parse_chunk_numbers
     from inference.voice_library import VoiceLibrary
@@ -151,7 +154,7 @@ def _prepare(args: argparse.Namespace, job: _Job, project: Path | None):
     narrator = library.resolve(job.voice, args.voice_text)
     root = project or default_root(job.source)
     text = text_settings(root, args.dictionary, args.normalize, args.read_code)
-    script = read_script(_source(job), text, [v.name for v in library.list()], chunk_limit(args.model, args.hardware))
+    script = read_script(_source(job), text, [v.name for v in library.list()], max_chunk_chars)
     narration = Narration(job.source, script, voices_for(script, narrator, library), root, args.model,
                           job.out or _default_out(args, job), args.srt, args.vtt, args.seed, parse_mode(args.master),
                           tuple(parse_chunk_numbers(args.redo)) if args.redo else (), args.force, args.hardware,
