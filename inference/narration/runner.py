@@ -106,8 +106,8 @@ class Runner:
 
     def run(self, project: Project, planned: Sequence[PlannedChunk], model: str,
             hardware: str | None = None) -> RunResult:
-        """Generate every chunk of ``planned`` that has no file in ``project`` yet."""
-        self._cancelled.clear()
+        """Generate every chunk of ``planned`` that has no file in ``project`` yet (a cancelled runner
+        stays cancelled, so a Stop pressed before the run began still stops it: make a new one to go on)."""
         self._inbox = queue.Queue()
         self._listening.set()
         try:
