@@ -1,0 +1,82 @@
+"""Where and how to export the narration: format, mastering preset, subtitles, metadata."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLineEdit,
+    QPushButton,
+    QWidget,
+)
+
+from desktop.export import FORMATS, ExportRequest, can_write
+
+NEEDS_EXPORTER = "needs the narration exporter (not in this build yet)"
+
+
+class ExportDialog(QDialog):
+    def __init__(self, folder: Path, fmt: str, title: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Export narration")
+        self.format = QComboBox(self)
+        self.format.setAccessibleName("Export format")
+        for name in FORMATS:
+            self.format.addItem(name)
+            if not can_write(name):
+                item = self.format.model().item(self.format.count() - 1)
+                item.setEnabled(False)
+                item.setToolTip(f"{name} {NEEDS_EXPORTER}")
+        self.format.setCurrentText(fmt if can_write(fmt) else "FLAC")
+        self.format.currentTextChanged.connect(self._retarget)
+        self.preset = QComboBox(self)
+        self.preset.setAccessibleName("Mastering preset")
+        self.preset.addItem("None (as generated)")
+        self.preset.setToolTip(f"Mastering presets {NEEDS_EXPORTER}")
+        self.subtitles = QCheckBox("Write subtitles (.srt) beside the audio", self)
+        self.subtitles.setAccessibleName("Write subtitles")
+        self.subtitles.setEnabled(False)
+        self.subtitles.setToolTip(f"Subtitles {NEEDS_EXPORTER}")
+        self.title = QLineEdit(title, self)
+        self.title.setAccessibleName("Title")
+        self.author = QLineEdit(self)
+        self.author.setAccessibleName("Author")
+        self.path = QLineEdit(str(folder / f"narration.{self.format.currentText().lower()}"), self)
+        self.path.setAccessibleName("Export file")
+        browse = QPushButton("Browse…", self)
+        browse.setAccessibleName("Choose the export file")
+        browse.clicked.connect(self._ask_path)
+        where = QHBoxLayout()
+        where.addWidget(self.path, 1)
+        where.addWidget(browse)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel,
+                                   self)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form = QFormLayout(self)
+        form.addRow("Format", self.format)
+        form.addRow("Mastering", self.preset)
+        form.addRow("", self.subtitles)
+        form.addRow("Title", self.title)
+        form.addRow("Author", self.author)
+        form.addRow("File", where)
+        form.addRow(buttons)
+
+    def request(self) -> ExportRequest:
+        return ExportRequest(Path(self.path.text()), self.format.currentText(), self.title.text(), self.author.text())
+
+    def _retarget(self, fmt: str) -> None:
+        self.path.setText(str(Path(self.path.text()).with_suffix(f".{fmt.lower()}")))
+
+    def _ask_path(self) -> None:
+        fmt = self.format.currentText()
+        name, _ = QFileDialog.getSaveFileName(self, "Export", self.path.text(), f"{fmt} (*.{fmt.lower()})")
+        if name:
+            self.path.setText(name)
