@@ -59,6 +59,11 @@ class WorkerBridge(QObject):
         if isinstance(event, p.TERMINAL_EVENTS):
             self.job_ended.emit(event.job_id)
 
+    def start(self) -> None:
+        """Start the worker process now (it loads no model until a job needs one), so the first job
+        does not pay for the process start on the GUI thread."""
+        self._client_started()
+
     def _client_started(self) -> WorkerClient:
         if not self._started:
             self._client.start()

@@ -40,6 +40,7 @@ class Controller(QObject):
         self.progress = NarrationProgress("", DEFAULT_CHUNK_CHARS)
         self._speaking: set[str] = set()  # ids of plain speak jobs (not narration rows)
         self._failed: set[str] = set()
+        self._quiet: set[str] = set()  # jobs stopped because an earlier chunk failed: their failure is not news
         bridge.chunk_piece.connect(self._on_piece)
         bridge.chunk_ready.connect(self._on_ready)
         bridge.job_failed.connect(self._on_failed)
@@ -137,14 +138,19 @@ class Controller(QObject):
     def _on_failed(self, event: p.JobFailed) -> None:
         """Shown once; a failed narration chunk stops the rest (they would fail the same way)."""
         self._failed.add(event.job_id)
+        if event.job_id in self._quiet:
+            return
         if self.progress.row_of(event.job_id) is not None:
-            self.bridge.cancel(self.progress.active_jobs)
+            others = [j for j in self.progress.active_jobs if j != event.job_id]
+            self._quiet.update(others)
+            self.bridge.cancel(others)
         self.failed.emit(event)
 
     def _on_ended(self, job_id: str) -> None:
         self._speaking.discard(job_id)
         row = self.progress.ended(job_id, failed=job_id in self._failed)
         self._failed.discard(job_id)
+        self._quiet.discard(job_id)
         if row is not None:
             self.row_changed.emit(row)
         if not self.busy:

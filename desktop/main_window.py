@@ -12,7 +12,17 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
-from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QSplitter, QTabWidget, QToolBar, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QSplitter,
+    QTabWidget,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
 
 from desktop.bridge import WorkerBridge
 from desktop.controller import Controller, VoiceChoice
@@ -61,14 +71,22 @@ class MainWindow(QMainWindow):
         self._actions()
         self._wire()
         self._restore()
+        QTimer.singleShot(0, bridge.start)
 
     def _narration_page(self) -> QWidget:
         split = QSplitter(Qt.Orientation.Horizontal, self)
         split.addWidget(self.editor)
         split.addWidget(self.chunks)
         split.setSizes([520, 480])
+        choices = QHBoxLayout()
+        for text, picker in (("Voice", self.voice), ("Model", self.model)):
+            label = QLabel(text, self)
+            label.setBuddy(picker.combo)
+            choices.addWidget(label)
+            choices.addWidget(picker, 1)
         page = QWidget(self)
         layout = QVBoxLayout(page)
+        layout.addLayout(choices)
         layout.addWidget(split, 1)
         layout.addWidget(self.player)
         return page
@@ -79,11 +97,6 @@ class MainWindow(QMainWindow):
         bar.setAccessibleName("Narration tools")
         bar.setMovable(False)
         self.addToolBar(bar)
-        bar.addWidget(QLabel(" Voice ", self))
-        bar.addWidget(self.voice)
-        bar.addWidget(QLabel(" Model ", self))
-        bar.addWidget(self.model)
-        bar.addSeparator()
         self.speak_action = self._action(bar, "Speak", "Ctrl+Return", self.speak)
         self.narrate_action = self._action(bar, "Narrate", "Ctrl+Shift+Return", self.narrate)
         self.stop_action = self._action(bar, "Stop", "Escape", self.stop)

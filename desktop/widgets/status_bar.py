@@ -6,8 +6,6 @@ from PySide6.QtWidgets import QLabel, QStatusBar, QWidget
 
 from desktop.state.status import StatusModel
 
-NOTICE_MS = 15000
-
 
 class StatusBar(QStatusBar):
     def __init__(self, model: StatusModel, parent: QWidget | None = None) -> None:
@@ -25,10 +23,10 @@ class StatusBar(QStatusBar):
         self.refresh()
 
     def apply(self, event: object) -> None:
-        """One worker event in; a notice it carries is shown in the bar's message area."""
+        """One worker event in; a notice it carries stays in the bar's message area until the next one."""
         notice = self.model.apply(event)
         if notice:
-            self.showMessage(notice, NOTICE_MS)
+            self.showMessage(notice)
         self.refresh()
 
     def refresh(self) -> None:
