@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMessageBox,
     QSplitter,
+    QStyle,
     QTabWidget,
     QToolBar,
     QVBoxLayout,
@@ -65,8 +66,12 @@ class MainWindow(QMainWindow):
         self.tabs = QTabWidget(self)
         self.tabs.setAccessibleName("Sections")
         self.tabs.addTab(self._narration_page(), "Narrate")
+        self.placeholders: list[QWidget] = []
         for title, module in PENDING_TABS:
-            self.tabs.addTab(QLabel(f"{title}: provided by {module} (not in this build yet).", self), title)
+            placeholder = QLabel(f"{title}: provided by {module} (not in this build yet).", self)
+            placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            self.placeholders.append(placeholder)
+            self.tabs.addTab(placeholder, title)
         self.setCentralWidget(self.tabs)
         self._actions()
         self._wire()
@@ -97,18 +102,24 @@ class MainWindow(QMainWindow):
         bar.setAccessibleName("Narration tools")
         bar.setMovable(False)
         self.addToolBar(bar)
-        self.speak_action = self._action(bar, "Speak", "Ctrl+Return", self.speak)
-        self.narrate_action = self._action(bar, "Narrate", "Ctrl+Shift+Return", self.narrate)
-        self.stop_action = self._action(bar, "Stop", "Escape", self.stop)
+        bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.speak_action = self._action(bar, "Speak", "Ctrl+Return", self.speak, QStyle.StandardPixmap.SP_MediaPlay)
+        self.narrate_action = self._action(bar, "Narrate", "Ctrl+Shift+Return", self.narrate,
+                                           QStyle.StandardPixmap.SP_MediaSeekForward)
+        self.stop_action = self._action(bar, "Stop", "Escape", self.stop, QStyle.StandardPixmap.SP_MediaStop)
         self.play_action = self._action(None, "Play/Pause", "Ctrl+Space", self.player.toggle)
         self.record_action = self._action(None, "Record", "Ctrl+R", lambda: self.tabs.setCurrentIndex(1))
         bar.addSeparator()
-        self.export_action = self._action(bar, "Export…", "Ctrl+E", self.export)
+        self.export_action = self._action(bar, "Export…", "Ctrl+E", self.export,
+                                          QStyle.StandardPixmap.SP_DialogSaveButton)
         self.open_action = self._action(None, "Open…", QKeySequence.StandardKey.Open, self.editor._ask_open)
         self.stop_action.setEnabled(False)
 
-    def _action(self, bar: QToolBar | None, text: str, keys, slot) -> QAction:
+    def _action(self, bar: QToolBar | None, text: str, keys, slot,
+                icon: QStyle.StandardPixmap | None = None) -> QAction:
         action = QAction(text, self)
+        if icon is not None:
+            action.setIcon(self.style().standardIcon(icon))
         action.setShortcut(QKeySequence(keys))
         action.setToolTip(f"{text.rstrip('…')} ({action.shortcut().toString()})")
         action.triggered.connect(lambda _checked=False: self._guard(slot))

@@ -136,7 +136,7 @@ def test_player_state_pause_seek_and_stop():
 
 def test_status_model_reads_memory_plan_and_notices():
     model = StatusModel(gpu_name="NVIDIA GeForce RTX 4060 Laptop GPU")
-    assert model.memory_text == "VRAM -" and model.plan_text == "Plan: not loaded"
+    assert model.memory_text == "Memory: -" and model.plan_text == "Plan: not loaded"
     model.apply(JobStarted("j", ("a",), 0, "resident on cuda:0, batch 4", (), 24000))
     assert model.plan_text == "Plan: resident on cuda:0, batch 4"
     model.apply(MemorySample("j", rss_bytes=GiB, nvml_used_bytes=3 * GiB, nvml_total_bytes=8 * GiB,

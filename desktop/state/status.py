@@ -55,7 +55,7 @@ class StatusModel:
             return f"VRAM {self.vram_used / GiB:.1f} / {ceiling / GiB:.1f} GiB"
         if self.rss:
             return f"RAM {self.rss / GiB:.1f} GiB"
-        return "VRAM -"
+        return "Memory: -"
 
     @property
     def plan_text(self) -> str:

@@ -7,6 +7,7 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QPushButton,
     QTableWidget,
@@ -30,7 +31,11 @@ class ChunkList(QWidget):
         self.table = QTableWidget(0, len(COLUMNS), self)
         self.table.setAccessibleName("Chunks")
         self.table.setHorizontalHeaderLabels(COLUMNS)
-        self.table.horizontalHeader().setStretchLastSection(True)
+        header = self.table.horizontalHeader()
+        for column in range(len(COLUMNS) - 1):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(len(COLUMNS) - 1, QHeaderView.ResizeMode.Stretch)
+        self.table.setWordWrap(True)
         self.table.verticalHeader().setVisible(False)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
@@ -45,6 +50,7 @@ class ChunkList(QWidget):
         self.regenerate_button.clicked.connect(self._regenerate)
         self.takes = QComboBox(self)
         self.takes.setAccessibleName("Take of the selected chunk")
+        self.takes.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.takes.activated.connect(self._choose)
         bar = QHBoxLayout()
         bar.addWidget(self.regenerate_button)
@@ -64,7 +70,7 @@ class ChunkList(QWidget):
         self.table.setRowCount(len(progress.rows))
         for index in range(len(progress.rows)):
             self.update_row(index)
-        self.table.resizeColumnsToContents()
+        self.table.resizeRowsToContents()
         self.update_summary()
 
     def update_row(self, index: int) -> None:
@@ -76,8 +82,8 @@ class ChunkList(QWidget):
                 item = QTableWidgetItem()
                 self.table.setItem(index, column, item)
             item.setText(value)
+            item.setTextAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
         self.table.item(index, 3).setToolTip(row.text)
-        self.table.item(index, 0).setTextAlignment(Qt.AlignmentFlag.AlignCenter)
         if index == self.table.currentRow():
             self._show_takes(index)
 
@@ -94,7 +100,9 @@ class ChunkList(QWidget):
         if self._progress is None or not 0 <= index < len(self._progress.rows):
             return
         row = self._progress.rows[index]
-        self.takes.addItems([f"{n + 1} (seed {t.seed})" for n, t in enumerate(row.takes)])
+        self.takes.addItems([str(n + 1) for n in range(len(row.takes))])
+        for n, take in enumerate(row.takes):
+            self.takes.setItemData(n, f"seed {take.seed}", Qt.ItemDataRole.ToolTipRole)
         if row.chosen is not None:
             self.takes.setCurrentIndex(row.chosen)
 
