@@ -9,6 +9,7 @@ the cursor waits, so playback resumes where it was once the next piece arrives.
 
 from __future__ import annotations
 
+import bisect
 import enum
 import threading
 
@@ -31,8 +32,8 @@ class PlayerState:
         self._lock = threading.Lock()
         self._parts: list[np.ndarray] = []
         self._length = 0
+        self._starts: list[int] = []  # where each part starts in the track
         self._fed: dict[object, int] = {}  # chunk key -> samples of it already in the track
-        self._track: np.ndarray | None = None  # the parts joined, rebuilt lazily
         self.sample_rate = 0
         self.position = 0  # samples
         self.state = PlayState.STOPPED
@@ -41,7 +42,7 @@ class PlayerState:
     def clear(self, live: bool = False) -> None:
         """Empty the track; ``live``: audio will be fed as it is generated until ``close`` is called."""
         with self._lock:
-            self._parts, self._length, self._fed, self._track = [], 0, {}, None
+            self._parts, self._starts, self._length, self._fed = [], [], 0, {}
             self.sample_rate, self.position, self.state = 0, 0, PlayState.STOPPED
             self.complete = not live
 
@@ -71,9 +72,10 @@ class PlayerState:
                 self._fed[key] = offset + len(audio)
 
     def _append(self, samples: np.ndarray) -> None:
-        self._parts.append(samples)
-        self._length += len(samples)
-        self._track = None
+        if len(samples):
+            self._parts.append(samples)
+            self._starts.append(self._length)
+            self._length += len(samples)
 
     # Transport.
 
@@ -111,12 +113,14 @@ class PlayerState:
         with self._lock:
             if self.state is not PlayState.PLAYING:
                 return out
-            if self._track is None:
-                self._track = np.concatenate(self._parts) if self._parts else np.zeros(0, np.float32)
-                self._parts = [self._track]
-            taken = self._track[self.position:self.position + frames]
-            out[:len(taken)] = taken
-            self.position += len(taken)
+            written = 0
+            part = bisect.bisect_right(self._starts, self.position) - 1
+            while written < frames and 0 <= part < len(self._parts):
+                samples = self._parts[part][self.position - self._starts[part]:][:frames - written]
+                out[written:written + len(samples)] = samples
+                written += len(samples)
+                self.position += len(samples)
+                part += 1
             if self.complete and self.position >= self._length:
                 self.state, self.position = PlayState.STOPPED, 0
             return out
