@@ -26,4 +26,6 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings()
     window = MainWindow(WorkerBridge(worker_settings(settings)), settings)
     window.show()
-    return app.exec()
+    status = app.exec()
+    window.shutdown()  # the application may quit without closing the window (a signal, the session ending)
+    return status

@@ -233,11 +233,15 @@ class MainWindow(QMainWindow):
         if not self.confirm_quit():
             event.ignore()
             return
+        self.shutdown()
+        event.accept()
+
+    def shutdown(self) -> None:
+        """Stop the work, remember the window, release the sound device and the worker (safe twice)."""
         self.controller.stop()
         self._save()
         self.player.close_output()
         self.bridge.shutdown()
-        event.accept()
 
 
 def _gpu_name() -> str:

@@ -1,0 +1,80 @@
+"""Desktop widgets on their own, offscreen, without a worker: what they show and what they hand on."""
+
+from __future__ import annotations
+
+import numpy as np
+import soundfile as sf
+from PySide6.QtGui import QTextCursor
+
+from desktop.export import ExportRequest, can_write, export
+from desktop.state.narration import NarrationProgress
+from desktop.widgets.chunk_list import ChunkList
+from desktop.widgets.editor import TextEditor
+from desktop.widgets.export_dialog import ExportDialog
+from desktop.widgets.model_picker import ModelPicker
+
+
+def test_speak_takes_the_selection_or_else_the_paragraph_under_the_cursor(qtbot):
+    editor = TextEditor()
+    qtbot.addWidget(editor)
+    editor.set_text("First line\nof one paragraph.\n\nSecond paragraph.")
+    cursor = editor.edit.textCursor()
+    cursor.setPosition(3)
+    editor.edit.setTextCursor(cursor)
+    assert editor.speakable() == "First line\nof one paragraph."
+    cursor.movePosition(QTextCursor.MoveOperation.End)
+    editor.edit.setTextCursor(cursor)
+    assert editor.speakable() == "Second paragraph."
+    cursor.setPosition(6)
+    cursor.setPosition(22, QTextCursor.MoveMode.KeepAnchor)
+    editor.edit.setTextCursor(cursor)
+    assert editor.speakable() == "line\nof one para"
+
+
+def test_chunk_list_shows_status_takes_and_hands_on_choices(qtbot):
+    progress = NarrationProgress("One.\n\nTwo.", chunk_chars=300)
+    for seed in (0, 7):
+        progress.assign("j", 0, seed)
+        progress.ready("j", np.zeros(10, np.float32), 1000)
+        progress.ended("j")
+    chunks = ChunkList()
+    qtbot.addWidget(chunks)
+    chunks.show_progress(progress)
+    rows = [[chunks.table.item(r, c).text() for c in range(4)] for r in range(2)]
+    assert rows == [["1", "done", "2/2", "One."], ["2", "pending", "-", "Two."]]
+    chunks.table.setCurrentCell(0, 0)
+    assert [chunks.takes.itemText(i) for i in range(chunks.takes.count())] == ["1", "2"]
+    with qtbot.waitSignal(chunks.take_chosen) as chosen:
+        chunks.takes.activated.emit(0)
+    assert chosen.args == [0, 0]
+    with qtbot.waitSignal(chunks.regenerate_requested) as regenerate:
+        chunks.regenerate_button.click()
+    assert regenerate.args == [0]
+
+
+def test_export_dialog_offers_only_what_it_can_write_and_export_writes_it(qtbot, tmp_path):
+    dialog = ExportDialog(tmp_path, "M4B", "My book")
+    qtbot.addWidget(dialog)
+    model = dialog.format.model()
+    enabled = {model.item(i).text(): model.item(i).isEnabled() for i in range(model.rowCount())}
+    assert enabled == {"M4B": False, "MP3": False, "FLAC": True, "OGG": True, "WAV": True}
+    assert dialog.format.currentText() == "FLAC" and dialog.path.text() == str(tmp_path / "narration.flac")
+    dialog.format.setCurrentText("WAV")
+    request = dialog.request()
+    assert request == ExportRequest(tmp_path / "narration.wav", "WAV", "My book", "")
+    audio = np.sin(np.arange(2400) / 10).astype(np.float32) * 0.5
+    for fmt in ("WAV", "FLAC", "OGG"):
+        assert can_write(fmt)
+        written = export(ExportRequest(tmp_path / f"out.{fmt.lower()}", fmt, "Title", "Author"), audio, 24000)
+        with sf.SoundFile(written) as f:
+            assert (f.samplerate, f.frames, f.title, f.artist) == (24000, 2400, "Title", "Author")
+
+
+def test_model_picker_takes_a_typed_id_or_a_folder(qtbot, tmp_path):
+    picker = ModelPicker()
+    qtbot.addWidget(picker)
+    assert picker.model() == "pocket-tts"
+    picker.combo.setEditText("owner/some-model")
+    assert picker.model() == "owner/some-model"
+    picker.choose(str(tmp_path))
+    assert picker.model() == str(tmp_path)
