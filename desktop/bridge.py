@@ -87,11 +87,11 @@ class WorkerBridge(QObject):
 
     def preload(self, model: str, hardware: str | None = None) -> str:
         """Load ``model`` ahead of the first job (``LoadJob``); ends in ``job_finished``."""
-        return self._client_started().submit(p.LoadJob(model, hardware))
+        return self._client_started().preload(model, hardware)
 
-    def unload(self) -> None:
-        """Free the loaded model; answered by ``model_unloaded``."""
-        self._client_started().unload()
+    def unload(self) -> str:
+        """Free the loaded model; answered by ``model_unloaded`` with the returned request id."""
+        return self._client_started().unload()
 
     def update_settings(self, settings: p.WorkerSettings) -> None:
         """Worker options (VRAM limit, low latency) for the next job on."""
