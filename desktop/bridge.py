@@ -9,6 +9,7 @@ the bridge's methods and connect to its signals; they never see the client.
 from __future__ import annotations
 
 import logging
+import os
 
 from PySide6.QtCore import QObject, Signal
 
@@ -16,6 +17,7 @@ from inference.worker import protocol as p
 from inference.worker.client import WorkerClient
 
 log = logging.getLogger(__name__)
+WORKER_NICE = 10  # on a busy CPU the window and the sound callback run first, the model after them
 
 
 class WorkerBridge(QObject):
@@ -48,6 +50,7 @@ class WorkerBridge(QObject):
         }
         self._client = WorkerClient(settings, on_event=self._on_event)
         self._started = False
+        self.job_started.connect(self._yield_cpu)  # a restarted worker is a new process: lower it too
 
     def _on_event(self, event: p.Event) -> None:
         """Runs on the client's reader thread: emit, nothing else."""
@@ -63,6 +66,23 @@ class WorkerBridge(QObject):
         """Start the worker process now (it loads no model until a job needs one), so the first job
         does not pay for the process start on the GUI thread."""
         self._client_started()
+        self._yield_cpu()
+
+    def _yield_cpu(self, _event: object = None) -> None:
+        """Lower the worker's CPU priority, every thread of it (Linux nice values are per thread)."""
+        pid = self._client.worker_pid
+        if pid is None or not hasattr(os, "setpriority"):  # Windows: the scheduler favours the foreground
+            return
+        try:
+            threads = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+        except OSError:  # not Linux, or the worker has just ended
+            threads = [pid]
+        for tid in threads:
+            try:
+                if os.getpriority(os.PRIO_PROCESS, tid) < WORKER_NICE:
+                    os.setpriority(os.PRIO_PROCESS, tid, WORKER_NICE)
+            except OSError:  # the thread (or the worker) has just ended
+                continue
 
     def _client_started(self) -> WorkerClient:
         if not self._started:

@@ -125,25 +125,45 @@ def test_speak_is_heard_on_the_virtual_speaker_while_it_is_generated(qtbot, open
     np.testing.assert_array_equal(heard[heard != 0], produced[produced != 0])
 
 
+def _runqueue_wait() -> float:
+    """Seconds this thread has spent ready to run but waiting for a CPU (Linux schedstat)."""
+    return int(Path("/proc/thread-self/schedstat").read_text().split()[1]) / 1e9
+
+
+class LoopWatch:
+    """A repeating 10 ms timer on the GUI thread: the longest gap between its ticks is the longest stall.
+
+    A gap also grows while the OS keeps the thread off the CPU (two cores shared by every process on the
+    machine); that part is the scheduler's, not the window's, and is taken out of ``stalls``.
+    """
+
+    def __init__(self) -> None:
+        self.gaps: list[float] = []
+        self.stalls: list[float] = []
+        self._last = (time.monotonic(), _runqueue_wait())
+        self.timer = QTimer(interval=10, timeout=self._tick)
+        self.timer.start()
+
+    def _tick(self) -> None:
+        now = (time.monotonic(), _runqueue_wait())
+        self.gaps.append(now[0] - self._last[0])
+        self.stalls.append(self.gaps[-1] - (now[1] - self._last[1]))
+        self._last = now
+
+
 def test_narrate_regenerate_export_without_blocking_the_event_loop(qtbot, open_window, tmp_path):
     window = open_window()
-    gaps, last = [0.0], [time.monotonic()]
-
-    def tick() -> None:
-        now = time.monotonic()
-        gaps.append(now - last[0])
-        last[0] = now
-
-    timer = QTimer(interval=10, timeout=tick)
-    timer.start()
+    watch = LoopWatch()
     _narrate(qtbot, window)
-    timer.stop()
+    watch.timer.stop()
     progress = window.controller.progress
     assert [r.paragraph for r in progress.rows] == [0, 1, 2]
     assert all(r.status is ChunkStatus.DONE and len(r.takes) == 1 for r in progress.rows)
     assert window.chunks.table.rowCount() == 3 and window.chunks.table.item(1, 1).text() == "done"
     assert "3/3 chunks done" in window.chunks.progress_label.text()
-    assert len(gaps) > 50 and max(gaps) < 0.1, f"the event loop stalled for {max(gaps) * 1000:.0f} ms"
+    assert len(watch.gaps) > 50 and max(watch.stalls) < 0.1, (
+        f"the event loop stalled for {max(watch.stalls) * 1000:.0f} ms ({max(watch.gaps) * 1000:.0f} ms by the clock)")
+    print(f"longest event-loop stall {max(watch.stalls) * 1000:.0f} ms, longest gap {max(watch.gaps) * 1000:.0f} ms")
 
     window.chunks.table.setCurrentCell(1, 3)
     window.chunks.regenerate_button.click()
@@ -277,3 +297,9 @@ def test_vesper_without_arguments_opens_the_window(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "'Vesper'" in out.stdout
+
+
+def test_the_worker_runs_below_the_window_on_a_busy_cpu(open_window):
+    window = open_window()
+    pid = window.bridge.worker_pid
+    assert {os.getpriority(os.PRIO_PROCESS, int(tid)) for tid in os.listdir(f"/proc/{pid}/task")} == {10}
