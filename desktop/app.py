@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
 from desktop.bridge import WorkerBridge
@@ -18,6 +20,15 @@ def worker_settings(settings: Settings) -> WorkerSettings:
                           vram_limit_bytes=settings.number(Key.VRAM_LIMIT_BYTES))
 
 
+def _quit_on_interrupt(app: QApplication) -> None:
+    """Ctrl+C in the terminal quits cleanly: Python runs signal handlers only between bytecodes, so a
+    timer lets it in while Qt's loop waits."""
+    signal.signal(signal.SIGINT, lambda *_: app.quit())
+    heartbeat = QTimer(app, interval=250)
+    heartbeat.timeout.connect(lambda: None)
+    heartbeat.start()
+
+
 def main(argv: list[str] | None = None) -> int:
     app = QApplication.instance() or QApplication(argv if argv is not None else sys.argv)
     app.setApplicationName(APP)
@@ -26,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings()
     window = MainWindow(WorkerBridge(worker_settings(settings)), settings)
     window.show()
+    _quit_on_interrupt(app)
     status = app.exec()
     window.shutdown()  # the application may quit without closing the window (a signal, the session ending)
     return status
