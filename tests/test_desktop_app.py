@@ -110,9 +110,12 @@ def _heard(played: Path) -> np.ndarray:
 
 def test_speak_is_heard_on_the_virtual_speaker_while_it_is_generated(qtbot, open_window, speaker):
     window = open_window()
-    pieces, chunks = [], []
+    pieces, chunks, early = [], [], []
     window.bridge.chunk_piece.connect(pieces.append)
     window.bridge.chunk_ready.connect(chunks.append)
+    # Runs after the window's own handler: is it playing pieces before the first whole chunk is in?
+    window.bridge.chunk_piece.connect(lambda e: chunks or early.append((window.player.state.state,
+                                                                        window.player.state.duration)))
     window.editor.set_text("Speak this sentence. And this one too.")
     window.speak_action.trigger()
     _idle(qtbot, window)
@@ -120,6 +123,7 @@ def test_speak_is_heard_on_the_virtual_speaker_while_it_is_generated(qtbot, open
     window.player.close_output()
     produced = np.clip(np.concatenate([c.audio for c in sorted(chunks, key=lambda c: c.index)]), -1, 1)
     assert pieces, "the fast path streams: playback starts from the first pieces"
+    assert early and all(state is PlayState.PLAYING and queued > 0 for state, queued in early)
     heard = _heard(speaker)
     # Underruns (a worker slower than real time) insert silence; the sound itself is the produced audio.
     np.testing.assert_array_equal(heard[heard != 0], produced[produced != 0])
