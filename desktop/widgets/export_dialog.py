@@ -50,6 +50,7 @@ class ExportDialog(QDialog):
         self.author.setAccessibleName("Author")
         self.path = QLineEdit(str(folder / f"narration.{self.format.currentText().lower()}"), self)
         self.path.setAccessibleName("Export file")
+        self.path.setMinimumWidth(self.path.fontMetrics().horizontalAdvance(self.path.text()) + 24)
         browse = QPushButton("Browse…", self)
         browse.setAccessibleName("Choose the export file")
         browse.clicked.connect(self._ask_path)
