@@ -10,14 +10,16 @@ from PySide6.QtWidgets import QApplication
 
 from desktop.bridge import WorkerBridge
 from desktop.main_window import MainWindow
-from desktop.settings import Key, Settings
+from desktop.settings import Settings
+from inference import settings as user_settings
 from inference.paths import APP
 from inference.worker.protocol import WorkerSettings
 
 
-def worker_settings(settings: Settings) -> WorkerSettings:
-    return WorkerSettings(low_latency=settings.flag(Key.LOW_LATENCY),
-                          vram_limit_bytes=settings.number(Key.VRAM_LIMIT_BYTES))
+def worker_settings(options: user_settings.Settings) -> WorkerSettings:
+    """The worker's options from the user's settings file, the same ones the command line uses."""
+    return WorkerSettings(max_batch=options.micro_batch, low_latency=options.low_latency,
+                          voice_cache_size=options.voice_cache_size, vram_limit_bytes=options.vram_limit_bytes)
 
 
 def _quit_on_interrupt(app: QApplication) -> None:
@@ -34,8 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     app.setApplicationName(APP)
     app.setApplicationDisplayName("Vesper")
     app.setStyle("Fusion")  # follows the system's light or dark colour scheme on every platform
-    settings = Settings()
-    window = MainWindow(WorkerBridge(worker_settings(settings)), settings)
+    options = user_settings.load()
+    window = MainWindow(WorkerBridge(worker_settings(options)), Settings(), options)
     window.show()
     _quit_on_interrupt(app)
     status = app.exec()

@@ -16,7 +16,6 @@ from PySide6.QtCore import QObject, Signal
 from desktop.bridge import WorkerBridge
 from desktop.state.narration import ChunkStatus, NarrationProgress
 from desktop.widgets.player import PlayerWidget
-from inference.defaults import DEFAULT_CHUNK_CHARS
 from inference.errors import BadInputError
 from inference.worker import protocol as p
 
@@ -34,10 +33,11 @@ class Controller(QObject):
     busy_changed = Signal(bool)
     failed = Signal(object)  # JobFailed
 
-    def __init__(self, bridge: WorkerBridge, player: PlayerWidget, parent: QObject | None = None) -> None:
+    def __init__(self, bridge: WorkerBridge, player: PlayerWidget, chunk_chars: int,
+                 parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.bridge, self.player = bridge, player
-        self.progress = NarrationProgress("", DEFAULT_CHUNK_CHARS)
+        self.progress = NarrationProgress("", chunk_chars)
         self._speaking: set[str] = set()  # ids of plain speak jobs (not narration rows)
         self._failed: set[str] = set()
         self._quiet: set[str] = set()  # jobs stopped because an earlier chunk failed: their failure is not news

@@ -7,7 +7,6 @@ and model manager come from their own modules as tabs.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer
@@ -25,6 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop import model_fit
 from desktop.bridge import WorkerBridge
 from desktop.controller import Controller, VoiceChoice
 from desktop.export import export
@@ -39,10 +39,10 @@ from desktop.widgets.player import PlayerWidget
 from desktop.widgets.status_bar import StatusBar
 from desktop.widgets.voice_picker import VoicePicker
 from inference import hardware
+from inference import settings as user_settings
 from inference.errors import BadInputError, VesperError
 from inference.worker import protocol as p
 
-log = logging.getLogger(__name__)
 REVISE_MS = 400  # re-cut the chunk list this long after the last keystroke
 
 # Tabs another module provides; until it is on main the tab says where it comes from.
@@ -51,18 +51,23 @@ PENDING_TABS = (("Voices", "desktop/widgets/recorder.py and voice_library.py"),
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, bridge: WorkerBridge, settings: Settings) -> None:
+    def __init__(self, bridge: WorkerBridge, settings: Settings,
+                 options: user_settings.Settings | None = None) -> None:
         super().__init__()
         self.setWindowTitle("Vesper")
         self.bridge, self.settings = bridge, settings
+        options = options or user_settings.Settings()
+        machine = hardware.detect()
         self.editor = TextEditor(self)
         self.chunks = ChunkList(self)
         self.player = PlayerWidget(self)
         self.voice = VoicePicker(self)
         self.model = ModelPicker(self)
-        self.status = StatusBar(StatusModel(gpu_name=_gpu_name()), self)
+        self.model.show_fits(model_fit.fits(machine))
+        self.status = StatusBar(StatusModel(gpu_name=machine.gpus[0].name if machine.gpus else "CPU only"), self)
         self.setStatusBar(self.status)
-        self.controller = Controller(bridge, self.player, self)
+        self.controller = Controller(bridge, self.player, options.chunk_chars, self)
+        self._default_model = options.default_model
         self.tabs = QTabWidget(self)
         self.tabs.setAccessibleName("Sections")
         self.tabs.addTab(self._narration_page(), "Narrate")
@@ -212,7 +217,7 @@ class MainWindow(QMainWindow):
         if voice := self.settings.text(Key.LAST_VOICE):
             if Path(voice).is_file():
                 self.voice.choose(Path(voice))
-        self.model.choose(self.settings.text(Key.LAST_MODEL))
+        self.model.choose(self.settings.text(Key.LAST_MODEL) or self._default_model)
 
     def _save(self) -> None:
         self.settings.set(Key.GEOMETRY, self.saveGeometry())
@@ -243,12 +248,3 @@ class MainWindow(QMainWindow):
         self.player.close_output()
         self.bridge.shutdown()
 
-
-def _gpu_name() -> str:
-    """The first GPU as NVML names it (no CUDA context), or "CPU only"."""
-    try:
-        gpus = hardware.probe_gpus()
-    except Exception as exc:  # noqa: BLE001 - a broken driver must not stop the window opening
-        log.warning("GPU probe failed: %s", exc)
-        return "CPU only"
-    return gpus[0].name if gpus else "CPU only"

@@ -1,7 +1,8 @@
 """The window's remembered choices, through QSettings behind one enum of keys with typed getters.
 
-Only choices live here (geometry, last voice/model/format, worker options); the user's data (voices,
-projects) lives in the folders ``inference.paths`` names. ``VESPER_HOME`` (tests, portable installs)
+Only the window's own state lives here (geometry, last voice/model/export format); options shared with
+the command line (VRAM limit, low latency, chunk length) are ``inference.settings``, and the user's
+data (voices, projects) lives in the folders ``inference.paths`` names. ``VESPER_HOME`` (tests, portable installs)
 moves the settings file under it too, so a test never reads or writes the user's real settings.
 """
 
@@ -12,8 +13,7 @@ import os
 
 from PySide6.QtCore import QByteArray, QSettings
 
-from inference.defaults import DEFAULT_MODEL
-from inference.paths import APP, HOME_ENV, data_dir
+from inference.paths import APP, HOME_ENV, config_dir
 
 
 class Key(str, enum.Enum):
@@ -23,19 +23,15 @@ class Key(str, enum.Enum):
     LAST_MODEL = "choices/model"
     LAST_EXPORT_FORMAT = "choices/export_format"
     LAST_EXPORT_DIR = "choices/export_dir"
-    VRAM_LIMIT_BYTES = "worker/vram_limit_bytes"
-    LOW_LATENCY = "worker/low_latency"
 
 
 DEFAULTS: dict[Key, object] = {
     Key.GEOMETRY: QByteArray(),
     Key.WINDOW_STATE: QByteArray(),
     Key.LAST_VOICE: "",
-    Key.LAST_MODEL: DEFAULT_MODEL,
+    Key.LAST_MODEL: "",  # none yet: the user settings' default model
     Key.LAST_EXPORT_FORMAT: "FLAC",
     Key.LAST_EXPORT_DIR: "",
-    Key.VRAM_LIMIT_BYTES: 0,
-    Key.LOW_LATENCY: False,
 }
 
 
@@ -47,13 +43,6 @@ class Settings:
 
     def text(self, key: Key) -> str:
         return str(self._store.value(key.value, DEFAULTS[key]))
-
-    def number(self, key: Key) -> int:
-        return int(self._store.value(key.value, DEFAULTS[key]))
-
-    def flag(self, key: Key) -> bool:
-        value = self._store.value(key.value, DEFAULTS[key])
-        return value if isinstance(value, bool) else str(value).lower() == "true"
 
     def blob(self, key: Key) -> QByteArray:
         value = self._store.value(key.value, DEFAULTS[key])
@@ -68,5 +57,5 @@ class Settings:
 
 def _default_store() -> QSettings:
     if os.environ.get(HOME_ENV):
-        return QSettings(str(data_dir() / "settings.ini"), QSettings.Format.IniFormat)
+        return QSettings(str(config_dir() / "desktop.ini"), QSettings.Format.IniFormat)
     return QSettings(APP, APP)

@@ -7,11 +7,13 @@ import soundfile as sf
 from PySide6.QtGui import QTextCursor
 
 from desktop.export import ExportRequest, can_write, export
+from desktop.model_fit import fits
 from desktop.state.narration import NarrationProgress
 from desktop.widgets.chunk_list import ChunkList
 from desktop.widgets.editor import TextEditor
 from desktop.widgets.export_dialog import ExportDialog
 from desktop.widgets.model_picker import ModelPicker
+from inference.hardware import PRESETS
 
 
 def test_speak_takes_the_selection_or_else_the_paragraph_under_the_cursor(qtbot):
@@ -78,3 +80,18 @@ def test_model_picker_takes_a_typed_id_or_a_folder(qtbot, tmp_path):
     assert picker.model() == "owner/some-model"
     picker.choose(str(tmp_path))
     assert picker.model() == str(tmp_path)
+
+
+def test_model_picker_lists_the_catalogue_with_where_each_model_would_run(qtbot):
+    picker = ModelPicker()
+    qtbot.addWidget(picker)
+    laptop = {fit.name: fit for fit in fits(PRESETS["laptop-4060-8g"])}
+    assert laptop["pocket-tts"].verdict.startswith("fits on the GPU")
+    small = {fit.name: fit for fit in fits(PRESETS["cpu-16g"])}
+    assert small["pocket-tts"].verdict.startswith("runs on the CPU")
+    assert small["vibevoice-7b"].verdict == "does not fit" and "does not fit" in small["vibevoice-7b"].detail
+    picker.show_fits(list(laptop.values()))
+    names = [picker.combo.itemData(i) for i in range(picker.combo.count())]
+    assert names == list(laptop)  # the default model once, then the rest of the catalogue
+    picker.choose("csm-1b")
+    assert picker.verdict.text() == laptop["csm-1b"].verdict

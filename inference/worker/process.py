@@ -30,7 +30,8 @@ from inference.adapters.base import VoicePrompt
 from inference.engine import Engine, chunk_seed
 from inference.errors import VesperError
 from inference.models import ModelRef
-from inference.planner import Plan, describe_plan, step_down
+from inference.planner import Plan, describe_plan, fingerprint, step_down
+from inference.settings import fault_spec
 from inference.worker import faults, memory
 from inference.worker.plan_memory import PlanMemory
 from inference.worker.protocol import (
@@ -57,7 +58,7 @@ def main(commands: Connection, events: Connection, settings: WorkerSettings, inj
     # Progress bars from a background process garble the CLI's output, and tqdm's lock leaks a
     # semaphore whenever a worker is killed.
     hf_logging.disable_progress_bar()
-    fault = faults.parse(os.environ.get(faults.FAULT_ENV)) if inject_faults else None
+    fault = faults.parse(fault_spec()) if inject_faults else None
     inbox: queue.Queue[Command] = queue.Queue()
     threading.Thread(target=_receive, args=(commands, inbox), name="vesper-commands", daemon=True).start()
     worker = Worker(settings, inbox, events.send, faults.FaultInjector(fault), PlanMemory.default())
@@ -104,14 +105,6 @@ class _Run:
         return self.prepared.ref
 
 
-def _placement(ref: ModelRef, plan: Plan) -> tuple:
-    """What a loaded model depends on: not the batch size, so a smaller batch needs no reload."""
-    device_map = tuple(sorted(plan.device_map.items()))
-    offload = tuple(sorted((k, str(v)) for k, v in plan.offload.items()))
-    return (ref.label, plan.level, plan.executor, plan.device, plan.dtype, device_map, plan.compute_on_cpu,
-            plan.streamed_layers, offload)
-
-
 class Worker:
     """Runs submitted jobs; ``inbox`` delivers commands, ``send`` emits events."""
 
@@ -125,7 +118,7 @@ class Worker:
         self.voices = VoiceCache(settings.voice_cache_size)
         self.meter = memory.MemoryMeter()
         self.engine: Engine | None = None
-        self._engine_key: tuple | None = None
+        self._engine_key: str | None = None
         self._queue: deque[Submit] = deque()
         self._running: str | None = None
         self._stop_running = False
@@ -296,7 +289,7 @@ class Worker:
             prepared.reference, prepared.reference_rate, prepared.job.voice_text))
 
     def _engine_for(self, ref: ModelRef, plan: Plan) -> Engine:
-        key = _placement(ref, plan)
+        key = fingerprint(plan, placement_only=True)  # not the batch: a smaller batch needs no reload
         if self.engine is None or self._engine_key != key:
             self.unload()
             self.engine, self._engine_key = Engine.load(ref, plan), key
