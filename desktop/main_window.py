@@ -12,7 +12,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
-    QHBoxLayout,
+    QGridLayout,
     QLabel,
     QMainWindow,
     QMessageBox,
@@ -88,12 +88,12 @@ class MainWindow(QMainWindow):
         split.addWidget(self.editor)
         split.addWidget(self.chunks)
         split.setSizes([520, 480])
-        choices = QHBoxLayout()
-        for text, picker in (("Voice", self.voice), ("Model", self.model)):
+        choices = QGridLayout()
+        for row, (text, picker) in enumerate((("Voice", self.voice), ("Model", self.model))):
             label = QLabel(text, self)
             label.setBuddy(picker.combo)
-            choices.addWidget(label)
-            choices.addWidget(picker, 1)
+            choices.addWidget(label, row, 0)
+            choices.addWidget(picker, row, 1)
         page = QWidget(self)
         layout = QVBoxLayout(page)
         layout.addLayout(choices)
