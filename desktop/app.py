@@ -11,7 +11,9 @@ from PySide6.QtWidgets import QApplication
 from desktop.bridge import WorkerBridge
 from desktop.main_window import MainWindow
 from desktop.settings import Settings
+from desktop.widgets.error_dialog import ErrorDialog
 from inference import settings as user_settings
+from inference.errors import VesperError
 from inference.paths import APP
 from inference.worker.protocol import WorkerSettings
 
@@ -36,9 +38,14 @@ def main(argv: list[str] | None = None) -> int:
     app.setApplicationName(APP)
     app.setApplicationDisplayName("Vesper")
     app.setStyle("Fusion")  # follows the system's light or dark colour scheme on every platform
-    options = user_settings.load()
+    try:
+        options, problem = user_settings.load(), None
+    except VesperError as exc:  # a bad settings file: say so, and run on the defaults meanwhile
+        options, problem = user_settings.Settings(), str(exc)
     window = MainWindow(WorkerBridge(worker_settings(options)), Settings(), options)
     window.show()
+    if problem:
+        ErrorDialog(f"{problem} Using the default settings for now.", "", True, window).open()
     _quit_on_interrupt(app)
     status = app.exec()
     window.shutdown()  # the application may quit without closing the window (a signal, the session ending)

@@ -291,16 +291,41 @@ def test_every_control_has_an_accessible_name_and_the_shortcuts_are_set(open_win
     assert shortcuts == {"Speak": "Ctrl+Return", "Stop": "Esc", "Play/Pause": "Ctrl+Space", "Record": "Ctrl+R"}
 
 
-def test_vesper_without_arguments_opens_the_window(tmp_path):
-    env = dict(os.environ, VESPER_HOME=str(tmp_path), QT_QPA_PLATFORM="offscreen")
-    code = ("import sys; from PySide6.QtCore import QTimer; from PySide6.QtWidgets import QApplication;"
-            "app = QApplication(sys.argv);"
-            "QTimer.singleShot(3000, lambda: (print([w.windowTitle() for w in app.topLevelWidgets() if w.isVisible()]),"
-            " app.quit()));"
-            "from inference.cli import main; sys.exit(main([]))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+OPEN_AND_LIST = """
+import sys
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication, QMessageBox
+app = QApplication(sys.argv)
+def report():
+    for w in app.topLevelWidgets():
+        if w.isVisible():
+            print(type(w).__name__, w.windowTitle(), w.text() if isinstance(w, QMessageBox) else "")
+    app.quit()
+QTimer.singleShot(3000, report)
+from inference.cli import main
+sys.exit(main([]))
+"""
+
+
+def _open_vesper(home: Path) -> str:
+    """Run ``vesper`` with no arguments for three seconds; what windows were open, one per line."""
+    env = dict(os.environ, VESPER_HOME=str(home), QT_QPA_PLATFORM="offscreen")
+    out = subprocess.run([sys.executable, "-c", OPEN_AND_LIST], cwd=REPO, env=env, capture_output=True, text=True,
+                         timeout=120)
     assert out.returncode == 0, out.stderr
-    assert "'Vesper'" in out.stdout
+    return out.stdout
+
+
+def test_vesper_without_arguments_opens_the_window(tmp_path):
+    assert _open_vesper(tmp_path).splitlines() == ["MainWindow Vesper "]
+
+
+def test_a_bad_settings_file_is_reported_and_the_window_opens_on_the_defaults(tmp_path):
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "settings.json").write_text('{"chunk_chars": 5}')
+    shown = _open_vesper(tmp_path)
+    assert "MainWindow Vesper" in shown
+    assert "chunk_chars must be a whole number of at least 80" in shown and "Using the default settings" in shown
 
 
 def test_the_worker_runs_below_the_window_on_a_busy_cpu(open_window):
