@@ -127,13 +127,13 @@ class Controller(QObject):
         if job_id in self._speaking:
             feed((job_id, index))
             return
-        previous = self.progress.rows[r].status if (r := self.progress.row_of(job_id)) is not None else None
-        row = self.progress.generating(job_id) if previous is ChunkStatus.PENDING else self.progress.row_of(job_id)
+        row = self.progress.row_of(job_id)
         if row is None:
             return
-        feed(row)
-        if previous is ChunkStatus.PENDING:
+        if self.progress.rows[row].status is ChunkStatus.PENDING:  # its first audio
+            self.progress.generating(job_id)
             self.row_changed.emit(row)
+        feed(row)
 
     def _on_failed(self, event: p.JobFailed) -> None:
         """Shown once; a failed narration chunk stops the rest (they would fail the same way)."""

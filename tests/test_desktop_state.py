@@ -150,3 +150,12 @@ def test_status_model_reads_memory_plan_and_notices():
     assert model.apply(WorkerRestarted("j", RestartCause.CRASHED, -9, 2, "")) == \
         "The inference worker crashed and was restarted."
     assert model.apply(Notice("j", "Hello.")) == "Hello." and len(model.notices) == 3
+
+
+def test_a_cancelled_job_does_not_reset_a_row_a_newer_job_is_generating():
+    progress = NarrationProgress("One.", chunk_chars=300)
+    progress.assign("old", 0, 0)
+    progress.assign("new", 0, TAKE_SEED_STRIDE)  # regenerate pressed: the old job is being cancelled
+    progress.generating("new")
+    progress.ended("old")
+    assert progress.rows[0].status is ChunkStatus.GENERATING and progress.active_jobs == ["new"]

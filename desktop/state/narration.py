@@ -114,7 +114,8 @@ class NarrationProgress:
     def ended(self, job_id: str, failed: bool = False) -> int | None:
         """The job is over (finished, failed or cancelled); an unfinished row goes back to pending or failed."""
         row, _ = self._jobs.pop(job_id, (None, 0))
-        if row is not None and self.rows[row].status is not ChunkStatus.DONE:
+        taken_over = any(other == row for other, _ in self._jobs.values())  # a newer job makes a take of it
+        if row is not None and not taken_over and self.rows[row].status is not ChunkStatus.DONE:
             self.rows[row].status = ChunkStatus.FAILED if failed else (
                 ChunkStatus.DONE if self.rows[row].takes else ChunkStatus.PENDING)
         if not self._jobs:
