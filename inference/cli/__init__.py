@@ -1,5 +1,4 @@
 """Vesper's command line: one module per command (``say``, ``plan``, ``hardware``), assembled here.
-With no command at all it opens the desktop window.
 
 Errors the user can fix come out as one line on stderr and exit status 2; nothing is written
 unless the whole job succeeded. Commands the messages suggest are spelled the way the user runs
@@ -34,7 +33,7 @@ def main(argv: list[str] | None = None, program: str | None = None) -> int:
     # transformers warns about config details of released checkpoints (token ids outside a sub-model's
     # vocabulary) that users cannot act on; set before transformers is first imported, here and in the worker.
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    if not (sys.argv[1:] if argv is None else argv):
+    if not (sys.argv[1:] if argv is None else argv):  # no command at all: the desktop window
         from desktop.app import main as open_window  # Qt only loads for the window
 
         return open_window()
