@@ -1,43 +1,46 @@
-"""Writing a finished narration to a file, until ``inference.narration``'s exporter lands on main.
+"""Exporting the window's narration through the narration package: master, encode, subtitles.
 
-FLAC, WAV and OGG (Vorbis) go through libsndfile (soundfile); M4B and MP3, mastering presets and
-subtitles need the narration exporter (PyAV), and the dialog says so instead of offering them.
+The window holds its takes in memory, so it hands the exporter one block of audio and the chunk cues
+it laid out; the mastering presets, formats and subtitle writers are ``inference.narration``'s, the
+same the ``narrate`` command uses.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
-from inference.output import atomic_output, check_output
+from inference.narration import export, mastering
+from inference.narration.assembly import Cue
+from inference.narration.mastering import MasterReport, Mode
+from inference.output import check_output
 
-FORMATS = ("M4B", "MP3", "FLAC", "OGG", "WAV")  # as the dialog lists them
-WRITABLE = {"FLAC": ("FLAC", "PCM_24"), "WAV": ("WAV", "PCM_16"), "OGG": ("OGG", "VORBIS")}
+FORMATS = tuple(f.upper() for f in export.FORMATS)  # as the dialog lists them
+PRESETS = tuple(Mode)
 
 
 @dataclass(frozen=True)
 class ExportRequest:
     path: Path
-    format: str
+    format: str  # one of FORMATS
+    master: Mode = Mode.PODCAST
+    subtitles: bool = False  # an .srt beside the audio
     title: str = ""
     author: str = ""
 
 
-def can_write(fmt: str) -> bool:
-    return fmt in WRITABLE
-
-
-def export(request: ExportRequest, audio: np.ndarray, rate: int) -> Path:
-    """Write ``audio`` as ``request.format`` with its title and author; the file appears only when complete."""
-    container, subtype = WRITABLE[request.format]
-    target = check_output(request.path, [request.format.lower()])
-    with atomic_output(target) as partial, sf.SoundFile(partial, "w", rate, 1, subtype, format=container) as out:
-        if request.title:
-            out.title = request.title
-        if request.author:
-            out.artist = request.author
-        out.write(np.clip(audio, -1.0, 1.0))
-    return target
+def export_narration(request: ExportRequest, audio: np.ndarray, rate: int,
+                     cues: Sequence[Cue]) -> tuple[Path, MasterReport]:
+    """Write the audio (and its subtitles); nothing is written if a target is unusable. Returns the audio
+    file (its extension the format's) and what mastering did."""
+    target = check_output(request.path.with_suffix(f".{request.format.lower()}"), export.FORMATS)
+    subtitles = check_output(target.with_suffix(".srt"), ("srt",)) if request.subtitles else None
+    report = MasterReport(request.master, mastering.measure([audio], rate))
+    export.write_audio(target, mastering.apply(request.master, [audio], rate, report), rate, None,
+                       export.BookInfo(request.title, request.author))
+    if subtitles is not None:
+        export.write_text(subtitles, export.srt(cues))
+    return target, report

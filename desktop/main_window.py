@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 from desktop import model_fit
 from desktop.bridge import WorkerBridge
 from desktop.controller import Controller, VoiceChoice
-from desktop.export import export
+from desktop.export import export_narration
 from desktop.settings import Key, Settings
 from desktop.state.status import StatusModel
 from desktop.widgets.chunk_list import ChunkList
@@ -41,6 +41,7 @@ from desktop.widgets.voice_picker import VoicePicker
 from inference import hardware
 from inference import settings as user_settings
 from inference.errors import BadInputError, VesperError
+from inference.narration.assembly import Cue
 from inference.worker import protocol as p
 
 REVISE_MS = 400  # re-cut the chunk list this long after the last keystroke
@@ -180,10 +181,11 @@ class MainWindow(QMainWindow):
         if dialog.exec() != ExportDialog.DialogCode.Accepted:
             return
         request = dialog.request()
-        written = export(request, *assembled)
+        cues = [Cue(*span) for span in self.controller.progress.cues()]
+        written, report = export_narration(request, *assembled, cues)
         self.settings.set(Key.LAST_EXPORT_FORMAT, request.format)
         self.settings.set(Key.LAST_EXPORT_DIR, str(written.parent))
-        self.status.showMessage(f"Exported {written}", 15000)
+        self.status.showMessage(f"Exported {written.name}; {report.lines()[-1]}", 15000)
 
     def show_failure(self, event: p.JobFailed) -> None:
         ErrorDialog(event.message, event.detail, event.user_error, self).open()

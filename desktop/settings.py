@@ -30,7 +30,7 @@ DEFAULTS: dict[Key, object] = {
     Key.WINDOW_STATE: QByteArray(),
     Key.LAST_VOICE: "",
     Key.LAST_MODEL: "",  # none yet: the user settings' default model
-    Key.LAST_EXPORT_FORMAT: "FLAC",
+    Key.LAST_EXPORT_FORMAT: "M4B",
     Key.LAST_EXPORT_DIR: "",
 }
 

@@ -32,6 +32,7 @@ from desktop.state.narration import ChunkStatus
 from desktop.state.player import PlayState
 from desktop.widgets.error_dialog import ErrorDialog
 from desktop.widgets.export_dialog import ExportDialog
+from inference.narration.mastering import Mode
 from inference.worker.protocol import WorkerSettings
 from tests.conftest import REPO, SAMPLE_VOICE
 from tests.test_playback import ALSA_CONF, _portaudio_available
@@ -185,6 +186,9 @@ def test_narrate_regenerate_export_without_blocking_the_event_loop(qtbot, open_w
         dialog = QApplication.activeModalWidget()
         assert isinstance(dialog, ExportDialog)
         dialog.path.setText(str(target))
+        dialog.format.setCurrentText("FLAC")
+        dialog.preset.setCurrentIndex(dialog.preset.findData(Mode.NONE))
+        dialog.subtitles.setChecked(True)
         dialog.title.setText("Three paragraphs")
         dialog.accept()
 
@@ -192,8 +196,10 @@ def test_narrate_regenerate_export_without_blocking_the_event_loop(qtbot, open_w
     window.export_action.trigger()
     audio, rate = sf.read(target, dtype="float32")
     expected, expected_rate = progress.assembled()
-    assert rate == expected_rate and np.allclose(audio, np.clip(expected, -1, 1), atol=2**-23)  # 24-bit FLAC
+    assert rate == expected_rate and np.allclose(audio, np.clip(expected, -1, 1), atol=2**-15)  # 16-bit FLAC
     assert sf.info(target).format == "FLAC" and Settings().text(Key.LAST_EXPORT_FORMAT) == "FLAC"
+    cues = (tmp_path / "book.srt").read_text().split("\n\n")
+    assert [c.splitlines()[2] for c in cues if c] == [r.text for r in progress.rows]
 
 
 def test_editing_a_paragraph_marks_it_for_regeneration(qtbot, open_window):

@@ -77,6 +77,7 @@ def test_assembled_joins_chosen_takes_with_the_chunk_pause():
     gap = int(CHUNK_GAP_SECONDS * 1000)
     assert rate == 1000 and len(audio) == 200 + gap
     assert (audio[:100] == 0.25).all() and not audio[100:100 + gap].any() and (audio[100 + gap:] == -0.25).all()
+    assert progress.cues() == [(0.0, 0.1, "One."), (0.1 + gap / 1000, 0.2 + gap / 1000, "Two.")]
 
 
 def test_an_edited_paragraph_is_cut_again_and_marked_for_regeneration():

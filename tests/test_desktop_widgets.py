@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import av
 import numpy as np
 import soundfile as sf
 from PySide6.QtGui import QTextCursor
 
-from desktop.export import ExportRequest, can_write, export
+from desktop.export import FORMATS, ExportRequest, export_narration
 from desktop.model_fit import fits
 from desktop.state.narration import NarrationProgress
 from desktop.widgets.chunk_list import ChunkList
@@ -14,6 +15,8 @@ from desktop.widgets.editor import TextEditor
 from desktop.widgets.export_dialog import ExportDialog
 from desktop.widgets.model_picker import ModelPicker
 from inference.hardware import PRESETS
+from inference.narration.assembly import Cue
+from inference.narration.mastering import Mode
 
 
 def test_speak_takes_the_selection_or_else_the_paragraph_under_the_cursor(qtbot):
@@ -54,22 +57,33 @@ def test_chunk_list_shows_status_takes_and_hands_on_choices(qtbot):
     assert regenerate.args == [0]
 
 
-def test_export_dialog_offers_only_what_it_can_write_and_export_writes_it(qtbot, tmp_path):
-    dialog = ExportDialog(tmp_path, "M4B", "My book")
+def test_export_dialog_builds_the_request(qtbot, tmp_path):
+    dialog = ExportDialog(tmp_path, "MP3", "My book")
     qtbot.addWidget(dialog)
-    model = dialog.format.model()
-    enabled = {model.item(i).text(): model.item(i).isEnabled() for i in range(model.rowCount())}
-    assert enabled == {"M4B": False, "MP3": False, "FLAC": True, "OGG": True, "WAV": True}
-    assert dialog.format.currentText() == "FLAC" and dialog.path.text() == str(tmp_path / "narration.flac")
-    dialog.format.setCurrentText("WAV")
+    assert [dialog.format.itemText(i) for i in range(dialog.format.count())] == list(FORMATS)
+    assert dialog.path.text() == str(tmp_path / "narration.mp3")
+    dialog.format.setCurrentText("FLAC")
+    dialog.preset.setCurrentIndex(dialog.preset.findData(Mode.ACX))
+    dialog.subtitles.setChecked(True)
     request = dialog.request()
-    assert request == ExportRequest(tmp_path / "narration.wav", "WAV", "My book", "")
-    audio = np.sin(np.arange(2400) / 10).astype(np.float32) * 0.5
-    for fmt in ("WAV", "FLAC", "OGG"):
-        assert can_write(fmt)
-        written = export(ExportRequest(tmp_path / f"out.{fmt.lower()}", fmt, "Title", "Author"), audio, 24000)
-        with sf.SoundFile(written) as f:
-            assert (f.samplerate, f.frames, f.title, f.artist) == (24000, 2400, "Title", "Author")
+    assert request == ExportRequest(tmp_path / "narration.flac", "FLAC", Mode.ACX, True, "My book", "")
+    assert request.master is Mode.ACX  # the enum itself: mastering compares by identity
+
+
+def test_export_masters_encodes_and_writes_subtitles(tmp_path):
+    rate = 24000
+    audio = (0.05 * np.sin(np.arange(2 * rate) / 7)).astype(np.float32)  # quiet: podcast mastering raises it
+    cues = [Cue(0.0, 0.9, "First."), Cue(1.05, 2.0, "Second.")]
+    target, report = export_narration(ExportRequest(tmp_path / "book", "M4B", Mode.PODCAST, True, "T", "A"),
+                                      audio, rate, cues)
+    assert target == tmp_path / "book.m4b" and report.gain_db > 0
+    with av.open(str(target)) as container:
+        assert container.streams.audio[0].codec_context.name == "aac"
+        assert container.metadata.get("title") == "T" and abs(container.duration / 1e6 - 2.0) < 0.1
+    assert (tmp_path / "book.srt").read_text().startswith("1\n00:00:00,000 --> 00:00:00,900\nFirst.")
+    flac, _ = export_narration(ExportRequest(tmp_path / "book.flac", "FLAC", Mode.NONE), audio, rate, cues)
+    written, written_rate = sf.read(flac, dtype="float32")
+    assert written_rate == rate and np.allclose(written, audio, atol=2**-15)  # 16-bit, unmastered
 
 
 def test_model_picker_takes_a_typed_id_or_a_folder(qtbot, tmp_path):

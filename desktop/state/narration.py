@@ -190,6 +190,18 @@ class NarrationProgress:
             line += f", about {eta:.0f} s left"
         return line
 
+    def cues(self) -> list[tuple[float, float, str]]:
+        """(start, end, text) of each chunk in ``assembled()``'s audio, in seconds."""
+        spans, start = [], 0.0
+        for row in self.rows:
+            take = row.audio
+            if take is None:
+                return []
+            end = start + len(take.audio) / take.sample_rate
+            spans.append((start, end, row.text))
+            start = end + int(CHUNK_GAP_SECONDS * take.sample_rate) / take.sample_rate
+        return spans
+
     def assembled(self) -> tuple[np.ndarray, int] | None:
         """The chosen takes in order with the chunk pause between them (None until every chunk has one)."""
         takes = [r.audio for r in self.rows]

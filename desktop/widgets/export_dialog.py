@@ -17,9 +17,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.export import FORMATS, ExportRequest, can_write
+from desktop.export import FORMATS, PRESETS, ExportRequest
+from inference.narration.mastering import Mode
 
-NEEDS_EXPORTER = "needs the narration exporter (not in this build yet)"
+PRESET_NAMES = {Mode.PODCAST: "Podcast (-16 LUFS)", Mode.ACX: "ACX audiobook (checks the ACX rules)",
+                Mode.NONE: "None (as generated)"}
 
 
 class ExportDialog(QDialog):
@@ -28,22 +30,15 @@ class ExportDialog(QDialog):
         self.setWindowTitle("Export narration")
         self.format = QComboBox(self)
         self.format.setAccessibleName("Export format")
-        for name in FORMATS:
-            self.format.addItem(name)
-            if not can_write(name):
-                item = self.format.model().item(self.format.count() - 1)
-                item.setEnabled(False)
-                item.setToolTip(f"{name} {NEEDS_EXPORTER}")
-        self.format.setCurrentText(fmt if can_write(fmt) else "FLAC")
+        self.format.addItems(FORMATS)
+        self.format.setCurrentText(fmt if fmt in FORMATS else "M4B")
         self.format.currentTextChanged.connect(self._retarget)
         self.preset = QComboBox(self)
         self.preset.setAccessibleName("Mastering preset")
-        self.preset.addItem("None (as generated)")
-        self.preset.setToolTip(f"Mastering presets {NEEDS_EXPORTER}")
+        for mode in PRESETS:
+            self.preset.addItem(PRESET_NAMES[mode], mode)
         self.subtitles = QCheckBox("Write subtitles (.srt) beside the audio", self)
         self.subtitles.setAccessibleName("Write subtitles")
-        self.subtitles.setEnabled(False)
-        self.subtitles.setToolTip(f"Subtitles {NEEDS_EXPORTER}")
         self.title = QLineEdit(title, self)
         self.title.setAccessibleName("Title")
         self.author = QLineEdit(self)
@@ -71,7 +66,8 @@ class ExportDialog(QDialog):
         form.addRow(buttons)
 
     def request(self) -> ExportRequest:
-        return ExportRequest(Path(self.path.text()), self.format.currentText(), self.title.text(), self.author.text())
+        return ExportRequest(Path(self.path.text()), self.format.currentText(), Mode(self.preset.currentData()),
+                             self.subtitles.isChecked(), self.title.text(), self.author.text())
 
     def _retarget(self, fmt: str) -> None:
         self.path.setText(str(Path(self.path.text()).with_suffix(f".{fmt.lower()}")))
