@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
@@ -17,13 +16,13 @@ from desktop.bridge import WorkerBridge
 from desktop.state.narration import ChunkStatus, NarrationProgress
 from desktop.widgets.player import PlayerWidget
 from inference.errors import BadInputError
+from inference.voice_library import Voice
 from inference.worker import protocol as p
 
 
 @dataclasses.dataclass(frozen=True)
 class VoiceChoice:
-    voice: Path
-    voice_text: str | None
+    voice: Voice
     model: str
 
 
@@ -62,7 +61,7 @@ class Controller(QObject):
     def speak(self, text: str, choice: VoiceChoice) -> None:
         """Say ``text`` now (a selection or a paragraph), playing it as it is generated."""
         self.stop()
-        job = p.SpeakJob(text, choice.voice, choice.voice_text, choice.model)
+        job = p.SpeakJob(text, choice.voice.recording, choice.voice.transcript, choice.model)
         self._speaking.add(self.bridge.speak(job))
         self.player.start_live()
         self.busy_changed.emit(True)
@@ -101,7 +100,7 @@ class Controller(QObject):
         jobs = []
         for row in rows:
             chunk, seed = self.progress.rows[row], self.progress.take_seed(row)
-            jobs.append(p.SpeakJob(chunk.text, choice.voice, choice.voice_text, choice.model, seed=seed,
+            jobs.append(p.SpeakJob(chunk.text, choice.voice.recording, choice.voice.transcript, choice.model, seed=seed,
                                    chunks=(chunk.text,), seeds=(seed,)))
         ids = self.bridge.narrate(jobs)
         for job_id, row, job in zip(ids, rows, jobs, strict=True):

@@ -62,7 +62,7 @@ class MainWindow(QMainWindow):
         self.editor = TextEditor(self)
         self.chunks = ChunkList(self)
         self.player = PlayerWidget(self)
-        self.voice = VoicePicker(self)
+        self.voice = VoicePicker(parent=self)
         self.model = ModelPicker(self)
         self.model.show_fits(model_fit.fits(machine))
         self.status = StatusBar(StatusModel(gpu_name=machine.gpus[0].name if machine.gpus else "CPU only"), self)
@@ -159,7 +159,7 @@ class MainWindow(QMainWindow):
         voice = self.voice.voice()
         if voice is None:
             raise BadInputError("Choose a voice first: record one (Voices tab) or pick a recording file.")
-        return VoiceChoice(voice, self.voice.voice_text(), self.model.model())
+        return VoiceChoice(voice, self.model.model())
 
     def speak(self) -> None:
         self.controller.speak(self.editor.speakable(), self.choice())
@@ -225,7 +225,7 @@ class MainWindow(QMainWindow):
         self.settings.set(Key.GEOMETRY, self.saveGeometry())
         self.settings.set(Key.WINDOW_STATE, self.saveState())
         if (voice := self.voice.voice()) is not None:
-            self.settings.set(Key.LAST_VOICE, str(voice))
+            self.settings.set(Key.LAST_VOICE, str(voice.recording))
         self.settings.set(Key.LAST_MODEL, self.model.model())
         self.settings.sync()
 

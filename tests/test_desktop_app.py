@@ -281,7 +281,7 @@ def test_geometry_and_last_choices_persist(qtbot, open_window, tiny_checkpoint):
     window.close()
     again = open_window()
     assert (again.width(), again.height()) == (760, 540)
-    assert again.model.model() == str(tiny_checkpoint("pocket_tts")) and again.voice.voice() == SAMPLE_VOICE
+    assert again.model.model() == str(tiny_checkpoint("pocket_tts")) and again.voice.voice().recording == SAMPLE_VOICE
 
 
 def test_every_control_has_an_accessible_name_and_the_shortcuts_are_set(open_window):

@@ -14,9 +14,12 @@ from desktop.widgets.chunk_list import ChunkList
 from desktop.widgets.editor import TextEditor
 from desktop.widgets.export_dialog import ExportDialog
 from desktop.widgets.model_picker import ModelPicker
+from desktop.widgets.voice_picker import VoicePicker
 from inference.hardware import PRESETS
 from inference.narration.assembly import Cue
 from inference.narration.mastering import Mode
+from inference.voice_library import VoiceLibrary
+from tests.conftest import SAMPLE_TRANSCRIPT, SAMPLE_VOICE
 
 
 def test_speak_takes_the_selection_or_else_the_paragraph_under_the_cursor(qtbot):
@@ -109,3 +112,17 @@ def test_model_picker_lists_the_catalogue_with_where_each_model_would_run(qtbot)
     assert names == list(laptop)  # the default model once, then the rest of the catalogue
     picker.choose("csm-1b")
     assert picker.verdict.text() == laptop["csm-1b"].verdict
+
+
+def test_voice_picker_lists_the_library_and_takes_a_recording_file(qtbot, tmp_path):
+    library = VoiceLibrary(tmp_path / "voices")
+    alice = library.add("Alice", SAMPLE_VOICE, "Alice's words.")
+    picker = VoicePicker(library)
+    qtbot.addWidget(picker)
+    assert picker.voice() == alice
+    picker.choose(SAMPLE_VOICE)  # a file outside the library; its transcript from sample.txt beside it
+    assert picker.voice().recording == SAMPLE_VOICE and picker.voice().transcript == SAMPLE_TRANSCRIPT
+    library.rename("Alice", "Alicia")
+    picker.combo.setCurrentIndex(0)
+    picker.refresh()
+    assert [picker.combo.itemText(i) for i in range(picker.combo.count())] == ["Alicia"]
