@@ -51,11 +51,11 @@ class Controller(QObject):
 
     # Commands.
 
-    def set_text(self, text: str) -> None:
+    def set_text(self, text: str, kind: str = "text") -> None:
         """The editor's text changed: re-cut paragraphs (kept takes stay, edited paragraphs are marked)."""
         if self.progress.active_jobs:
             return  # rows are being generated; revised when the narration ends
-        self.progress.revise(text)
+        self.progress.revise(text, kind)
         self.rows_reset.emit()
 
     def speak(self, text: str, choice: VoiceChoice) -> None:
@@ -66,10 +66,10 @@ class Controller(QObject):
         self.player.start_live()
         self.busy_changed.emit(True)
 
-    def narrate(self, text: str, choice: VoiceChoice) -> None:
+    def narrate(self, text: str, kind: str, choice: VoiceChoice) -> None:
         """Generate every chunk without a take (new, edited or failed), in order, playing as it comes."""
         self.stop()
-        self.set_text(text)
+        self.set_text(text, kind)
         rows = self.progress.to_generate()
         if not self.progress.rows:
             raise BadInputError("The text is empty: type or open something to narrate.")

@@ -138,7 +138,7 @@ class MainWindow(QMainWindow):
     def _wire(self) -> None:
         c = self.controller
         self._revise = QTimer(self, singleShot=True, interval=REVISE_MS)
-        self._revise.timeout.connect(lambda: c.set_text(self.editor.text()))
+        self._revise.timeout.connect(lambda: c.set_text(self.editor.text(), self.editor.kind))
         self.editor.edit.textChanged.connect(self._revise.start)
         c.rows_reset.connect(lambda: self.chunks.show_progress(c.progress))
         c.row_changed.connect(self._row_changed)
@@ -166,7 +166,7 @@ class MainWindow(QMainWindow):
 
     def narrate(self) -> None:
         self._revise.stop()
-        self.controller.narrate(self.editor.text(), self.choice())
+        self.controller.narrate(self.editor.text(), self.editor.kind, self.choice())
 
     def stop(self) -> None:
         self.controller.stop()

@@ -31,7 +31,10 @@ class Clock:
 
 
 def test_paragraphs_are_split_at_blank_lines_and_chunked():
-    assert paragraphs_of(TEXT) == ["First paragraph. It has two sentences.", "Second one.", "Third, over two lines."]
+    assert paragraphs_of(TEXT, "text", 300) == [["First paragraph. It has two sentences."], ["Second one."],
+                                                ["Third, over two lines."]]
+    assert paragraphs_of("# A heading\n\nIt cost $5.", "markdown", 300) == [["A heading"], ["It cost five dollars."]]
+    assert paragraphs_of(" \n ", "text", 300) == []  # nothing to say yet: no rows, no error
     progress = NarrationProgress(TEXT, chunk_chars=25)
     assert [(r.paragraph, r.text) for r in progress.rows] == [
         (0, "First paragraph."), (0, "It has two sentences."), (1, "Second one."), (2, "Third, over two lines.")]

@@ -126,3 +126,27 @@ def test_voice_picker_lists_the_library_and_takes_a_recording_file(qtbot, tmp_pa
     picker.combo.setCurrentIndex(0)
     picker.refresh()
     assert [picker.combo.itemText(i) for i in range(picker.combo.count())] == ["Alicia"]
+
+
+def test_editor_opens_text_markdown_and_epub(qtbot, tmp_path):
+    from ebooklib import epub
+
+    editor = TextEditor()
+    qtbot.addWidget(editor)
+    (tmp_path / "notes.md").write_text("# Heading\n\nSome *text*.\n")
+    editor.open_file(tmp_path / "notes.md")
+    assert editor.kind == "markdown" and editor.text() == "# Heading\n\nSome *text*."
+    book = epub.EpubBook()
+    book.set_identifier("id")
+    book.set_title("A Book")
+    chapter = epub.EpubHtml(title="The Start", file_name="start.xhtml")
+    chapter.content = "<html><body><h1>The Start</h1><p>First paragraph.</p><p>Second one.</p></body></html>"
+    book.add_item(chapter)
+    book.toc = [chapter]
+    book.spine = [chapter]
+    book.add_item(epub.EpubNcx())
+    book.add_item(epub.EpubNav())
+    epub.write_epub(str(tmp_path / "book.epub"), book)
+    editor.open_file(tmp_path / "book.epub")
+    assert editor.kind == "text" and "First paragraph.\n\nSecond one." in editor.text()
+    assert editor.path_label.text() == "book.epub"

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from inference.text import chunk_text
+from inference.errors import BadInputError
+from inference.narration.build import build_script
 from inference.worker.protocol import CHUNK_GAP_SECONDS
 
 TAKE_SEED_STRIDE = 7919  # a new take of a chunk uses seed + take * stride: far from its neighbours' seeds
@@ -52,10 +53,14 @@ class ChunkRow:
         return self.takes[self.chosen] if self.chosen is not None else None
 
 
-def paragraphs_of(text: str) -> list[str]:
-    """Paragraphs are separated by blank lines; whitespace inside one is collapsed."""
-    blocks = [" ".join(block.split()) for block in text.replace("\r\n", "\n").split("\n\n")]
-    return [b for b in blocks if any(ch.isalnum() for ch in b)]
+def paragraphs_of(text: str, kind: str, chunk_chars: int) -> list[list[str]]:
+    """The chunks to speak, by paragraph, as the narration package reads the text (markup, numbers and
+    dates written out, sentences packed into chunks); nothing at all for a text with no words yet."""
+    try:
+        script = build_script(text, kind=kind, max_chunk_chars=chunk_chars)
+    except BadInputError:
+        return []
+    return [[c.text for c in p.chunks] for chapter in script.chapters for p in chapter.paragraphs if p.chunks]
 
 
 class NarrationProgress:
@@ -129,20 +134,21 @@ class NarrationProgress:
             raise IndexError(f"chunk {row + 1} has no take {take + 1}")
         self.rows[row].chosen = take
 
-    def revise(self, text: str) -> None:
-        """Cut ``text`` into rows. After an edit, paragraphs left as they were keep their chunks and takes; a changed
-        paragraph is cut again, and its chunks are marked for regeneration if it had been narrated."""
+    def revise(self, text: str, kind: str = "text") -> None:
+        """Cut ``text`` into rows (``kind``: "text" or "markdown"). After an edit, paragraphs left as they
+        were keep their chunks and takes; a changed paragraph is cut again, and its chunks are marked for
+        regeneration if it had been narrated."""
         old: dict[int, list[ChunkRow]] = {}
         for row in self.rows:
             old.setdefault(row.paragraph, []).append(row)
         self.rows = []
-        for number, paragraph in enumerate(paragraphs_of(text)):
+        for number, chunks in enumerate(paragraphs_of(text, kind, self.chunk_chars)):
             before = old.get(number, [])
-            if " ".join(r.text for r in before) == paragraph:
+            if [r.text for r in before] == chunks:
                 self.rows.extend(before)
                 continue
             narrated = any(r.takes for r in before)
-            for chunk in chunk_text(paragraph, self.chunk_chars):
+            for chunk in chunks:
                 self.rows.append(ChunkRow(number, chunk, self._base_seed + len(self.rows), stale=narrated))
 
     # What the window shows.

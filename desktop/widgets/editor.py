@@ -8,9 +8,11 @@ from PySide6.QtCore import Signal
 from PySide6.QtGui import QTextCursor
 from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget
 
-from inference.errors import BadInputError
+from desktop.widgets.error_dialog import ErrorDialog
+from inference.errors import VesperError
+from inference.narration.sources import kind_of, read_source
 
-OPENABLE = "Text (*.txt *.md)"
+OPENABLE = "Text, Markdown or EPUB (*.txt *.md *.markdown *.epub)"
 
 
 class TextEditor(QWidget):
@@ -25,6 +27,7 @@ class TextEditor(QWidget):
         self.open_button.setAccessibleName("Open a text file")
         self.open_button.clicked.connect(self._ask_open)
         self.path_label = QLabel("", self)
+        self.kind = "text"  # how the narration reads the editor's text: "text" or "markdown"
         bar = QHBoxLayout()
         bar.addWidget(self.open_button)
         bar.addWidget(self.path_label, 1)
@@ -40,11 +43,16 @@ class TextEditor(QWidget):
         self.edit.setPlainText(text)
 
     def open_file(self, path: Path) -> None:
-        """Load a source file; anything unreadable is a ``BadInputError``."""
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise BadInputError(f"Cannot read {path.name} ({exc}); choose a UTF-8 .txt or .md file.") from exc
+        """Load a source file: text and Markdown as written, an EPUB as its paragraphs (chapter titles
+        first); anything unreadable is a ``BadInputError`` from the narration package's reader."""
+        document = read_source(path)  # checks it reads, and it is the only way into an EPUB
+        kind = kind_of(path)
+        if kind == "epub":  # the editor holds the book's text; the narration reads it as plain text
+            text, kind = "\n\n".join(part for chapter in document.chapters
+                                      for part in (chapter.title, *(b.text for b in chapter.blocks)) if part), "text"
+        else:
+            text = "\n".join(document.lines)
+        self.kind = kind
         self.set_text(text)
         self.path_label.setText(path.name)
         self.opened.emit(path)
@@ -73,4 +81,7 @@ class TextEditor(QWidget):
     def _ask_open(self) -> None:
         name, _ = QFileDialog.getOpenFileName(self, "Open text", "", OPENABLE)
         if name:
-            self.open_file(Path(name))
+            try:
+                self.open_file(Path(name))
+            except VesperError as exc:
+                ErrorDialog(str(exc), "", True, self).open()
