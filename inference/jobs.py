@@ -6,7 +6,7 @@ fails in a second with one clear message and nothing half-written.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +17,7 @@ from inference.engine import Engine, chunk_seed
 from inference.models import ModelRef, describe
 from inference.planner import Plan, Workload, make_plan
 from inference.text import chunk_text
-from inference.worker.protocol import SpeakJob, join  # torch-free, so the GUI can build jobs
+from inference.worker.protocol import SpeakJob  # torch-free, so the GUI can build jobs
 
 
 @dataclass(frozen=True)
@@ -70,13 +70,3 @@ def synthesize(prepared: PreparedJob, engine: Engine, start: int = 0) -> Iterato
         audio = engine.synthesize(prompt, text, seed_of(job, index))
         yield ChunkAudio(index, len(prepared.chunks), text, audio, engine.sample_rate)
 
-
-def run(job: SpeakJob, on_chunk: Callable[[ChunkAudio], None] = lambda _: None) -> tuple[np.ndarray, int, Plan]:
-    """Prepare, load and synthesize a whole job in this process."""
-    prepared = prepare(job)
-    engine = Engine.load(prepared.ref, prepared.plan)
-    chunks = []
-    for chunk in synthesize(prepared, engine):
-        on_chunk(chunk)
-        chunks.append(chunk)
-    return join(chunks), engine.sample_rate, prepared.plan
