@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QMessageBox,
+    QScrollArea,
     QSplitter,
     QStyle,
     QTabWidget,
@@ -28,15 +29,20 @@ from desktop import model_fit
 from desktop.bridge import WorkerBridge
 from desktop.controller import Controller, VoiceChoice
 from desktop.export import export_narration
+from desktop.plan_view import PlanViewModel, catalogue_choices
 from desktop.settings import Key, Settings
 from desktop.state.status import StatusModel
 from desktop.widgets.chunk_list import ChunkList
 from desktop.widgets.editor import TextEditor
 from desktop.widgets.error_dialog import ErrorDialog
 from desktop.widgets.export_dialog import ExportDialog
+from desktop.widgets.model_manager import ModelManager
 from desktop.widgets.model_picker import ModelPicker
+from desktop.widgets.plan_panel import PlanPanel
 from desktop.widgets.player import PlayerWidget
+from desktop.widgets.recorder import RecorderWidget
 from desktop.widgets.status_bar import StatusBar
+from desktop.widgets.voice_library import VoiceLibraryWidget
 from desktop.widgets.voice_picker import VoicePicker
 from inference import hardware
 from inference import settings as user_settings
@@ -45,10 +51,6 @@ from inference.narration.assembly import Cue
 from inference.worker import protocol as p
 
 REVISE_MS = 400  # re-cut the chunk list this long after the last keystroke
-
-# Tabs another module provides; until it is on main the tab says where it comes from.
-PENDING_TABS = (("Voices", "desktop/widgets/recorder.py and voice_library.py"),
-                ("Plan", "desktop/widgets/plan_panel.py"), ("Models", "desktop/widgets/model_manager.py"))
 
 
 class MainWindow(QMainWindow):
@@ -72,17 +74,40 @@ class MainWindow(QMainWindow):
         self.tabs = QTabWidget(self)
         self.tabs.setAccessibleName("Sections")
         self.tabs.addTab(self._narration_page(), "Narrate")
-        self.placeholders: list[QWidget] = []
-        for title, module in PENDING_TABS:
-            placeholder = QLabel(f"{title}: provided by {module} (not in this build yet).", self)
-            placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
-            self.placeholders.append(placeholder)
-            self.tabs.addTab(placeholder, title)
+        self._sections(machine)
         self.setCentralWidget(self.tabs)
         self._actions()
         self._wire()
         self._restore()
         QTimer.singleShot(0, bridge.start)
+
+    def _sections(self, machine: hardware.Hardware) -> None:
+        """The voice library and recorder, the plan panel and the model manager, wired to this window."""
+        library = self.voice.library
+        self.library = VoiceLibraryWidget(library, self)
+        self.recorder = RecorderWidget(library, parent=self)
+        self.recorder.saved.connect(lambda voice: (self.library.refresh(voice.name), self.voice.refresh(),
+                                                   self.voice.choose(voice)))
+        self.library.chosen.connect(lambda voice: voice is not None and self.voice.choose(voice))
+        voices = QWidget(self)
+        column = QVBoxLayout(voices)
+        column.addWidget(self.recorder)
+        column.addWidget(self.library, 1)
+        models = catalogue_choices(machine)
+        self.plan_panel = PlanPanel(PlanViewModel(machine, models, current=self.model.model()), self)
+        self.plan_panel.model_chosen.connect(self.model.choose)
+        self.model_manager = ModelManager(models, self.bridge, parent=self)
+        self.model_manager.folder_chosen.connect(lambda folder: self.model.choose(str(folder)))
+        for title, widget in (("Voices", voices), ("Plan", self.plan_panel), ("Models", self.model_manager)):
+            scroll = QScrollArea(self)  # a small screen scrolls a tall section instead of growing the window
+            scroll.setWidgetResizable(True)
+            scroll.setWidget(widget)
+            self.tabs.addTab(scroll, title)
+        for signal in (self.bridge.stage_started, self.bridge.download_progress, self.bridge.job_started,
+                       self.bridge.memory_sample, self.bridge.plan_changed, self.bridge.job_finished,
+                       self.bridge.job_failed, self.bridge.job_cancelled):
+            signal.connect(self.plan_panel.on_event)
+            signal.connect(self.model_manager.on_event)
 
     def _narration_page(self) -> QWidget:
         split = QSplitter(Qt.Orientation.Horizontal, self)

@@ -1,93 +1,159 @@
-"""Render the window as a user sees it into PNGs: ``python -m desktop.screenshots OUT [--model M]``.
+"""Render the window's parts into PNGs: ``xvfb-run -a python -m desktop.screenshots OUT [--model M]``.
 
-Run it under a real X server (``xvfb-run``) so fonts and the style are the ones users get. The main
-window is grabbed during a narration (some chunks done, one generating, the rest pending), then each
-tab on its own. The model may be a checkpoint folder: ``python -m tests.tiny_models /tmp/tiny`` builds
-one that needs no download.
+The main window during a narration with ``--model`` (``desktop/main_window_shot.py``), and:
+
+The recorder (on ALSA's file plugin as the microphone) is shown mid-take and reviewing a take with
+problems (espeak-ng speech, clipped and with noise added); the voice library with two voices in a
+temporary VESPER_HOME; the plan panel and the model manager for a
+6 GB laptop preset, from the catalogue. The memory and download figures in those two come from
+events the script makes up for the picture, not from a run.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from PySide6.QtCore import QTimer
-from PySide6.QtWidgets import QApplication
+import numpy as np
+import soundfile as sf
+from PySide6.QtWidgets import QApplication, QWidget
 
-from desktop.bridge import WorkerBridge
-from desktop.main_window import MainWindow
-from desktop.settings import Settings
-from desktop.state.narration import ChunkStatus
+from desktop.main_window_shot import main_window_shot
+from desktop.plan_view import ModelChoice, PlanViewModel, catalogue_choices
+from desktop.recorder_state import Phase
+from desktop.widgets.model_manager import ModelManager
+from desktop.widgets.plan_panel import PlanPanel
+from desktop.widgets.recorder import RecorderWidget
+from desktop.widgets.voice_library import VoiceLibraryWidget
+from inference import hardware
+from inference.audio import write_wav
 from inference.defaults import DEFAULT_MODEL
-from inference.worker.protocol import WorkerSettings
+from inference.voice_library import VoiceLibrary
+from inference.voice_quality import analyse
+from inference.worker.protocol import DownloadProgress, JobFinished, MemorySample, MemoryStats, Stage, StageStarted
 
-SAMPLE = Path(__file__).resolve().parents[1] / "assets" / "voices" / "sample.wav"
-TEXT = """Chapter one. The lighthouse keeper climbed the stairs at dusk, as she had every evening for thirty years.
+PRESET = "laptop-4050-6g"
+ALSA_CONF = """</usr/share/alsa/alsa.conf>
+pcm.!default {{
+  type asym
+  playback.pcm "null"
+  capture.pcm {{ type file slave.pcm "null" file "/dev/null" infile "{mic}" format "raw" }}
+}}
+"""
+SPEECH = ("This is my voice, recorded for Vesper. I read a few sentences at an even pace, close to the "
+          "microphone, in a quiet room.")
 
-The lamp was older than she was. She cleaned the glass, trimmed the wick and waited for the first ship.
 
-Far out, a light answered hers. Someone was coming home tonight.
+def speech(rate: int, text: str = SPEECH) -> np.ndarray:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "speech.wav"
+        subprocess.run(["espeak-ng", "-w", str(path), text], check=True)
+        audio, espeak_rate = sf.read(path, dtype="float32")
+    import soxr
 
-She wrote it in the log: one ship, clear weather, a calm sea."""
-SIZE = (1100, 720)
-TIMEOUT_MS = 300_000
+    return soxr.resample(audio / np.abs(audio).max() * 0.5, espeak_rate, rate).astype(np.float32)
 
 
-def _null_speaker(folder: Path) -> None:
-    """Playback goes to ALSA's null device: a display server for screenshots often has no sound card."""
+def save(widget: QWidget, path: Path, width: int, height: int) -> None:
+    widget.resize(width, height)
+    widget.show()
+    QApplication.processEvents()
+    widget.grab().save(str(path))
+    print(path)
+
+
+def recorder_shots(out: Path, library: VoiceLibrary) -> None:
+    rate = 48000
+    take = speech(rate)
+    recording = RecorderWidget(library, model_rate=24000)
+    recording.state.start(rate)
+    while recording.state.phase is Phase.COUNTDOWN:
+        recording.state.tick()
+    recording.state.add(take[: int(4.2 * rate)])
+    recording._show()
+    save(recording, out / "recorder-recording.png", 640, 240)
+
+    review = RecorderWidget(library, model_rate=24000)
+    noise = 0.02 * np.random.default_rng(0).standard_normal(len(take) + rate).astype(np.float32)
+    harsh = np.clip(np.concatenate([np.zeros(rate // 2), take * 6, np.zeros(rate // 2)]) + noise, -1, 1)
+    review.state.review(analyse(harsh[: int(3.5 * rate)], rate, review.state.model_rate))
+    review.name_edit.setText("Kitchen take")
+    review._show()
+    save(review, out / "recorder-quality.png", 640, 290)
+
+
+def library_shot(out: Path, library: VoiceLibrary, folder: Path) -> None:
+    """Two voices saved the way the recorder saves them (a trimmed espeak-ng take each)."""
+    for name, text in (("Narrator", SPEECH), ("Morning voice", "Good morning. This is a second voice, read "
+                                                               "a little faster, for the dialogue parts.")):
+        take = analyse(speech(24000, text), 24000)
+        write_wav(folder / "take.wav", take.audio, take.sample_rate)
+        library.add(name, folder / "take.wav", text)
+    widget = VoiceLibraryWidget(library)
+    widget.refresh("Narrator")
+    save(widget, out / "voice-library.png", 520, 260)
+
+
+def plan_shots(out: Path, models: list[ModelChoice]) -> None:
+    view = PlanViewModel(hardware.PRESETS[PRESET], models, current="vibevoice-1.5b")
+    panel = PlanPanel(view)
+    gib = 1024**3
+    panel.on_event(MemorySample("demo", 3 * gib, cuda_reserved_bytes=int(4.3 * gib), nvml_used_bytes=int(5.1 * gib),
+                                limit_bytes=6 * gib))
+    panel.on_event(JobFinished("demo", "streamed on cuda:0, batch 1",
+                               MemoryStats(3 * gib, 3 * gib, cuda_peak_reserved_bytes=int(4.4 * gib)), 12.0))
+    save(panel, out / "plan-panel.png", 1000, 790)
+
+    class Jobs:
+        def preload(self, model: str) -> str:
+            return f"load-{model}"
+
+        def cancel(self, job_ids: list[str]) -> None:
+            pass
+
+    manager = ModelManager(models, Jobs())
+    manager.select("csm-1b")
+    manager.download()
+    manager.on_event(StageStarted("load-csm-1b", Stage.DOWNLOADING))
+    manager.on_event(DownloadProgress("load-csm-1b", manager.selected.hub_id, "model.safetensors", 2_480_000_000,
+                                      6_220_000_000))
+    save(manager, out / "model-manager.png", 820, 380)
+
+
+def virtual_microphone(folder: Path) -> None:
+    """ALSA's file plugin as the default capture device, so the pictures look the same on every machine."""
+    import sounddevice as sd
+
+    (folder / "mic.raw").write_bytes(b"")
     conf = folder / "asound.conf"
-    conf.write_text("</usr/share/alsa/alsa.conf>\npcm.!default { type null }\n")
+    conf.write_text(ALSA_CONF.format(mic=folder / "mic.raw"))
     os.environ["ALSA_CONFIG_PATH"] = str(conf)
+    sd._terminate()  # PortAudio re-reads the ALSA configuration
+    sd._initialize()
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m desktop.screenshots", description=__doc__.splitlines()[0])
-    parser.add_argument("out", type=Path)
-    parser.add_argument("--model", default=DEFAULT_MODEL, help="a model name or a checkpoint folder")
+    parser.add_argument("out", type=Path, nargs="?", default=Path("docs/screenshots"))
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="the main window's model: a name or a checkpoint folder")
     args = parser.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
-    scratch = tempfile.TemporaryDirectory()
-    _null_speaker(Path(scratch.name))
-    app = QApplication.instance() or QApplication(sys.argv[:1])
-    app.setStyle("Fusion")
-    window = MainWindow(WorkerBridge(WorkerSettings(low_latency=True)), Settings())
-    window.resize(*SIZE)
-    window.model.choose(args.model)
-    window.voice.choose(SAMPLE)
-    window.editor.set_text(TEXT)
-    window.show()
-    shots: dict[str, object] = {}
-
-    def grab_during_narration() -> None:
-        """Once two chunks are done and the third is streaming: the list shows every status but failed."""
-        rows = window.controller.progress.rows
-        statuses = [r.status for r in rows]
-        if "main-window" not in shots and statuses.count(ChunkStatus.DONE) >= 2 and ChunkStatus.GENERATING in statuses:
-            window.chunks.table.setCurrentCell(0, 0)
-            shots["main-window"] = window.grab()
-            window.controller.stop()
-
-    window.bridge.chunk_piece.connect(lambda _event: QTimer.singleShot(50, grab_during_narration))
-    window.controller.busy_changed.connect(lambda busy: busy or QTimer.singleShot(100, app.quit))
-    QTimer.singleShot(500, window.narrate_action.trigger)
-    QTimer.singleShot(TIMEOUT_MS, app.quit)
-    app.exec()
-    for index in range(1, window.tabs.count()):
-        if window.tabs.widget(index) in window.placeholders:
-            continue
-        window.tabs.setCurrentIndex(index)
-        app.processEvents()
-        shots[window.tabs.tabText(index).lower().replace(" ", "-")] = window.grab()
-    for name, pixmap in shots.items():
-        pixmap.save(str(args.out / f"{name}.png"))
-        print(args.out / f"{name}.png")
-    window.player.close_output()
-    window.bridge.shutdown()
-    return 0 if "main-window" in shots else 1
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    app = QApplication.instance() or QApplication([])
+    with tempfile.TemporaryDirectory() as folder:
+        virtual_microphone(Path(folder))
+        os.environ["VESPER_HOME"] = str(Path(folder) / "home")  # the pictures' voices, not the user's
+        library = VoiceLibrary()
+        recorder_shots(out, library)
+        library_shot(out, library, Path(folder))
+    plan_shots(out, catalogue_choices(hardware.PRESETS[PRESET]))
+    app.processEvents()
+    return 0 if main_window_shot(out, args.model) else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
