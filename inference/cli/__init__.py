@@ -8,8 +8,11 @@ Vesper: ``vesper ...`` for the installed console script, ``python launch.py ...`
 from __future__ import annotations
 
 import argparse
+import configparser
 import os
 import sys
+from importlib import metadata
+from pathlib import Path
 
 from inference.cli import hardware, narrate, plan, say, voices
 from inference.errors import VesperError
@@ -50,7 +53,18 @@ def main(argv: list[str] | None = None, program: str | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vesper", description="Offline voice cloning and narration.")
+    parser.add_argument("--version", action="version", version=f"vesper {version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
         command.add_parser(commands)
     return parser
+
+
+def version() -> str:
+    """The installed package's version; from a source tree that was never installed, setup.cfg's."""
+    try:
+        return metadata.version("vesper")
+    except metadata.PackageNotFoundError:
+        config = configparser.ConfigParser()
+        config.read(Path(__file__).resolve().parents[2] / "setup.cfg")
+        return config.get("metadata", "version", fallback="unknown")
