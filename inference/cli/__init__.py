@@ -36,6 +36,10 @@ def main(argv: list[str] | None = None, program: str | None = None) -> int:
     # transformers warns about config details of released checkpoints (token ids outside a sub-model's
     # vocabulary) that users cannot act on; set before transformers is first imported, here and in the worker.
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    if not (sys.argv[1:] if argv is None else argv):  # no command at all: the desktop window
+        from desktop.app import main as open_window  # Qt only loads for the window
+
+        return open_window()
     args = _parser().parse_args(argv)
     try:
         return args.run(args)
