@@ -13,11 +13,12 @@ import numpy as np
 
 from inference import hardware as hw
 from inference.audio import read_reference
+from inference.defaults import DEFAULT_CHUNK_CHARS
 from inference.engine import Engine, chunk_seed
 from inference.models import ModelRef, describe
 from inference.planner import Plan, Workload, make_plan
 from inference.text import chunk_text
-from inference.worker.protocol import SpeakJob, join  # torch-free, so the GUI can build jobs
+from inference.worker.protocol import LoadJob, SpeakJob, join  # torch-free, so the GUI can build jobs
 
 
 @dataclass(frozen=True)
@@ -40,17 +41,34 @@ class ChunkAudio:
     sample_rate: int
 
 
-def prepare(job: SpeakJob, batch_size: int = 1) -> PreparedJob:
+def prepare(job: SpeakJob, batch_size: int = 1,
+            on_resolved: Callable[[ModelRef], None] = lambda ref: None) -> PreparedJob:
     """Validate input, resolve the model and plan; raises ``VesperError`` with a clear message.
 
     ``batch_size`` is how many chunks the caller decodes together (the worker's micro-batch).
+    ``on_resolved(ref)`` runs once the model is known, before planning: the worker downloads it there,
+    as its own reported stage.
     """
     chunk_text(job.text, job.chunk_chars)  # rejects empty text before anything slow happens
     reference, rate = read_reference(job.voice)
-    ref = describe(job.model)
-    hardware = hw.resolve(job.hardware)
+    ref, hardware = resolve(job.model, job.hardware, on_resolved)
     plan = make_plan(ref, hardware, Workload(job.chunk_chars, batch_size))
     return PreparedJob(job, ref, plan, chunk_text(job.text, plan.max_chunk_chars), reference, rate, hardware)
+
+
+def prepare_load(job: LoadJob, batch_size: int = 1,
+                 on_resolved: Callable[[ModelRef], None] = lambda ref: None) -> tuple[ModelRef, hw.Hardware, Plan]:
+    """The model, machine and plan a ``SpeakJob`` of default-length chunks would get, to load ahead of it."""
+    ref, hardware = resolve(job.model, job.hardware, on_resolved)
+    return ref, hardware, make_plan(ref, hardware, Workload(DEFAULT_CHUNK_CHARS, batch_size))
+
+
+def resolve(model: str, hardware: str | None,
+            on_resolved: Callable[[ModelRef], None] = lambda ref: None) -> tuple[ModelRef, hw.Hardware]:
+    ref = describe(model)
+    machine = hw.resolve(hardware)
+    on_resolved(ref)
+    return ref, machine
 
 
 def synthesize(prepared: PreparedJob, engine: Engine, start: int = 0) -> Iterator[ChunkAudio]:

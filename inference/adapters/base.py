@@ -63,6 +63,9 @@ class ModelSpec:
     family: str
     description: str
     config: Any  # Callable[[], PretrainedConfig]; Any keeps the frozen dataclass hashable
+    # Other hub repos its processor loads (Pocket TTS's codec): downloaded with it, named in offline advice
+    # before its processor config is cached.
+    companion_hub_ids: tuple[str, ...] = ()
 
 
 @dataclass

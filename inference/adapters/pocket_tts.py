@@ -199,7 +199,7 @@ def _load_processor(path: Path, dtype: torch.dtype, codec_device: torch.device) 
     except OSError as exc:
         raise OfflineModelError(
             f"The Pocket TTS codec '{reference}' that {path} uses could not be loaded ({exc}). Connect to "
-            f"the internet once to download it (or run `huggingface-cli download {reference}`), then try "
+            f"the internet once to download it (or run `hf download {reference}`), then try "
             "again."
         ) from exc
 
@@ -239,5 +239,6 @@ SPECS: list[ModelSpec] = [
         description="Kyutai Pocket TTS: 90M-parameter flow language model + 20M codec, English, 24 kHz; "
                     "fast even on CPU. Its codec comes from eustlb/pocket-tts-audio-tokenizer.",
         config=real_config,
+        companion_hub_ids=(CODEC_HUB_ID,),
     ),
 ]
