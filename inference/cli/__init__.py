@@ -7,11 +7,16 @@ unless the whole job succeeded.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
+from inference import logs, paths
 from inference.cli import hardware, plan, say
 from inference.errors import VesperError
+from inference.worker.client import WorkerError
+
+log = logging.getLogger(__name__)
 
 COMMANDS = (say, plan, hardware)  # each module has add_parser(subparsers) and sets ``run``
 
@@ -21,11 +26,16 @@ def main(argv: list[str] | None = None) -> int:
     # vocabulary) that users cannot act on; set before transformers is first imported, here and in the worker.
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     args = _parser().parse_args(argv)
+    logs.setup(args.verbose)
     try:
         return args.run(args)
     except VesperError as exc:
         print(f"vesper: {exc}", file=sys.stderr)
         return 2
+    except WorkerError as exc:
+        log.error("%s\n%s", exc, exc.detail)
+        print(f"vesper: {exc} Details: {paths.log_file()}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("vesper: interrupted; nothing was written.", file=sys.stderr)
         return 130
@@ -33,7 +43,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vesper", description="Offline voice cloning and narration.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print log lines on stderr")
     commands = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
         command.add_parser(commands)
+    for sub in commands.choices.values():  # also after the command: `say ... -v`
+        sub.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                         help="print log lines on stderr")
     return parser

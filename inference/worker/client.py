@@ -75,9 +75,11 @@ from inference.worker.protocol import (
 )
 
 log = logging.getLogger(__name__)
+_worker_logger = logging.getLogger("inference.worker.remote")  # the worker's records, as it logged them
 
 MAX_RESTARTS_WITHOUT_PROGRESS = 3
 LOG_TAIL = 200  # worker log lines kept for diagnostics
+STARTUP_SECONDS = 120.0  # the watchdog's limit before a new worker's first heartbeat
 # Stages in which the worker does not look at its commands: a cancel there kills it after the grace period.
 UNINTERRUPTIBLE = frozenset({Stage.PLANNING, Stage.LOADING, Stage.ENCODING_VOICE})
 
@@ -153,6 +155,7 @@ class WorkerClient:
         self._crashes_without_progress = 0
         self._inject_faults = True  # only the first worker: an injected fault strikes once
         self._last_heard = time.monotonic()  # the current worker's last event (any, heartbeats included)
+        self._heard = False  # whether the current worker has sent anything yet
         self._killed: dict[int, str] = {}  # pid -> why the client killed it ("hung" or "cancel")
 
     def __enter__(self) -> WorkerClient:
@@ -303,7 +306,7 @@ class WorkerClient:
         event_writer.close()
         self._inject_faults = False
         self._process, self._commands = process, command_writer
-        self._last_heard = time.monotonic()
+        self._last_heard, self._heard = time.monotonic(), False
         log.info("started worker %d", process.pid)
         threading.Thread(target=self._read, args=(process, event_reader), name="vesper-worker-events",
                          daemon=True).start()
@@ -327,7 +330,7 @@ class WorkerClient:
                 log.exception("unreadable message from worker %d", process.pid)
                 break
             if process is self._process:
-                self._last_heard = time.monotonic()
+                self._last_heard, self._heard = time.monotonic(), True
             self._deliver(event)
         process.join()
         events.close()
@@ -341,7 +344,9 @@ class WorkerClient:
             with self._lock:
                 process = self._process
                 silent = time.monotonic() - self._last_heard
-                if process is None or not self._jobs or silent < self.settings.hang_seconds:
+                # Until its first heartbeat a worker is still starting Python (seconds on a cold disk).
+                limit = self.settings.hang_seconds if self._heard else max(self.settings.hang_seconds, STARTUP_SECONDS)
+                if process is None or not self._jobs or silent < limit:
                     continue
                 log.warning("worker %d silent for %.1f s while a job runs: killing it", process.pid, silent)
                 self._kill(process, "hung")
@@ -399,7 +404,7 @@ class WorkerClient:
     def _log_worker(self, event: WorkerLog) -> None:
         line = f"{logging.getLevelName(event.level)} {event.logger}: {event.message}"
         self.worker_log.append(line)
-        logging.getLogger(event.logger).log(event.level, "[worker] %s", event.message)
+        _worker_logger.log(event.level, "%s: %s", event.logger, event.message)
 
     def _with_log(self, detail: str) -> str:
         return f"{detail}\n\nlast worker log lines:\n" + "\n".join(self.worker_log)
