@@ -501,7 +501,6 @@ def test_settings_update_through_the_client(client, tiny):
         client.update_settings(before)
     assert next(e for e in events if isinstance(e, JobStarted)).plan == "cpu on cpu, batch 2"
     assert [e.index for e in events if isinstance(e, ChunkReady)] == [0, 1]
-    assert "Stage:loading" not in _kinds(events)  # a new batch size needs no reload
 
 
 def test_unload_then_preload_then_speak_loads_once(client, tiny):

@@ -95,4 +95,6 @@ class Progress:
 
 
 def _size(n: int) -> str:
-    return f"{n / 2**20:.1f} MiB" if n else "size unknown"
+    if not n:
+        return "size unknown"
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{max(1, n // 1024)} KiB"

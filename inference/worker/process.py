@@ -309,7 +309,8 @@ class Worker:
                               "memory on this machine before.")
         index = submit.start_chunk
         self._use(run, plan, index, "while loading the model")
-        self._stage(submit.job_id, Stage.GENERATING, f"{len(chunks) - index} chunks")
+        left = len(chunks) - index
+        self._stage(submit.job_id, Stage.GENERATING, f"{left} chunk{'s' if left != 1 else ''}")
         pace = _Pace(len(chunks), index)
         while index < len(chunks):
             self._check_commands()
