@@ -101,8 +101,9 @@ def test_a_cancelled_download_leaves_no_file_a_later_run_trusts(tmp_path, wide_c
             job_id = client.preload("pocket-tts")
             partial: list[int] = []
             for event in client.events(240):
-                if isinstance(event, DownloadProgress) and event.filename == "model.safetensors" \
-                        and 0 < event.done_bytes < event.total_bytes and not partial:
+                if isinstance(event, DownloadProgress) and event.repo_id == POCKET_HUB_ID \
+                        and event.filename == "model.safetensors" and 0 < event.done_bytes < event.total_bytes \
+                        and not partial:
                     partial.append(event.done_bytes)
                     client.cancel(job_id)
                 if event.job_id == job_id and isinstance(event, TERMINAL_EVENTS):
@@ -116,8 +117,9 @@ def test_a_cancelled_download_leaves_no_file_a_later_run_trusts(tmp_path, wide_c
             result = client.speak(SpeakJob("Hello there.", SAMPLE_VOICE), seen.append, timeout=240)
     stages = [e.stage for e in seen if isinstance(e, StageStarted)]
     assert Stage.DOWNLOADING in stages and Stage.LOADING in stages
-    weights_progress = [e for e in seen if isinstance(e, DownloadProgress) and e.filename == "model.safetensors"]
-    assert weights_progress[-1].done_bytes == len(weights)
+    weights_progress = [e.done_bytes for e in seen if isinstance(e, DownloadProgress)
+                        and (e.repo_id, e.filename) == (POCKET_HUB_ID, "model.safetensors")]
+    assert weights_progress[0] == 0 and 0 < weights_progress[1] < len(weights) and weights_progress[-1] == len(weights)
     assert result.chunks and all(isinstance(c, ChunkReady) and c.audio.size for c in result.chunks)
     (cached,) = model_cache.glob("snapshots/*/model.safetensors")
     assert hashlib.sha256(cached.read_bytes()).digest() == hashlib.sha256(weights).digest()
