@@ -515,14 +515,14 @@ def test_unload_then_preload_then_speak_loads_once(client, tiny):
 
 
 def test_cancel_while_loading_kills_the_worker_and_the_next_job_runs(client, tiny, tmp_path):
-    stuck = tmp_path / "stuck"
-    shutil.copytree(tiny, stuck)
-    (stuck / "model.safetensors").unlink()
-    os.mkfifo(stuck / "model.safetensors")  # opening it blocks until a writer comes: a load that never ends
+    """Loading weights cannot be interrupted: with no grace period the cancel kills the worker at once
+    (the tiny model loads in about 0.6 s here, the cancel follows the loading stage within milliseconds)."""
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny, copy)  # another folder: a model the worker has not loaded
     before, pid = client.settings, client.worker_pid
-    client.update_settings(replace(before, cancel_grace_seconds=0.5))
+    client.update_settings(replace(before, cancel_grace_seconds=0.0))
     try:
-        job_id = client.submit(_job(stuck, "Hello there."))
+        job_id = client.submit(_job(copy, "Hello there."))
         events = []
         for event in client.events(120):
             if event.job_id != job_id:
