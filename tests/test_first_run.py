@@ -45,10 +45,10 @@ def _hub_env(tmp_path: Path, endpoint: str | None) -> dict[str, str]:
     return env
 
 
-def _say(env: dict[str, str], out: Path) -> subprocess.CompletedProcess:
+def _say(env: dict[str, str], out: Path, *options: str) -> subprocess.CompletedProcess:
     """README's main command (the default model), with this interpreter."""
     return subprocess.run([sys.executable, "launch.py", "say", "Hello! This is Vesper.", "--voice",
-                           str(SAMPLE_VOICE.relative_to(REPO)), "--out", str(out)],
+                           str(SAMPLE_VOICE.relative_to(REPO)), "--out", str(out), *options],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -71,10 +71,14 @@ def test_first_run_downloads_with_progress_then_works_offline(tmp_path, tiny_che
     assert rate == 24000 and len(audio) > 0
     assert not [p for p in _cache_files(tmp_path) if p.name.endswith(".incomplete")]
 
-    again = _say(_hub_env(tmp_path, None), tmp_path / "again.wav")  # the hub is gone, offline mode on
+    again = _say(_hub_env(tmp_path, None), tmp_path / "again.wav", "-v")  # the hub is gone, offline mode on
     assert again.returncode == 0, again.stderr
     assert "downloading" not in again.stderr and "vesper: loading: pocket-tts" in again.stderr
     assert sf.read(tmp_path / "again.wav")[0].size > 0
+    # -v: log lines on stderr, the worker's among them (forwarded through the client); all in the log file.
+    assert "inference.worker.remote: inference.worker.process: job" in again.stderr
+    log = (tmp_path / "vesper" / "logs" / "vesper.log").read_text()
+    assert "started worker" in log and "inference.worker.process: loaded" in log
 
 
 def test_offline_first_run_names_every_repo_to_download(tmp_path):
