@@ -105,7 +105,7 @@ class JobResult:
 
     job_id: str
     chunks: list[ChunkReady] = field(default_factory=list)
-    notices: list[str] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)  # Notice, PlanChanged and WorkerRestarted messages
     plan: str = ""  # the plan the job finished on
     sample_rate: int = 0
     memory: MemoryStats | None = None

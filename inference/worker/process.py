@@ -323,9 +323,9 @@ class Worker:
                 self._use(run, self._lower(run, run.plan, index, where), index, where)
                 continue  # the same chunk again, under the lower plan
             self.meter.sample()
-            self.send(memory.sample(run.job_id, run.plan.device, self.settings.vram_limit_bytes))
             for offset, audio in enumerate(audios):
                 if start + offset >= index:
+                    self.send(memory.sample(run.job_id, run.plan.device, self.settings.vram_limit_bytes))
                     self._send_chunk(run, start + offset, audio)
                     self.send(pace.progress(run.job_id, start + offset, len(audio) / run.ref.adapter.sample_rate))
             index = stop
