@@ -21,6 +21,7 @@ from inference.adapters.base import ModelAdapter, ModelSpec
 from inference.errors import ModelNotFoundError, OfflineModelError
 
 # Weights only as safetensors; configs, processors, tokenizers and chat templates as text.
+OFFLINE_MODE = "offline mode is on (HF_HUB_OFFLINE)"
 DownloadHook = Callable[[str, str, int, int], None]  # (repo_id, filename, done_bytes, total_bytes)
 ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja", "*.tiktoken", "tokenizer*"]
 
@@ -80,6 +81,14 @@ def is_cached(ref: ModelRef) -> bool:
     assert ref.hub_id is not None
     folder = _cached(ref.hub_id, ALLOW_PATTERNS)
     return folder is not None and all(_cached(c, ALLOW_PATTERNS) is not None for c in companion_repos(folder))
+
+
+def check_can_download(ref: ModelRef) -> None:
+    """Raise the offline advice now if offline mode forbids downloading what is not cached."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE and not is_cached(ref):
+        raise OfflineModelError(_offline_message(hub_repos(ref), OFFLINE_MODE))
 
 
 def hub_repos(ref: ModelRef) -> list[str]:
@@ -160,7 +169,7 @@ def _download(hub_id: str, patterns: list[str], needed: list[str] | None = None,
         return folder
     needed = needed or [hub_id]
     if constants.HF_HUB_OFFLINE:
-        raise OfflineModelError(_offline_message(needed, "offline mode is on (HF_HUB_OFFLINE)"))
+        raise OfflineModelError(_offline_message(needed, OFFLINE_MODE))
     try:
         return _download_files(hub_id, patterns, progress)
     except GatedRepoError as exc:

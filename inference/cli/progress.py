@@ -23,6 +23,8 @@ from inference.worker.protocol import (
     WorkerRestarted,
 )
 
+QUICK_STAGES = (Stage.RESOLVING, Stage.PLANNING)  # well under a second: not worth a line
+
 
 class Progress:
     """Call it with every event of one job; ``close()`` at the end."""
@@ -56,6 +58,8 @@ class Progress:
         if event.stage is Stage.DONE:
             self.close()
             return
+        if event.stage in QUICK_STAGES:
+            return  # a bad model name fails here: its error stays the only line
         detail = f": {event.detail}" if event.detail else ""
         self._line(f"vesper: {event.stage.value}{detail}")
 

@@ -274,6 +274,7 @@ class Worker:
     def _resolved(self, job_id: str, ref: ModelRef) -> None:
         """Between resolving and planning: download what the model needs, as its own stage."""
         if not models.is_cached(ref):
+            models.check_can_download(ref)  # offline: the advice, with no download stage announced first
             self._stage(job_id, Stage.DOWNLOADING, ", ".join(models.hub_repos(ref)))
 
             def progress(repo_id: str, filename: str, done: int, total: int) -> None:
