@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import soxr
 
+from inference.defaults import MAX_REFERENCE_SECONDS  # the planner sizes voice prompts for this much
 from inference.errors import BadInputError
+from inference.output import atomic_output
 
 MIN_REFERENCE_SECONDS = 1.0
-MAX_REFERENCE_SECONDS = 20.0  # the planner sizes voice prompts for this much; more adds nothing
 
 
 def read_reference(path: Path) -> tuple[np.ndarray, int]:
@@ -49,10 +49,5 @@ def resample(audio: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
 def write_wav(path: Path, audio: np.ndarray, rate: int) -> None:
     """Write 16-bit PCM atomically: a crash or a full disk never leaves a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")  # same folder: the rename is atomic
-    try:
+    with atomic_output(path) as partial:
         sf.write(partial, np.clip(audio, -1.0, 1.0), rate, subtype="PCM_16", format="WAV")
-        os.replace(partial, path)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise

@@ -19,7 +19,8 @@ from inference import calibration, executors, fastpath
 from inference.adapters.base import LoadedModel, VoicePrompt
 from inference.audio import resample
 from inference.models import ModelRef, fetch
-from inference.planner import Plan
+from inference.planning.types import Plan
+from inference.settings import threads_chosen_by_user
 
 
 def chunk_seed(seed: int, index: int) -> int:
@@ -106,7 +107,7 @@ def _open_fast_session(ref: ModelRef, plan: Plan, loaded: LoadedModel) -> tuple[
     run the adapter's plain ``generate`` there, which is what transformers itself computes.
     """
     if plan.device == "cpu":
-        if "OMP_NUM_THREADS" not in os.environ:  # the user's setting wins
+        if not threads_chosen_by_user():
             torch.set_num_threads(_physical_cores())
         if not fastpath.cpu_tier(ref.adapter):
             return None, "decode: plain transformers generate on the CPU"

@@ -17,8 +17,7 @@ from pathlib import Path
 import psutil
 
 from inference.errors import HardwareSpecError
-
-GiB = 1024**3
+from inference.units import GiB
 
 # Usable host-to-device bandwidth per PCIe lane with pinned memory, GB/s: the raw lane rate times
 # the ~80% that pinned copies reach in practice (measured 41.5-55 GB/s on Gen5 x16, NOTES.md).

@@ -1,9 +1,9 @@
 """Resolving what the user typed (a short name, a hub id, a folder) into a checkpoint to load.
 
-Describing a model needs no weights: a registered name carries its real config, a folder has its
-config.json, and a hub id needs only config.json. Fetching downloads safetensors weights (never
-pickles) into the Hugging Face cache, honouring HF_HOME and HF_HUB_OFFLINE, and works offline once
-the files are cached.
+Describing a model needs no weights: a registered name carries its stored sizes (no torch, no
+transformers: the planner and the catalogue run on them), a folder has its config.json, and a hub id
+needs only config.json. Fetching downloads safetensors weights (never pickles) into the Hugging Face
+cache, honouring HF_HOME and HF_HUB_OFFLINE, and works offline once the files are cached.
 """
 
 from __future__ import annotations
@@ -11,14 +11,18 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-
-from transformers import AutoConfig, PretrainedConfig
+from typing import TYPE_CHECKING, Any
 
 from inference import registry
-from inference.adapters.base import ModelAdapter, ModelSpec
 from inference.errors import ModelNotFoundError, OfflineModelError
+from inference.families import FAMILIES, Family, ModelSpec
+from inference.planning.shapes import ModelShape, stored
+
+if TYPE_CHECKING:
+    from inference.adapters.base import ModelAdapter
 
 # Weights only as safetensors; configs, processors, tokenizers and chat templates as text.
 OFFLINE_MODE = "offline mode is on (HF_HUB_OFFLINE)"
@@ -28,14 +32,41 @@ ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja", "*.t
 
 @dataclass(frozen=True)
 class ModelRef:
-    """A model the user named, resolved far enough to plan for it."""
+    """A model the user named, resolved far enough to plan for it.
+
+    ``facts`` and ``shape`` are what planning reads; for a registered model both come without torch.
+    ``adapter`` and ``config`` (torch, transformers) are resolved on first use, by the engine and the
+    meta-device measurement. ``read_config`` is a config already read (a folder's, a hub id's, a test's).
+    """
 
     label: str  # what to show: the registered name, hub id or folder
-    adapter: ModelAdapter
-    config: PretrainedConfig
+    family: str
     spec: ModelSpec | None = None
     hub_id: str | None = None
     local_path: Path | None = None
+    read_config: Any = field(default=None, compare=False, repr=False)
+
+    @property
+    def facts(self) -> Family:
+        return FAMILIES[self.family]
+
+    @cached_property
+    def adapter(self) -> ModelAdapter:
+        return registry.adapter_for_family(self.family)
+
+    @cached_property
+    def config(self) -> Any:
+        """The transformers config (built for a registered model, read for a folder or hub id)."""
+        return self.read_config if self.read_config is not None else self.spec.config()
+
+    @cached_property
+    def shape(self) -> ModelShape:
+        """Sizes stored for a registered model; measured on the meta device (torch) for anything else."""
+        if self.spec is not None and self.read_config is None and self.spec.name in stored():
+            return stored()[self.spec.name]
+        from inference.planning.measure import measure
+
+        return measure(self.adapter, self.config)
 
 
 def describe(model: str) -> ModelRef:
@@ -45,13 +76,13 @@ def describe(model: str) -> ModelRef:
         return _describe_folder(path)
     spec = registry.specs().get(model)
     if spec is not None:
-        return ModelRef(spec.name, registry.adapter_for_family(spec.family), spec.config(), spec, spec.hub_id)
+        return ModelRef(spec.name, spec.family, spec, spec.hub_id)
     if model.count("/") == 1:
         spec = registry.spec_for_hub_id(model)
         if spec is not None:
-            return ModelRef(model, registry.adapter_for_family(spec.family), spec.config(), spec, model)
+            return ModelRef(model, spec.family, spec, model)
         config_dir = _download(model, ["config.json"])
-        return ModelRef(model, _adapter_for(config_dir, model), AutoConfig.from_pretrained(config_dir), None, model)
+        return ModelRef(model, _family_for(config_dir, model), None, model, None, _read_config(config_dir))
     raise ModelNotFoundError(f"Unknown model '{model}'. Registered models: {', '.join(registry.specs())}; "
                              "or give a Hugging Face hub id (owner/name) or a local folder.")
 
@@ -99,7 +130,7 @@ def hub_repos(ref: ModelRef) -> list[str]:
     folder = _cached(ref.hub_id, ["processor_config.json"])
     companions = companion_repos(folder) if folder is not None else []
     if not companions and ref.spec is not None:
-        companions = list(ref.spec.companion_hub_ids)
+        companions = list(ref.spec.companions)
     return [ref.hub_id, *companions]
 
 
@@ -131,18 +162,23 @@ def _describe_folder(path: Path) -> ModelRef:
         raise ModelNotFoundError(f"Model folder {path} does not exist.")
     if not (path / "config.json").is_file():
         raise ModelNotFoundError(f"Folder {path} holds no model: it has no config.json.")
-    adapter = _adapter_for(path, str(path))
-    return ModelRef(str(path), adapter, AutoConfig.from_pretrained(path), None, None, path)
+    return ModelRef(str(path), _family_for(path, str(path)), None, None, path, _read_config(path))
 
 
-def _adapter_for(folder: Path, label: str) -> ModelAdapter:
+def _read_config(folder: Path) -> Any:
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(folder)
+
+
+def _family_for(folder: Path, label: str) -> str:
     model_type = json.loads((folder / "config.json").read_text()).get("model_type", "")
-    adapter = registry.adapter_for_model_type(model_type)
-    if adapter is None:
-        supported = ", ".join(sorted(a.model_type for a in registry.adapters().values()))
+    family = registry.family_for_model_type(model_type)
+    if family is None:
+        supported = ", ".join(sorted(f.model_type for f in FAMILIES.values()))
         raise ModelNotFoundError(f"Model {label} is a '{model_type}' model, which Vesper cannot run; "
                                  f"supported model types: {supported}.")
-    return adapter
+    return family
 
 
 def _cached(hub_id: str, patterns: list[str]) -> Path | None:

@@ -3,11 +3,13 @@
 A narration can take hours; finding out at the end that the output path is a folder, unwritable or of
 an unknown format loses all of it. ``check_output`` runs before a model is loaded; ``atomic_output``
 gives the writer a temporary path beside the target (same folder, so the rename is atomic) and
-renames it only when the writer returned, so nothing that looks finished is ever half-written.
+renames it only when the writer returned, so nothing that looks finished is ever half-written;
+``write_json`` does the same for the small JSON records Vesper keeps (calibration, plan history).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -51,6 +53,14 @@ def atomic_output(target: Path) -> Iterator[Path]:
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def write_json(target: Path, data: object) -> Path:
+    """Write ``data`` as JSON atomically (calibration records, the plan history): never half a record."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(target) as partial:
+        partial.write_text(json.dumps(data, indent=2, sort_keys=True))
+    return target
 
 
 def _umask() -> int:

@@ -3,10 +3,11 @@
 - cache (re-creatable): calibration records, the plan history;
 - data (the user's own, never deleted by Vesper): the voice library (recordings are personal data),
   narration projects by default;
-- logs: the rotating log shared by the CLI, the GUI and the worker.
+- logs: the rotating log shared by the CLI, the GUI and the worker;
+- config: the user's settings file (``inference.settings``).
 
 Model weights live in the Hugging Face cache (``HF_HOME``), which huggingface_hub owns.
-``VESPER_HOME`` puts all three under one folder (tests, portable installs); ``VESPER_CACHE_DIR``
+``VESPER_HOME`` puts all of them under one folder (tests, portable installs); ``VESPER_CACHE_DIR``
 moves the cache alone.
 """
 
@@ -40,6 +41,14 @@ def data_dir() -> Path:
 
 def log_dir() -> Path:
     return _base("logs") or Path(platformdirs.user_log_dir(APP, appauthor=False))
+
+
+def config_dir() -> Path:
+    return _base("config") or Path(platformdirs.user_config_dir(APP, appauthor=False))
+
+
+def settings_file() -> Path:
+    return config_dir() / "settings.json"
 
 
 def calibration_dir() -> Path:

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from inference.adapters.csm import ADAPTER, SPECS
+from inference.adapters.csm import ADAPTER
 from inference.audio import resample
+from inference.registry import specs
 
 TEXTS = ["Hello there.", "A second, somewhat longer chunk of text."]
 FRAMES = 6  # a random model never emits the end-of-audio frame: cap generation
@@ -97,7 +98,7 @@ def test_decoding_stops_at_the_end_of_audio_frame(loaded):
 
 
 def test_real_config_is_csm_1b_on_meta():
-    spec = SPECS[0]
+    spec = specs()["csm-1b"]
     assert (spec.name, spec.hub_id, spec.family) == ("csm-1b", "sesame/csm-1b", "csm")
     config = spec.config()
     model = ADAPTER.meta_model(config)

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from inference import calibration, registry
+from inference import calibration, paths, registry
 from inference.engine import Engine
 from inference.errors import VesperError
 from inference.executors import get
@@ -28,6 +28,7 @@ from inference.executors.streamed_executor import LayerStream
 from inference.hardware import GiB, Gpu, Hardware
 from inference.models import describe
 from inference.planner import Plan, Workload, candidates
+from inference.planning import corrections
 
 FAMILIES = list(registry.FAMILY_MODULES)
 TEXT = "Hello there."
@@ -37,7 +38,7 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA
 
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv(calibration.ENV_DIR, str(tmp_path / "cache"))
+    monkeypatch.setenv(paths.CACHE_DIR_ENV, str(tmp_path / "cache"))
 
 
 def _big_gpu() -> Hardware:
@@ -159,7 +160,7 @@ def test_calibration_probes_once_within_ten_seconds_then_reads_the_record(tiny_c
     started = time.perf_counter()
     measured = calibration.calibrate(plan, ref, placed.loaded)
     assert time.perf_counter() - started < 10
-    assert measured.calibrated and calibration.lookup(plan, ref)["measured_bytes"] > 0
+    assert measured.calibrated and corrections.lookup(plan)["measured_bytes"] > 0
     started = time.perf_counter()
     again = calibration.calibrate(plan, ref, placed.loaded)
     assert time.perf_counter() - started < 0.1

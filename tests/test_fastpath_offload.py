@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from inference import calibration
+from inference import paths
 from inference.engine import Engine
 from inference.executors import get as executor
 from inference.executors.streamed_executor import LayerStream
@@ -26,7 +26,7 @@ FRAMES = 6
 
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv(calibration.ENV_DIR, str(tmp_path / "cache"))
+    monkeypatch.setenv(paths.CACHE_DIR_ENV, str(tmp_path / "cache"))
 
 
 def _rungs(ref) -> dict[str, object]:

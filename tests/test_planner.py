@@ -8,20 +8,27 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
+import re
+import subprocess
+import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
-from inference import calibration, planner, registry
-from inference.adapters.base import Role
+from inference import paths, planner, registry
 from inference.cli import main
+from inference.dtypes import dtype_policy
 from inference.errors import VesperError
 from inference.executors import deepspeed_support
+from inference.families import Role
 from inference.hardware import PRESETS, GiB, Gpu, Hardware
 from inference.models import describe
-from inference.planner import LEVELS, RAM_HEADROOM, Workload, candidates, make_plan, step_down
-from inference.sizes import measure
+from inference.planner import LEVELS, RAM_HEADROOM, Workload, candidates, fingerprint, make_plan, step_down
+from inference.planning import corrections, estimates, fit, shapes, types
+from inference.units import gib
 
 MODELS = list(registry.specs())
 
@@ -50,12 +57,17 @@ EXPECTED = {
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path, monkeypatch):
     """Calibration records of the developer's machine must not leak into decisions checked here."""
-    monkeypatch.setenv(calibration.ENV_DIR, str(tmp_path / "cache"))
+    monkeypatch.setenv(paths.CACHE_DIR_ENV, str(tmp_path / "cache"))
 
 
 def _machine(free_gib: float, ram_gib: float = 48, os: str = "Linux", cc: tuple[int, int] = (8, 6)) -> Hardware:
     gpu = Gpu(0, "Test GPU", int(free_gib * GiB), int(free_gib * GiB), cc, 4, 16, "test-driver")
     return Hardware(os, 8, int(ram_gib * GiB), int(ram_gib * GiB), (gpu,), "test")
+
+
+def _size(ref, free_gib: float) -> shapes.ModelSize:
+    """The model's sizes at the dtype a test GPU with ``free_gib`` free computes in."""
+    return ref.shape.at(dtype_policy(_machine(free_gib).gpu).storage)
 
 
 def test_every_preset_and_model_gets_the_expected_level_within_its_memory():
@@ -115,7 +127,7 @@ def test_as_many_layers_stay_resident_as_fit_and_the_streamed_ones_are_spread_ou
     """More free memory, fewer streamed layers; they are spread through the stack, in execution order,
     so each copy hides behind the resident layers computing before it."""
     ref = describe("vibevoice-1.5b")
-    layers = [p for p, _ in measure(ref, planner.dtype_policy(_machine(8).gpu).storage).streamable_layers]
+    layers = [p for p, _ in _size(ref, 8).streamable_layers]
     counts = []
     for free in (4.0, 4.5, 5.0, 5.5):
         plan = make_plan(ref, _machine(free))
@@ -137,8 +149,7 @@ def test_a_smaller_batch_on_the_gpu_comes_before_the_cpu():
 def test_a_codec_moves_to_the_cpu_when_the_adapter_says_it_is_fast_there():
     """CSM's Mimi decodes at 0.09x real time on a CPU: the first thing to leave a GPU that is too small."""
     ref = describe("csm-1b")
-    codec = next(c for c in measure(ref, planner.dtype_policy(_machine(80).gpu).storage).components
-                 if c.role is Role.CODEC)
+    codec = next(c for c in _size(ref, 80).components if c.role is Role.CODEC)
     free = 8.0
     while (plan := make_plan(ref, _machine(free))).level == "resident":
         resident = plan
@@ -176,7 +187,7 @@ def test_step_down_walks_the_whole_ladder_in_order():
     while (lower := step_down(walked[-1], ref, hardware)) is not None:
         walked.append(lower)
         assert any("stepped down from" in r for r in lower.reasons)
-    assert [planner._key(p) for p in walked] == [planner._key(p) for p in ladder]
+    assert [fingerprint(p) for p in walked] == [fingerprint(p) for p in ladder]
     assert walked[-1].device == "cpu" and walked[-1].batch_size == 1
 
 
@@ -202,15 +213,17 @@ def test_with_deepspeed_installed_the_zero_levels_use_it_with_a_resident_budget(
 
 def _non_layer_bytes(model: str) -> int:
     ref = describe(model)
-    size = measure(ref, planner.dtype_policy(_machine(8).gpu).storage)
+    size = _size(ref, 8)
     return size.total_bytes - sum(n for _, n in size.streamable_layers)
 
 
 def test_the_planner_names_no_model_family():
-    """Adding a model must not touch the planner: everything family-specific comes from the adapter."""
-    source = inspect.getsource(planner).lower()
-    for family in registry.FAMILY_MODULES + ("mimi", "qwen", "llama", "pocket"):
-        assert family not in source, family
+    """Adding a model must not touch the planner: everything family-specific comes from the family's facts
+    and the model's shape."""
+    for module in (planner, types, shapes, estimates, corrections, fit):
+        source = inspect.getsource(module).lower()
+        for family in registry.FAMILY_MODULES + ("mimi", "qwen", "llama", "pocket"):
+            assert family not in source, (module.__name__, family)
 
 
 def test_a_calibration_record_corrects_the_prediction_and_is_read_fast():
@@ -218,7 +231,7 @@ def test_a_calibration_record_corrects_the_prediction_and_is_read_fast():
     hardware = _machine(16)
     plan = make_plan(ref, hardware)
     assert not plan.calibrated and plan.memory.calibration == 0
-    calibration.store(plan, ref, {"measured_bytes": 3_000_000_000, "predicted_bytes": 2_500_000_000})
+    corrections.store(plan, {"measured_bytes": 3_000_000_000, "predicted_bytes": 2_500_000_000})
     started = time.perf_counter()
     again = make_plan(ref, hardware)
     assert time.perf_counter() - started < 0.1
@@ -232,11 +245,12 @@ def test_a_calibration_record_corrects_the_prediction_and_is_read_fast():
 def test_calibration_keys_name_the_machine_and_the_placement(tmp_path, monkeypatch):
     ref = describe("csm-1b")
     plan = make_plan(ref, _machine(16))
-    assert calibration.cache_dir() == tmp_path / "cache" / "calibration"
-    assert calibration.key(plan, ref) == calibration.key(replace(plan, reasons=("other",)), ref)
+    assert corrections.record_path(plan).parent == tmp_path / "cache" / "calibration"
+    assert corrections.record_path(plan) == corrections.record_path(replace(plan, reasons=("other",)))
     for changed in (replace(plan, gpu_id="Other GPU|1"), replace(plan, batch_size=8),
-                    replace(plan, dtype="float16"), replace(plan, level="streamed", executor="streamed")):
-        assert calibration.key(changed, ref) != calibration.key(plan, ref)
+                    replace(plan, dtype="float16"), replace(plan, level="streamed", executor="streamed"),
+                    replace(plan, model_digest="another checkpoint")):
+        assert corrections.record_path(changed) != corrections.record_path(plan)
 
 
 def test_cli_plan_prints_the_breakdown_and_the_fallbacks(capsys):
@@ -253,10 +267,49 @@ def test_cli_plan_prints_the_breakdown_and_the_fallbacks(capsys):
 def test_untied_embedding_tables_leave_the_gpu_when_layers_alone_do_not_fit():
     """VibeVoice-7B's 1 GB input table is read on the CPU (a step looks up a few rows); 1.5B's is tied to
     its lm_head, which multiplies by the whole table every step, so it never leaves."""
-    assert measure(describe("vibevoice-1.5b"), planner.dtype_policy(_machine(8).gpu).storage).lookups == ()
+    assert _size(describe("vibevoice-1.5b"), 8).lookups == ()
     plan = make_plan(describe("vibevoice-7b"), _machine(8e9 / GiB, ram_gib=120), Workload(300, 8))  # the bench
     assert plan.lookups_on_cpu == ("model.language_model.embed_tokens",)
     assert plan.device_map["model.language_model.embed_tokens"] == "cpu"
     assert any("trying with the embedding tables read on the CPU" in r for r in plan.reasons)
     roomy = make_plan(describe("vibevoice-7b"), _machine(12, ram_gib=64))
     assert roomy.level == "streamed" and roomy.lookups_on_cpu == ()
+
+
+@pytest.mark.parametrize(("model", "preset"), [("vibevoice-1.5b", "gtx1060-6g"), ("vibevoice-7b", "laptop-4050-6g")])
+def test_a_refusal_is_one_line_naming_the_largest_part_with_the_figures_it_compared(model, preset):
+    """Through the real launcher: exit 2, nothing on stdout, one line, advice spelled as the user typed it."""
+    done = subprocess.run([sys.executable, "launch.py", "plan", "--model", model, "--hardware", preset],
+                          cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout) == (2, "") and "Traceback" not in done.stderr
+    (line,) = done.stderr.splitlines()
+    assert line.startswith(f"vesper: {model} does not fit this machine: its smallest GPU plan needs ")
+    assert "the largest part being its weights" in line and "close other programs" in line
+    assert "`python launch.py plan --model pocket-tts`" in line
+    hardware = PRESETS[preset]
+    usable = gib(planner.usable_ram(hardware))
+    assert f"more than the {usable} usable ({RAM_HEADROOM:.0%} of the {gib(hardware.ram_available_bytes)} " \
+           "available; the rest is kept for the system and other programs)" in line
+    needed = float(re.search(r"on the CPU it needs ([\d.]+) GiB", line).group(1))
+    assert needed > float(usable.split()[0])  # the figure compared is the figure printed
+    gpu_need, gpu_free = map(float, re.search(r"needs ([\d.]+) GiB of the ([\d.]+) GiB free", line).groups())
+    assert gpu_need > gpu_free == float(gib(hardware.gpu.free_bytes).split()[0])
+
+
+def test_a_refusal_from_the_console_script_suggests_vesper_and_a_cpu_machine_names_ram_only(capsys):
+    assert main(["plan", "--model", "vibevoice-7b", "--hardware", "cpu-16g"], program="vesper") == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("vesper: vibevoice-7b does not fit this machine: on the CPU it needs ")
+    assert "GPU" not in line and "`vesper plan --model pocket-tts`" in line
+
+
+def test_every_decision_is_logged_as_it_is_kept_in_the_reasons(caplog):
+    """Each step's decision is in the reasons of every rung made after it; the CPU's comes last (here it
+    does not fit, which a refusal would say)."""
+    with caplog.at_level(logging.INFO, logger="inference.planning.fit"):
+        ladder = candidates(describe("vibevoice-1.5b"), PRESETS["laptop-4050-6g"])
+    logged = [r.getMessage().removeprefix("vibevoice-1.5b: ") for r in caplog.records]
+    *steps, last = logged
+    assert steps and all(any(reason in plan.reasons for plan in ladder) for reason in steps)
+    assert set(steps[:2]) <= set(ladder[0].reasons) and "codec on CPU: not possible" in steps[2]
+    assert last.startswith("CPU only: not possible")

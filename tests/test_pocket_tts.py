@@ -12,10 +12,10 @@ import torch
 from transformers import PocketTTSAudioTokenizerModel, PocketTTSForConditionalGeneration, PocketTTSProcessor
 
 from inference.adapters.base import LoadedModel, VoicePrompt
-from inference.adapters.pocket_tts import ADAPTER, CODEC, SPECS, _pin_loose_tensors
+from inference.adapters.pocket_tts import ADAPTER, CODEC, _pin_loose_tensors
 from inference.audio import resample
-from inference.models import ModelRef
-from inference.sizes import measure
+from inference.planning.measure import measure
+from inference.registry import specs
 
 TEXTS = ["Hello there.", "A longer sentence, with many more words in it than the first one."]
 LOOSE_TENSORS = {"model.bos_latent", "latent_mean", "latent_std", "latent_stats_num_updates"}
@@ -151,11 +151,9 @@ def test_half_precision_model_keeps_a_float32_codec_on_cpu(folder, voice):
 
 
 def test_registered_spec_is_the_released_size():
-    spec = SPECS[0]
+    spec = specs()["pocket-tts"]
     assert (spec.name, spec.hub_id, spec.family) == ("pocket-tts", "eustlb/pocket-tts", ADAPTER.family)
-    config = spec.config()
-    ref = ModelRef(spec.name, ADAPTER, config, spec, spec.hub_id)
-    size = measure(ref, torch.bfloat16)
+    size = measure(ADAPTER, spec.config()).at("bfloat16")
     params = {c.component.name: c.nbytes // 2 for c in size.components}
     assert sum(params.values()) - params["codec"] == pytest.approx(89.45e6, rel=0.01)
     assert params["codec"] == pytest.approx(20.05e6, rel=0.01)

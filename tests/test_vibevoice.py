@@ -8,9 +8,9 @@ import torch
 from transformers import VibeVoiceConfig, VibeVoiceForConditionalGeneration, VibeVoiceProcessor
 
 from inference.adapters.base import Role
-from inference.adapters.vibevoice import ADAPTER, SPECS
-from inference.models import ModelRef
-from inference.sizes import measure
+from inference.adapters.vibevoice import ADAPTER
+from inference.planning.measure import measure
+from inference.registry import specs
 
 SCALARS = {"model.latent_scaling_factor", "model.latent_bias_factor"}  # parameters of no submodule
 SAMPLES_PER_FRAME = 3200
@@ -28,7 +28,7 @@ def prompt(loaded, reference_voice, reference_transcript):
 
 
 def _spec(name: str):
-    return next(s for s in SPECS if s.name == name)
+    return specs()[name]
 
 
 def _millions(module: torch.nn.Module) -> float:
@@ -48,7 +48,7 @@ def test_specs_have_the_released_sizes(name, total, backbone, diffusion_head):
     assert _millions(model.model.audio_tower) == pytest.approx(687.4, abs=0.1)
     assert _millions(model.model.semantic_tokenizer_encoder) == pytest.approx(344.6, abs=0.1)
     assert _millions(model.model.diffusion_head) == pytest.approx(diffusion_head, abs=0.1)
-    size = measure(ModelRef(spec.name, ADAPTER, config, spec, spec.hub_id), torch.bfloat16)
+    size = measure(ADAPTER, config).at("bfloat16")
     (backbone_size,) = size.by_role(Role.BACKBONE)
     assert backbone_size.nbytes / 2 / 1e6 == pytest.approx(backbone, abs=0.1)
     assert len(backbone_size.layer_nbytes) == 28

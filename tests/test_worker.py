@@ -403,7 +403,7 @@ def test_out_of_memory_steps_down_retries_the_chunk_and_remembers(tiny, monkeypa
         assert any("Ran out of memory at chunk 1 of 3" in n for n in result.notices)
         assert faulty.restarts == 0
         (remembered,) = json.loads((tmp_path / "plans.json").read_text()).values()
-        assert remembered["batch_size"] == 1
+        assert remembered["plan"] == "cpu on cpu, batch 1" and len(remembered["fingerprint"]) == 32
         again = faulty.speak(_job(tiny, "Hello there."), timeout=120)
         assert again.plan == "cpu on cpu, batch 1" and "higher plan ran out of memory" in again.notices[0]
 

@@ -8,7 +8,6 @@ an adapter module and nothing else.
 
 from __future__ import annotations
 
-import enum
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,54 +17,7 @@ import numpy as np
 import torch
 from transformers import PretrainedConfig
 
-
-class Role(str, enum.Enum):
-    """What a component does; the planner offloads by role (codec to CPU, backbone layers streamed)."""
-
-    EMBEDDINGS = "embeddings"
-    BACKBONE = "backbone"
-    HEAD = "head"  # depth decoder, flow head, diffusion head: small, runs many times per frame
-    CODEC = "codec"  # audio tokenizer / vocoder: encodes the reference, decodes generated frames
-    OTHER = "other"
-
-
-@dataclass(frozen=True)
-class Component:
-    """One part of a model, addressed by its module path inside the loaded model.
-
-    ``module_paths`` lists every top-level module path that belongs to the component (e.g. a text
-    embedding and an lm_head may both count as embeddings). ``layers_path`` names the ModuleList
-    of repeated decoder layers, for backbones whose layers can be streamed one at a time.
-    ``pinned_to_compute`` marks modules read outside ``forward`` (their device is queried by
-    generation code), which must live on the compute device unless the whole model is on CPU.
-    ``cpu_real_time_factor`` is the measured time this component takes on a laptop CPU per second
-    of audio (None: unknown); the planner moves a codec to the CPU only when this is small.
-    """
-
-    name: str
-    role: Role
-    module_paths: tuple[str, ...]
-    layers_path: str | None = None
-    pinned_to_compute: bool = False
-    cpu_real_time_factor: float | None = None
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """A registered model: a short name, where it comes from, and its real architecture.
-
-    ``config`` builds the real-size config without any download, so sizes and plans can be shown
-    before the weights are fetched.
-    """
-
-    name: str
-    hub_id: str
-    family: str
-    description: str
-    config: Any  # Callable[[], PretrainedConfig]; Any keeps the frozen dataclass hashable
-    # Other hub repos its processor loads (Pocket TTS's codec): downloaded with it, named in offline advice
-    # before its processor config is cached.
-    companion_hub_ids: tuple[str, ...] = ()
+from inference.families import Component, Family, ModelSpec, Role  # noqa: F401  (re-exported)
 
 
 @dataclass
@@ -108,13 +60,32 @@ class ModelAdapter(ABC):
     ``LoadedModel`` and ``VoicePrompt``, so one adapter serves every model of its family.
     """
 
-    family: str
-    model_type: str  # the ``model_type`` in a checkpoint's config.json that this adapter reads
-    sample_rate: int
-    frame_rate: float  # generated frames per second of audio
-    needs_transcript: bool = False  # whether cloning quality depends on the reference transcript
+    facts: Family  # sample and frame rates, KV copies, transcript need, component facts (torch-free)
     model_class: type  # the transformers model class this family loads
-    kv_cache_copies: int = 1  # 2 for classifier-free guidance, which runs a second, unconditioned sequence
+
+    @property
+    def family(self) -> str:
+        return self.facts.family
+
+    @property
+    def model_type(self) -> str:
+        return self.facts.model_type
+
+    @property
+    def sample_rate(self) -> int:
+        return self.facts.sample_rate
+
+    @property
+    def frame_rate(self) -> float:
+        return self.facts.frame_rate
+
+    @property
+    def needs_transcript(self) -> bool:
+        return self.facts.needs_transcript
+
+    @property
+    def kv_cache_copies(self) -> int:
+        return self.facts.kv_cache_copies
 
     def meta_model(self, config: PretrainedConfig) -> torch.nn.Module:
         """The model built on the meta device: real shapes, no memory, no download."""
@@ -150,6 +121,5 @@ class ModelAdapter(ABC):
         """
 
     def frames_for_text(self, text: str) -> int:
-        """Worst-case frames a chunk of text generates; planners size KV caches from it."""
-        # ~15 characters per second of speech is a slow narrator; 2 s of slack for the tail.
-        return int((len(text) / 15.0 + 2.0) * self.frame_rate)
+        """Worst-case frames a chunk of text generates (the family's budget); KV caches are sized from it."""
+        return self.facts.frames_for_chars(len(text))

@@ -19,19 +19,15 @@ import numpy as np
 import torch
 from transformers import CsmConfig, CsmForConditionalGeneration, CsmProcessor
 
-from inference.adapters.base import Component, LoadedModel, ModelAdapter, ModelSpec, Role, VoicePrompt
+from inference.adapters.base import Component, LoadedModel, ModelAdapter, VoicePrompt
 from inference.audio import resample
+from inference.families import FAMILIES
 
 SPEAKER = "0"  # the cloned voice's speaker id: the context turn and the target turn both use it
 
 
 class CsmAdapter(ModelAdapter):
-    family = "csm"
-    model_type = "csm"
-    sample_rate = 24000  # Mimi's rate; CsmProcessor hard-codes it
-    frame_rate = 12.5
-    # The reference is a conversation turn; without its words the model must guess what was said.
-    needs_transcript = True
+    facts = FAMILIES["csm"]  # 24 kHz: Mimi's rate, which CsmProcessor hard-codes
     model_class = CsmForConditionalGeneration
 
     def components(self, config: CsmConfig) -> list[Component]:
@@ -46,12 +42,12 @@ class CsmAdapter(ModelAdapter):
         """
         depth = ("depth_decoder.model.layers", "depth_decoder.model.norm", "depth_decoder.model.rotary_emb",
                  "depth_decoder.model.inputs_embeds_projector", "depth_decoder.codebooks_head")
+        part = self.facts.component
         return [
-            Component("text_embeddings", Role.EMBEDDINGS, ("embed_text_tokens",)),
-            Component("backbone", Role.BACKBONE, ("backbone_model",), layers_path="backbone_model.layers"),
-            Component("depth_decoder", Role.HEAD, ("lm_head", *depth), pinned_to_compute=True),
-            # Mimi decodes at 0.09x real time on a laptop-class CPU (fp32, 2 threads; NOTES.md).
-            Component("codec", Role.CODEC, ("codec_model",), cpu_real_time_factor=0.09),
+            part("text_embeddings", ("embed_text_tokens",)),
+            part("backbone", ("backbone_model",), layers_path="backbone_model.layers"),
+            part("depth_decoder", ("lm_head", *depth)),
+            part("codec", ("codec_model",)),
         ]
 
     def load(self, path: Path, dtype: torch.dtype, device: torch.device,
@@ -197,14 +193,3 @@ def csm_1b_config() -> CsmConfig:
 
 
 ADAPTER = CsmAdapter()
-
-SPECS: list[ModelSpec] = [
-    ModelSpec(
-        name="csm-1b",
-        hub_id="sesame/csm-1b",
-        family="csm",
-        description="Sesame CSM-1B: 1.63B parameters, conversational voice cloning from a reference turn, "
-                    "English, 24 kHz",
-        config=csm_1b_config,
-    ),
-]

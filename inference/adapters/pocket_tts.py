@@ -18,7 +18,6 @@ like every other part (the planner sizes and places it by that path) while the p
 from __future__ import annotations
 
 import json
-import math
 from itertools import chain
 from pathlib import Path
 
@@ -33,9 +32,10 @@ from transformers import (
     PretrainedConfig,
 )
 
-from inference.adapters.base import Component, LoadedModel, ModelAdapter, ModelSpec, Role, VoicePrompt
+from inference.adapters.base import Component, LoadedModel, ModelAdapter, VoicePrompt
 from inference.audio import resample
 from inference.errors import ModelNotFoundError, OfflineModelError
+from inference.families import FAMILIES
 
 CODEC = "audio_tokenizer"  # the codec's module path on the loaded model, and its bundled subfolder
 CODEC_HUB_ID = "eustlb/pocket-tts-audio-tokenizer"
@@ -64,11 +64,7 @@ def real_codec_config() -> PocketTTSAudioTokenizerConfig:
 
 
 class PocketTTSAdapter(ModelAdapter):
-    family = "pocket_tts"
-    model_type = "pocket_tts"
-    sample_rate = 24000
-    frame_rate = 12.5
-    needs_transcript = False  # the voice is the reference's codec latents alone
+    facts = FAMILIES["pocket_tts"]
     model_class = PocketTTSForConditionalGeneration
 
     def meta_model(self, config: PretrainedConfig) -> torch.nn.Module:
@@ -86,25 +82,15 @@ class PocketTTSAdapter(ModelAdapter):
         ``latent_mean``/``latent_std`` statistics and their update counter): generation reads them
         outside ``forward``, so ``load`` keeps them on the compute device whatever the device map says.
         """
+        part = self.facts.component
         return [
-            Component("embeddings", Role.EMBEDDINGS,
-                      ("model.embed_tokens", "model.audio_prompt_proj", "model.audio_latent_proj")),
+            part("embeddings", ("model.embed_tokens", "model.audio_prompt_proj", "model.audio_latent_proj")),
             # rotary_emb first: it carries the backbone's config, which sizing reads for the KV cache.
-            Component("backbone", Role.BACKBONE, ("model.rotary_emb", "model.layers", "model.norm"),
-                      layers_path="model.layers"),
-            # The flow head runs num_flow_steps times per frame from the generation loop itself; the
-            # loss weighting is training-only and tiny.
-            Component("flow_head", Role.HEAD, ("flow_head", "eos_head", "loss_weighting"),
-                      pinned_to_compute=True),
-            # Decoding took 0.13 s per second of audio on 2 CPU threads (fp32, real size; NOTES.md).
-            Component("codec", Role.CODEC, (CODEC,), cpu_real_time_factor=0.13),
+            part("backbone", ("model.rotary_emb", "model.layers", "model.norm"), layers_path="model.layers"),
+            # The loss weighting is training-only and tiny.
+            part("flow_head", ("flow_head", "eos_head", "loss_weighting")),
+            part("codec", (CODEC,)),
         ]
-
-    def frames_for_text(self, text: str) -> int:
-        """An upper bound of the model's own budget, ``ceil((text_tokens / 3 + 2) * frame_rate)``: a
-        token covers at least one character. Pocket's KV cache is small (0.3 MB per second of audio), so
-        the slack is cheap."""
-        return math.ceil((len(text) / 3 + 2) * self.frame_rate)
 
     def load(self, path: Path, dtype: torch.dtype, device: torch.device,
              device_map: dict[str, str | int] | None = None) -> LoadedModel:
@@ -230,15 +216,3 @@ def _load_bundled_codec(path: Path, dtype: torch.dtype, device: torch.device) ->
 
 
 ADAPTER = PocketTTSAdapter()
-
-SPECS: list[ModelSpec] = [
-    ModelSpec(
-        name="pocket-tts",
-        hub_id="eustlb/pocket-tts",
-        family="pocket_tts",
-        description="Kyutai Pocket TTS: 90M-parameter flow language model + 20M codec, English, 24 kHz; "
-                    "fast even on CPU. Its codec comes from eustlb/pocket-tts-audio-tokenizer.",
-        config=real_config,
-        companion_hub_ids=(CODEC_HUB_ID,),
-    ),
-]

@@ -20,21 +20,17 @@ import numpy as np
 import torch
 from transformers import VibeVoiceConfig, VibeVoiceForConditionalGeneration, VibeVoiceProcessor
 
-from inference.adapters.base import Component, LoadedModel, ModelAdapter, ModelSpec, Role, VoicePrompt
+from inference.adapters.base import Component, LoadedModel, ModelAdapter, VoicePrompt
 from inference.audio import resample
 from inference.errors import BadInputError
+from inference.families import FAMILIES
 
 SPEAKER = "0"  # the chat template's role names are speaker numbers; Vesper narrates with one voice
 
 
 class VibeVoiceAdapter(ModelAdapter):
-    family = "vibevoice"
-    model_type = "vibevoice"
-    sample_rate = 24_000
-    frame_rate = 7.5
-    needs_transcript = False  # the reference's latents condition the model; its words are never read
+    facts = FAMILIES["vibevoice"]
     model_class = VibeVoiceForConditionalGeneration
-    kv_cache_copies = 2  # classifier-free guidance runs an unconditioned sequence beside each chunk
 
     def components(self, config: VibeVoiceConfig) -> list[Component]:
         """Parts by module path.
@@ -48,21 +44,16 @@ class VibeVoiceAdapter(ModelAdapter):
         """
         text = "model.language_model"
         embeddings = (f"{text}.embed_tokens",) + (() if config.tie_word_embeddings else ("lm_head",))
+        part = self.facts.component
         return [
-            Component("embeddings", Role.EMBEDDINGS, embeddings),
+            part("embeddings", embeddings),
             # rotary_emb first: it is the one part of the Qwen2 model that carries the text config,
-            # which sizes.measure reads from a backbone's first module (KV-cache geometry).
-            Component("backbone", Role.BACKBONE, (f"{text}.rotary_emb", f"{text}.layers", f"{text}.norm"),
-                      layers_path=f"{text}.layers"),
-            Component("diffusion_head", Role.HEAD, ("model.diffusion_head",), pinned_to_compute=True),
-            # CPU factors: real size, random weights, fp32, 2 threads (NOTES.md): decoding and re-encoding
-            # each frame on a CPU alone would take as long as the audio lasts.
-            Component("acoustic_tokenizer", Role.CODEC, ("model.audio_tower",), pinned_to_compute=True,
-                      cpu_real_time_factor=0.58),
-            Component("semantic_encoder", Role.CODEC, ("model.semantic_tokenizer_encoder",),
-                      pinned_to_compute=True, cpu_real_time_factor=0.43),
-            Component("connectors", Role.OTHER, ("model.multi_modal_projector", "model.semantic_connector"),
-                      pinned_to_compute=True),
+            # which the meta measurement reads from a backbone's first module (KV-cache geometry).
+            part("backbone", (f"{text}.rotary_emb", f"{text}.layers", f"{text}.norm"), layers_path=f"{text}.layers"),
+            part("diffusion_head", ("model.diffusion_head",)),
+            part("acoustic_tokenizer", ("model.audio_tower",)),
+            part("semantic_encoder", ("model.semantic_tokenizer_encoder",)),
+            part("connectors", ("model.multi_modal_projector", "model.semantic_connector")),
         ]
 
     def load(self, path: Path, dtype: torch.dtype, device: torch.device,
@@ -157,20 +148,3 @@ def vibevoice_7b_config() -> VibeVoiceConfig:
 
 
 ADAPTER = VibeVoiceAdapter()
-
-SPECS: list[ModelSpec] = [
-    ModelSpec(
-        name="vibevoice-1.5b",
-        hub_id="vibevoice/VibeVoice-1.5B-hf",
-        family="vibevoice",
-        description="VibeVoice 1.5B: expressive long-form speech, 2.7B parameters in all (5.0 GiB in bf16)",
-        config=vibevoice_1_5b_config,
-    ),
-    ModelSpec(
-        name="vibevoice-7b",
-        hub_id="vibevoice/VibeVoice-7B-hf",
-        family="vibevoice",
-        description="VibeVoice 7B: the larger, more natural VibeVoice, 9.3B parameters (17.4 GiB in bf16)",
-        config=vibevoice_7b_config,
-    ),
-]

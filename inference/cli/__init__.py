@@ -1,7 +1,8 @@
 """Vesper's command line: one module per command (``say``, ``plan``, ``hardware``), assembled here.
 
 Errors the user can fix come out as one line on stderr and exit status 2; nothing is written
-unless the whole job succeeded.
+unless the whole job succeeded. Commands the messages suggest are spelled the way the user runs
+Vesper: ``vesper ...`` for the installed console script, ``python launch.py ...`` from a checkout.
 """
 
 from __future__ import annotations
@@ -21,7 +22,19 @@ log = logging.getLogger(__name__)
 COMMANDS = (say, plan, hardware)  # each module has add_parser(subparsers) and sets ``run``
 
 
-def main(argv: list[str] | None = None) -> int:
+def program_name(argv0: str) -> str:
+    """How the user started Vesper, for the commands its messages suggest."""
+    name = os.path.basename(argv0)
+    return "python launch.py" if name == "launch.py" else "vesper"
+
+
+def as_typed(message: str, program: str) -> str:
+    """``message`` with the commands it suggests (```vesper ...```) spelled as ``program``."""
+    return message.replace("`vesper ", f"`{program} ")
+
+
+def main(argv: list[str] | None = None, program: str | None = None) -> int:
+    """Run one command; ``program`` is how the user typed Vesper (default: from ``sys.argv[0]``)."""
     # transformers warns about config details of released checkpoints (token ids outside a sub-model's
     # vocabulary) that users cannot act on; set before transformers is first imported, here and in the worker.
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -30,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except VesperError as exc:
-        print(f"vesper: {exc}", file=sys.stderr)
+        print(f"vesper: {as_typed(str(exc), program or program_name(sys.argv[0]))}", file=sys.stderr)
         return 2
     except WorkerError as exc:
         log.error("%s\n%s", exc, exc.detail)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from inference.cli.plan import _gib
+from inference.units import gib
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -22,12 +22,12 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(machine.to_dict(), indent=2))
         return 0
     print(f"OS         {machine.os}, {machine.cpu_count} CPU threads")
-    print(f"RAM        {_gib(machine.ram_available_bytes)} available of {_gib(machine.ram_total_bytes)}")
+    print(f"RAM        {gib(machine.ram_available_bytes)} available of {gib(machine.ram_total_bytes)}")
     if not machine.gpus:
         print("GPU        none found (NVIDIA driver/NVML not available): Vesper runs on the CPU")
     for gpu in machine.gpus:
         major, minor = gpu.compute_capability
-        print(f"GPU {gpu.index}      {gpu.name}, {_gib(gpu.free_bytes)} free of {_gib(gpu.total_bytes)}, "
+        print(f"GPU {gpu.index}      {gpu.name}, {gib(gpu.free_bytes)} free of {gib(gpu.total_bytes)}, "
               f"compute {major}.{minor}, PCIe {gpu.pcie_generation}.0 x{gpu.pcie_width} "
               f"(~{gpu.pinned_bandwidth_gbps:.0f} GB/s pinned), driver {gpu.driver}")
     return 0

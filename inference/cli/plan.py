@@ -1,32 +1,37 @@
-"""``vesper plan``: where each part of a model would run on a machine, and the memory it needs."""
+"""``vesper plan``: where each part of a model would run on a machine, and the memory it needs.
+
+For a registered model this runs on the catalogue's stored sizes: no torch, well under a second.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-from inference.defaults import DEFAULT_MODEL
+from inference.defaults import DEFAULT_CHUNK_CHARS, DEFAULT_MODEL
+from inference.units import gib
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     plan = commands.add_parser("plan", help="show where a model would run and how much memory it needs")
     plan.add_argument("--model", default=DEFAULT_MODEL, help="registered name, hub id or folder")
     plan.add_argument("--hardware", help="preset name or JSON file (default: this machine)")
-    plan.add_argument("--chars", type=int, default=300, help="longest chunk in characters (default 300)")
+    plan.add_argument("--chars", type=int, default=DEFAULT_CHUNK_CHARS,
+                      help=f"longest chunk in characters (default {DEFAULT_CHUNK_CHARS})")
     plan.add_argument("--batch", type=int, default=1, help="chunks decoded together (default 1)")
     plan.add_argument("--json", action="store_true", help="print JSON")
     plan.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from inference import catalogue
     from inference import hardware as hw
     from inference.errors import BadInputError
-    from inference.models import describe
-    from inference.planner import MIN_CHUNK_CHARS, Workload, candidates, describe_plan
+    from inference.planner import MIN_CHUNK_CHARS, Workload, describe_plan
 
     if args.chars < MIN_CHUNK_CHARS or args.batch < 1:
         raise BadInputError(f"--chars must be at least {MIN_CHUNK_CHARS} and --batch at least 1.")
-    ladder = candidates(describe(args.model), hw.resolve(args.hardware), Workload(args.chars, args.batch))
+    ladder = catalogue.preview(args.model, hw.resolve(args.hardware), Workload(args.chars, args.batch))
     plan = ladder[0]
     if args.json:
         data = plan.to_dict()
@@ -37,18 +42,18 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"model      {plan.model}\nplan       {plan.level} (executor {plan.executor}) on {plan.device}, {plan.dtype}")
     print(f"chunks     up to {plan.max_chunk_chars} characters, batch {plan.batch_size}; "
-          f"KV cache budget {_gib(plan.kv_budget_bytes)}")
+          f"KV cache budget {gib(plan.kv_budget_bytes)}")
     if plan.device == "cpu":
-        print(f"RAM        {_gib(plan.ram_needed_bytes)} needed")
+        print(f"RAM        {gib(plan.ram_needed_bytes)} needed")
     else:
         calibrated = " (calibrated on this machine)" if plan.calibrated else ""
-        print(f"peak VRAM  {_gib(plan.predicted_peak_bytes)} predicted of {_gib(plan.vram_budget_bytes)} free"
+        print(f"peak VRAM  {gib(plan.predicted_peak_bytes)} predicted of {gib(plan.vram_budget_bytes)} free"
               f"{calibrated}")
         for name, value in vars(plan.memory).items():
-            print(f"  {name:<17}{_gib(value)}")
-        print(f"host RAM   {_gib(plan.ram_needed_bytes)} held (offloaded weights, CPU components)")
+            print(f"  {name:<17}{gib(value)}")
+        print(f"host RAM   {gib(plan.ram_needed_bytes)} held (offloaded weights, CPU components)")
     for name, info in plan.components.items():
-        print(f"component  {name:<19}{_gib(info['bytes'])} {info['dtype']:<9} {info['placement']}")
+        print(f"component  {name:<19}{gib(info['bytes'])} {info['dtype']:<9} {info['placement']}")
     if plan.streamed_layers:
         print(f"offloaded  {len(plan.streamed_layers)} layers: {plan.streamed_layers[0]} .. {plan.streamed_layers[-1]}")
     if plan.offload:
@@ -57,9 +62,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"why        {reason}")
     for lower in ladder[1:]:
         print(f"fallback   {describe_plan(lower)}, executor {lower.executor}, chunks {lower.max_chunk_chars}, "
-              f"peak {_gib(lower.predicted_peak_bytes)}")
+              f"peak {gib(lower.predicted_peak_bytes)}")
     return 0
-
-
-def _gib(n: int) -> str:
-    return f"{n / 1024**3:.2f} GiB"

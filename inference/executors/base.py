@@ -14,7 +14,7 @@ from inference.adapters.base import LoadedModel
 
 if TYPE_CHECKING:
     from inference.models import ModelRef
-    from inference.planner import Plan
+    from inference.planning.types import Plan
 
 # Methods through which generation code calls a codec: hooks on ``forward`` alone would miss
 # ``codec.decode(...)`` (NOTES.md: VibeVoice and CSM call methods, not forward).

@@ -130,9 +130,9 @@ def _container(paths: tuple[str, ...]) -> str:
 
 
 def _nvme_dir() -> Path:
-    from inference.calibration import cache_dir
+    from inference.paths import cache_dir
 
-    folder = cache_dir().parent / "nvme"
+    folder = cache_dir() / "nvme"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 

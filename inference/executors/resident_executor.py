@@ -12,7 +12,7 @@ from inference.executors.base import Executor, Placed, lookups_on_cpu, move_exce
 
 if TYPE_CHECKING:
     from inference.models import ModelRef
-    from inference.planner import Plan
+    from inference.planning.types import Plan
 
 
 class ResidentExecutor(Executor):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from inference.adapters.base import LoadedModel, ModelAdapter
 from inference.fastpath.sessions import AudioPiece, CsmSession, FastSession, PocketSession, VibeVoiceSession
+from inference.planning.estimates import worst_positions
 
 __all__ = ["AudioPiece", "FastSession", "Support", "capacity_for", "cpu_tier", "open_session", "support"]
 
@@ -69,9 +70,7 @@ def cpu_tier(adapter: ModelAdapter) -> bool:
 
 def capacity_for(ref, chunk_chars: int) -> int:
     """Backbone positions one chunk needs: the planner's prompt estimate plus the chunk's frame budget."""
-    from inference.planner import prompt_tokens  # the planner imports adapters; import late to stay acyclic
-
-    return prompt_tokens(ref, chunk_chars) + ref.adapter.frames_for_text("x" * chunk_chars)
+    return worst_positions(ref.facts, chunk_chars)
 
 
 def open_session(adapter: ModelAdapter, loaded: LoadedModel, batch_size: int, capacity: int,

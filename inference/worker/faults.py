@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
-FAULT_ENV = "VESPER_FAULT"
+from inference.settings import FAULT_ENV
+
 KINDS = ("oom", "crash", "hang")
 
 

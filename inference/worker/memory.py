@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import torch
 
-from inference.planner import Plan
+from inference.planning.types import Plan
 from inference.worker.protocol import MemorySample, MemoryStats
 
 # CUDA's allocator, cuBLAS and the CPU allocator say "out of memory" in different words.

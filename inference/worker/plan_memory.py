@@ -1,28 +1,22 @@
 """Plans that ran out of memory are not tried again: the lower plan is remembered per model and machine.
 
-A small JSON file in the user's cache folder (``VESPER_CACHE_DIR`` overrides it, for tests). It is a
-cache: a missing or unreadable file only means starting from the planner's first choice again.
+A small JSON file, ``paths.plan_history_path()``, mapping (model, machine) to the fingerprint of the
+plan to start from (and its label, for a person reading the file). It is a cache: a missing or
+unreadable file only means starting from the planner's first choice again.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-import platformdirs
-
+from inference import paths
 from inference.hardware import Hardware
 from inference.models import ModelRef
-from inference.planner import Plan, step_down
+from inference.output import write_json
+from inference.planner import Plan, describe_plan, fingerprint, step_down
 
-CACHE_DIR_ENV = "VESPER_CACHE_DIR"
 _MAX_STEPS = 64  # a ladder is a handful of plans; this only guards against a planner that never ends
-
-
-def cache_dir() -> Path:
-    override = os.environ.get(CACHE_DIR_ENV)
-    return Path(override) if override else Path(platformdirs.user_cache_dir("vesper", appauthor=False))
 
 
 def machine_key(hardware: Hardware) -> str:
@@ -32,20 +26,13 @@ def machine_key(hardware: Hardware) -> str:
     return f"{device} | RAM {hardware.ram_total_bytes // 2**30} GiB"
 
 
-def signature(plan: Plan) -> dict:
-    """The fields that tell plans of one ladder apart."""
-    return {"level": plan.level, "executor": plan.executor, "device": plan.device, "dtype": plan.dtype,
-            "batch_size": plan.batch_size, "max_chunk_chars": plan.max_chunk_chars,
-            "device_map": dict(sorted(plan.device_map.items()))}
-
-
 class PlanMemory:
     def __init__(self, path: Path) -> None:
         self.path = path
 
     @classmethod
     def default(cls) -> PlanMemory:
-        return cls(cache_dir() / "plans.json")
+        return cls(paths.plan_history_path())
 
     def recall(self, ref: ModelRef, hardware: Hardware, plan: Plan) -> Plan:
         """The remembered lower plan on ``plan``'s ladder, or ``plan`` itself if none applies.
@@ -54,22 +41,21 @@ class PlanMemory:
         machine or the settings changed and it is no longer on the ladder, the top plan is tried again.
         """
         target = self._read().get(_key(ref, hardware))
+        if not isinstance(target, dict):  # none, or written by an older Vesper
+            return plan
         current: Plan | None = plan
         for _ in range(_MAX_STEPS):
-            if current is None or target is None:
+            if current is None:
                 break
-            if signature(current) == target:
+            if fingerprint(current) == target.get("fingerprint"):
                 return current
             current = step_down(current, ref, hardware)
         return plan
 
     def remember(self, ref: ModelRef, hardware: Hardware, plan: Plan) -> None:
         entries = self._read()
-        entries[_key(ref, hardware)] = signature(plan)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_suffix(f".{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(entries, indent=2, sort_keys=True))
-        os.replace(temporary, self.path)  # atomic: a crash never leaves half a file
+        entries[_key(ref, hardware)] = {"fingerprint": fingerprint(plan), "plan": describe_plan(plan)}
+        write_json(self.path, entries)
 
     def _read(self) -> dict:
         try:

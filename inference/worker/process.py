@@ -37,7 +37,8 @@ from inference.adapters.base import VoicePrompt
 from inference.engine import Engine, chunk_seed
 from inference.errors import VesperError
 from inference.models import ModelRef
-from inference.planner import Plan, describe_plan, step_down
+from inference.planner import Plan, describe_plan, fingerprint, step_down
+from inference.settings import fault_spec
 from inference.worker import faults, memory
 from inference.worker.channel import EventChannel
 from inference.worker.plan_memory import PlanMemory
@@ -79,7 +80,7 @@ def main(commands: Connection, channel: EventChannel, settings: WorkerSettings, 
     # semaphore whenever a worker is killed; downloads report through DownloadProgress instead.
     hf_logging.disable_progress_bar()
     disable_progress_bars()
-    fault = faults.parse(os.environ.get(faults.FAULT_ENV)) if inject_faults else None
+    fault = faults.parse(fault_spec()) if inject_faults else None
     inbox: queue.Queue[Command] = queue.Queue()
     threading.Thread(target=_receive, args=(commands, inbox), name="vesper-commands", daemon=True).start()
     worker = Worker(settings, inbox, channel.send, faults.FaultInjector(fault), PlanMemory.default(), channel)
@@ -150,14 +151,6 @@ class _Pace:
         return GenerationProgress(job_id, index + 1, self.total, self.audio_seconds, elapsed, speed, eta)
 
 
-def _placement(ref: ModelRef, plan: Plan) -> tuple:
-    """What a loaded model depends on: not the batch size, so a smaller batch needs no reload."""
-    device_map = tuple(sorted(plan.device_map.items()))
-    offload = tuple(sorted((k, str(v)) for k, v in plan.offload.items()))
-    return (ref.label, plan.level, plan.executor, plan.device, plan.dtype, device_map, plan.compute_on_cpu,
-            plan.streamed_layers, offload)
-
-
 class Worker:
     """Runs submitted jobs; ``inbox`` delivers commands, ``send`` emits events.
 
@@ -176,7 +169,7 @@ class Worker:
         self.voices = VoiceCache(settings.voice_cache_size)
         self.meter = memory.MemoryMeter()
         self.engine: Engine | None = None
-        self._engine_key: tuple | None = None
+        self._engine_key: str | None = None
         self._queue: deque[Submit | Unload] = deque()
         self._running: str | None = None
         self._run_state: _Run | None = None  # for diagnostics when the job fails
@@ -429,7 +422,7 @@ class Worker:
         run.prompt = self.voices.fetch(key, engine.loaded.device, encode)
 
     def _engine_for(self, job_id: str, ref: ModelRef, plan: Plan) -> Engine:
-        key = _placement(ref, plan)
+        key = fingerprint(plan, placement_only=True)  # not the batch: a smaller batch needs no reload
         if self.engine is None or self._engine_key != key:
             self.unload()
             self._stage(job_id, Stage.LOADING, f"{ref.label}: {describe_plan(plan)}")

@@ -78,7 +78,7 @@ def build(out_dir: Path, seed: int = 0) -> Path:
     config = _config(tokenizer)
     torch.manual_seed(seed)
     model = VibeVoiceForConditionalGeneration(config).eval()
-    _add_audio_token_bias(model, config)
+    add_audio_token_bias(model, config)
     model.generation_config = _generation_config(config)
     model.save_pretrained(out_dir)
     processor = VibeVoiceProcessor(
@@ -126,12 +126,20 @@ def _config(tokenizer: Qwen2Tokenizer) -> VibeVoiceConfig:
 
 
 @torch.no_grad()
-def _add_audio_token_bias(model: VibeVoiceForConditionalGeneration, config: VibeVoiceConfig) -> None:
-    """Make argmax pick the audio token at every step (see the module docstring)."""
-    model.model.language_model.embed_tokens.weight[:, 0] = BIAS_FEATURE
+def add_audio_token_bias(model: VibeVoiceForConditionalGeneration, config: VibeVoiceConfig) -> None:
+    """Make argmax pick the audio token at every step (see the module docstring).
+
+    With tied embeddings (VibeVoice-1.5B) the lm_head is the embedding table, whose first column now
+    holds the bias feature for every token: the audio token's larger entry still wins, by the feature
+    times the difference, which dwarfs the random part of each logit.
+    """
+    embed = model.model.language_model.embed_tokens.weight
+    embed[:, 0] = BIAS_FEATURE
     model.model.multi_modal_projector.linear_2.bias[0] = BIAS_FEATURE
-    model.lm_head.weight[:, 0] = 0.0
-    model.lm_head.weight[config.audio_token_id, 0] = AUDIO_TOKEN_GAIN
+    head = model.lm_head.weight
+    if head.data_ptr() != embed.data_ptr():
+        head[:, 0] = 0.0
+    head[config.audio_token_id, 0] = AUDIO_TOKEN_GAIN
 
 
 def _generation_config(config: VibeVoiceConfig) -> GenerationConfig:

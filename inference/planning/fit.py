@@ -1,0 +1,563 @@
+"""The fit: choosing where every part of a model lives so that its predicted peak fits the machine.
+
+Laid out like ``common/fit.cpp`` in ggml's C++ runtime: first measure (the model's sizes at the GPU's dtype,
+from ``shapes``), then try named steps from the fastest placement to the most frugal, each step
+logging its decision (``logging``, logger ``inference.planning.fit``) and keeping it in the plan's
+reasons, until one fits:
+
+1. ``resident``: everything on the GPU;
+2. ``codec-cpu``: codecs whose measured CPU speed allows it run on the CPU (the family says how fast);
+3. ``streamed``: the last backbone layers live in pinned host memory and are copied in one layer ahead,
+   as many layers resident as fit;
+4. ``zero3-cpu``: DeepSpeed ZeRO-3 holds the backbone layers in host memory (pageable, when pinning
+   that much would starve the machine), keeping as much resident as fits by persistence thresholds;
+5. ``zero3-nvme``: the same with the layers on disk, when RAM is short too;
+6. ``cpu``: everything on the CPU.
+
+Within a step, shorter chunks are tried before more layers are offloaded; if no step fits at the
+asked batch, half the batch is tried, down to one, before the CPU. Everything that differs between
+model families comes from the family's facts and the model's shape; this module names no model.
+A calibration measured on this machine (``corrections``) corrects the prediction when one exists.
+When nothing fits, the refusal says which part of the nearest plan was largest and what would help.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+
+from inference.dtypes import DtypePolicy, dtype_policy
+from inference.errors import VesperError
+from inference.executors import unavailable_reason
+from inference.families import Role
+from inference.hardware import Gpu, Hardware
+from inference.models import ModelRef
+from inference.planning.corrections import corrected, gpu_identity
+from inference.planning.estimates import (
+    CUDA_CONTEXT_BYTES,
+    activation_bytes,
+    codec_activation_bytes,
+    kv_cache_bytes,
+    pcie_bound_ms,
+    prefill_bytes,
+    safety_margin,
+)
+from inference.planning.shapes import ComponentSize, stored
+from inference.planning.types import MemoryBreakdown, Plan, Workload, describe_plan, fingerprint
+from inference.units import gib
+
+log = logging.getLogger(__name__)
+
+MIN_CHUNK_CHARS = 80
+RAM_HEADROOM = 0.85  # leave the OS and the GUI some of the available RAM
+PIN_FRACTION = 0.5  # page-locking more than half the available RAM starves the OS of reclaimable memory
+CODEC_CPU_MAX_RTF = 0.35  # a codec may move to the CPU when it costs at most this many seconds per audio second
+STREAM_SLOTS = 2  # GPU buffers for streamed layers: the one computing and the one being copied in
+LEVELS = ("resident", "codec-cpu", "streamed", "zero3-cpu", "zero3-nvme", "cpu")
+
+
+class NoPlanFitsError(VesperError):
+    """Neither the GPU nor the CPU of this machine can hold the model with the asked workload."""
+
+
+class _Search:
+    """One planning request's running account: the reasons so far, each one logged as it is made,
+    and the nearest GPU miss (the plan that came closest to fitting), which a refusal names."""
+
+    def __init__(self, ref: ModelRef) -> None:
+        self.ref = ref
+        self.reasons: list[str] = []
+        self.closest: tuple[MemoryBreakdown, int, int] | None = None  # (memory, budget, chunk chars)
+        self.cpu_need = 0  # RAM the CPU plan needs
+
+    def note(self, reason: str) -> None:
+        log.info("%s: %s", self.ref.label, reason)
+        self.reasons.append(reason)
+
+    def miss(self, memory: MemoryBreakdown, budget: int, chars: int) -> None:
+        if self.closest is None or memory.total < self.closest[0].total:
+            self.closest = (memory, budget, chars)
+
+
+def usable_ram(hardware: Hardware) -> int:
+    """The RAM a plan may use: the available RAM less the headroom kept for the system and other apps."""
+    return int(hardware.ram_available_bytes * RAM_HEADROOM)
+
+
+def _ram_words(hardware: Hardware) -> str:
+    return (f"{gib(usable_ram(hardware))} usable ({RAM_HEADROOM:.0%} of the {gib(hardware.ram_available_bytes)} "
+            "available; the rest is kept for the system and other programs)")
+
+
+def make_plan(ref: ModelRef, hardware: Hardware, workload: Workload = Workload(),
+              executor: str | None = None) -> Plan:
+    """The fastest plan whose predicted peak fits the machine."""
+    return candidates(ref, hardware, workload, executor)[0]
+
+
+def candidates(ref: ModelRef, hardware: Hardware, workload: Workload = Workload(),
+               executor: str | None = None) -> list[Plan]:
+    """Every plan that fits this machine, fastest first; the last one is the most frugal.
+
+    The worker walks down this list when memory runs short at run time (``step_down``). ``executor``
+    forces the executor of the offload levels (benchmarks and tests compare them on one placement).
+    """
+    search = _Search(ref)
+    plans: list[Plan] = []
+    if hardware.gpu is None:
+        search.note("no NVIDIA GPU found: running on the CPU")
+    else:
+        plans = _gpu_plans(ref, hardware, workload, executor, search)
+    cpu = _cpu(ref, hardware, workload, search)
+    if cpu is not None:
+        plans.append(cpu)
+    if not plans:
+        raise NoPlanFitsError(_refusal(ref, hardware, workload, search))
+    asked = (workload.chunk_chars, workload.batch_size)
+    return [replace(p, asked=asked) for p in plans + _smaller_batches(plans[-1])]
+
+
+def _gpu_plans(ref: ModelRef, hardware: Hardware, workload: Workload, executor: str | None,
+               search: _Search) -> list[Plan]:
+    """Every GPU step at the asked batch; if none fits, at half the batch, and so on down to one.
+
+    Fewer chunks at a time on the GPU beat the CPU by far, so the CPU comes only after batch 1.
+    """
+    batch = workload.batch_size
+    while True:
+        ctx = _Context(ref, hardware, hardware.gpu, _loadable(dtype_policy(hardware.gpu)),
+                       Workload(workload.chunk_chars, batch), executor)
+        plans = [p for step in STEPS for p in step(ctx, search)]
+        if plans or batch == 1:
+            return plans
+        search.note(f"nothing fits the GPU at batch {batch}: trying batch {batch // 2}")
+        batch //= 2
+
+
+def _loadable(policy: DtypePolicy) -> DtypePolicy:
+    """The policy the executors can honour today: weights stored in the dtype they are computed in.
+
+    Pascal's fp16-storage/fp32-compute split needs an executor that upcasts each layer before use;
+    until one exists, loading fp16 there would compute in fp16 at a sixty-fourth of the fp32 rate,
+    so such GPUs load fp32 weights (and offload sooner).
+    """
+    if policy.storage == policy.compute:
+        return policy
+    return DtypePolicy(policy.compute, policy.compute,
+                       f"{policy.reason}; weights load in {policy.compute} (no upcasting executor yet)")
+
+
+def step_down(plan: Plan, ref: ModelRef, hardware: Hardware) -> Plan | None:
+    """The next more frugal plan after ``plan``, or None when nothing lower is left."""
+    executor = plan.executor if plan.executor == "accelerate" else None
+    chars, batch = plan.asked if plan.asked[0] else (plan.max_chunk_chars, plan.batch_size)
+    ladder = candidates(ref, hardware, Workload(chars, batch), executor)
+    keys = [fingerprint(p) for p in ladder]
+    index = keys.index(fingerprint(plan)) if fingerprint(plan) in keys else -1
+    lower = ladder[index + 1:]
+    if not lower:
+        return None
+    chosen = lower[0]
+    return replace(chosen, reasons=chosen.reasons + (f"stepped down from {describe_plan(plan)} after running "
+                                                       "out of memory",))
+
+
+def _smaller_batches(plan: Plan) -> list[Plan]:
+    """Last resort: the same placement with half the chunks decoded together, down to one."""
+    out = []
+    batch = plan.batch_size
+    while batch > 1:
+        batch //= 2
+        out.append(replace(plan, batch_size=batch))
+    return out
+
+
+def _chunk_sizes(chars: int) -> list[int]:
+    """Shrinking chunks is cheaper than offloading weights: try the asked size, then halves."""
+    sizes = [chars]
+    while sizes[-1] // 2 >= MIN_CHUNK_CHARS:
+        sizes.append(sizes[-1] // 2)
+    return sizes
+
+
+# --------------------------------------------------------------------------------------------- levels
+
+
+@dataclass(frozen=True)
+class _Placement:
+    """What one GPU level moves off the GPU, before memory is counted."""
+
+    level: str
+    executor: str
+    cpu_components: tuple[ComponentSize, ...] = ()
+    offloaded_layers: tuple[tuple[str, int], ...] = ()  # (path, bytes) kept off the GPU
+    layer_home: str = "cpu"  # where offloaded layers live: "cpu" or "disk"
+    buffers: int = 0  # GPU bytes the executor needs to move offloaded layers through
+    resident_layer_bytes: int = 0  # bytes of offloaded layers kept on the GPU anyway (persistence)
+    ram: int = 0  # host memory held for the whole run
+    offload: dict = field(default_factory=dict)
+    lookups: tuple[tuple[str, int], ...] = ()  # (path, bytes) of embedding tables read on the CPU
+
+
+class _Context:
+    """One planning request: the model, the machine and its dtype policy."""
+
+    def __init__(self, ref: ModelRef, hardware: Hardware, gpu: Gpu, policy: DtypePolicy, work: Workload,
+                 executor: str | None):
+        self.ref, self.hardware, self.gpu, self.policy, self.work = ref, hardware, gpu, policy, work
+        self.executor = executor
+        self.size = ref.shape.at(policy.storage)
+        self.facts = ref.facts
+        self.device = f"cuda:{gpu.index}"
+
+    @property
+    def budget(self) -> int:
+        return self.gpu.free_bytes
+
+    def memory(self, placement: _Placement, work: Workload) -> MemoryBreakdown:
+        moved = sum(c.nbytes for c in placement.cpu_components) + sum(n for _, n in placement.lookups)
+        offloaded = sum(n for _, n in placement.offloaded_layers)
+        codec_on_gpu = any(c.role is Role.CODEC for c in self.size.components
+                           if c not in placement.cpu_components)
+        activations = prefill_bytes(self.facts, self.size, work, self.policy)
+        if codec_on_gpu:
+            activations += codec_activation_bytes(self.facts, work, self.policy)
+        return MemoryBreakdown(
+            cuda_context=CUDA_CONTEXT_BYTES,
+            weights_resident=self.size.total_bytes - moved - offloaded + placement.resident_layer_bytes,
+            streamed_buffers=placement.buffers,
+            kv_cache=kv_cache_bytes(self.facts, self.size, work),
+            activations=activations,
+            safety_margin=safety_margin(self.budget),
+        )
+
+    def plan(self, placement: _Placement, work: Workload, memory: MemoryBreakdown, reasons: list[str]) -> Plan:
+        device_map = self.device_map(placement)
+        plan = Plan(self.ref.label, placement.level, placement.executor, self.device, self.policy.storage,
+                    device_map, work.chunk_chars, work.batch_size, memory.kv_cache, memory, self.budget,
+                    placement.ram, tuple(reasons), self.components(placement),
+                    tuple(p for c in placement.cpu_components for p in c.component.module_paths),
+                    tuple(p for p, _ in placement.offloaded_layers), tuple(p for p, _ in placement.lookups),
+                    dict(placement.offload), False, gpu_identity(self.gpu), model_digest=self.ref.shape.digest)
+        return corrected(plan)
+
+    def device_map(self, placement: _Placement) -> dict[str, str]:
+        """Accelerate-style: every component's modules, layers one by one where some are offloaded."""
+        if not placement.cpu_components and not placement.offloaded_layers:
+            return {"": self.device}
+        offloaded = {p for p, _ in placement.offloaded_layers}
+        out: dict[str, str] = {}
+        for c in self.size.components:
+            home = "cpu" if c in placement.cpu_components else self.device
+            if c.layer_paths and offloaded.intersection(c.layer_paths):
+                out.update({p: home for p in c.fixed_paths})
+                out.update({p: placement.layer_home if p in offloaded else home for p in c.layer_paths})
+            else:
+                out.update({p: home for p in c.component.module_paths})
+        out.update({p: self.device for p in self.size.loose_paths})
+        out.update({p: "cpu" for p, _ in placement.lookups})
+        return out
+
+    def components(self, placement: _Placement) -> dict[str, dict]:
+        """Per component: bytes, dtype and where it lives, in words."""
+        offloaded = {p for p, _ in placement.offloaded_layers}
+        out = {}
+        for c in self.size.components:
+            where = f"{self.device}"
+            if c in placement.cpu_components:
+                where = f"cpu (computes there, {c.component.cpu_real_time_factor:.2f}x real time)"
+            elif set(c.component.module_paths) & {p for p, _ in placement.lookups}:
+                where = f"{self.device}; embedding table read on the cpu, its rows sent to the GPU"
+            elif offloaded.intersection(c.layer_paths):
+                count = len(offloaded.intersection(c.layer_paths))
+                how = {"streamed": "streamed from pinned host memory",
+                       "deepspeed": f"ZeRO-3 partitions in {placement.offload.get('device', 'cpu')}",
+                       "accelerate": f"accelerate hooks from {placement.layer_home}"}[placement.executor]
+                where = f"{self.device}; {count} of {len(c.layer_paths)} layers {how}"
+            out[c.name] = {"role": c.role.value, "bytes": c.nbytes, "dtype": self.policy.storage,
+                           "compute_dtype": self.policy.compute, "placement": where}
+        return out
+
+    def fits(self, memory: MemoryBreakdown) -> bool:
+        return memory.total <= self.budget
+
+    def ram_ok(self, ram: int) -> bool:
+        return ram <= usable_ram(self.hardware)
+
+
+def _resident(ctx: _Context, search: _Search) -> list[Plan]:
+    return _fitting(ctx, _Placement("resident", "resident"), search, "all on GPU")
+
+
+def _codec_cpu(ctx: _Context, search: _Search) -> list[Plan]:
+    movable, why = _cpu_codecs(ctx)
+    if not movable:
+        search.note(f"codec on CPU: not possible ({why})")
+        return []
+    placement = _Placement("codec-cpu", "resident", movable, ram=sum(c.nbytes for c in movable))
+    return _fitting(ctx, placement, search, f"{_names(movable)} on the CPU ({why})")
+
+
+def _cpu_codecs(ctx: _Context) -> tuple[tuple[ComponentSize, ...], str]:
+    """Codecs the adapter measured fast enough on a CPU, and which are free to move."""
+    codecs = ctx.size.by_role(Role.CODEC)
+    if not codecs:
+        return (), "the model has no separate codec"
+    pinned = [c for c in codecs if c.component.pinned_to_compute]
+    if pinned:
+        return (), f"{_names(pinned)} must stay on the compute device: generation reads it outside forward"
+    unknown = [c for c in codecs if c.component.cpu_real_time_factor is None]
+    if unknown:
+        return (), f"the CPU speed of {_names(unknown)} is not known"
+    rtf = sum(c.component.cpu_real_time_factor for c in codecs)
+    if rtf > CODEC_CPU_MAX_RTF:
+        return (), f"on the CPU it takes {rtf:.2f} s per second of audio, more than {CODEC_CPU_MAX_RTF}"
+    return tuple(codecs), f"{rtf:.2f} s per second of audio there"
+
+
+def _fitting(ctx: _Context, placement: _Placement, search: _Search, what: str) -> list[Plan]:
+    """Plans of one placement at the asked chunk length and every shorter one that fits."""
+    plans = []
+    for chars in _chunk_sizes(ctx.work.chunk_chars):
+        work = Workload(chars, ctx.work.batch_size)
+        memory = ctx.memory(placement, work)
+        plan = ctx.plan(placement, work, memory, [])
+        if not ctx.fits(plan.memory):
+            search.miss(plan.memory, ctx.budget, chars)
+            if not plans:
+                search.note(f"{what} with {chars}-character chunks needs {gib(plan.memory.total)} but "
+                             f"{ctx.gpu.name} has {gib(ctx.budget)} free")
+            continue
+        if not ctx.ram_ok(placement.ram):
+            search.note(f"{what}: needs {gib(placement.ram)} of RAM, more than the {_ram_words(ctx.hardware)}")
+            return []
+        reasons = search.reasons + [f"{what}: predicted peak {gib(plan.memory.total)} of {gib(ctx.budget)} free on "
+                           f"{ctx.gpu.name}" + (" (calibrated on this machine)" if plan.calibrated else ""),
+                           ctx.policy.reason]
+        if chars < ctx.work.chunk_chars:
+            reasons.append(f"chunks shortened to {chars} characters: cheaper than offloading weights")
+        plans.append(replace(plan, reasons=tuple(reasons)))
+    return plans
+
+
+def _streamed(ctx: _Context, search: _Search) -> list[Plan]:
+    """The last backbone layers offloaded, as few as fit, moved by the streamed (or accelerate) executor."""
+    layers = ctx.size.streamable_layers
+    if not layers:
+        search.note("streaming layers: not possible (the backbone has no layers that can stream)")
+        return []
+    executor = ctx.executor if ctx.executor in ("streamed", "accelerate") else "streamed"
+    cpu, _ = _cpu_codecs(ctx)
+    # Offloading fewer layers than there are GPU slots saves nothing: each one still needs a slot.
+    least = min(len(layers), STREAM_SLOTS + 1)
+    options: list[tuple[int, int, Plan]] = []
+    for lookups in ((), ctx.size.lookups):  # embedding tables leave the GPU only when layers alone do not do
+        for chars in _chunk_sizes(ctx.work.chunk_chars):
+            work = Workload(chars, ctx.work.batch_size)
+            for count in range(least, len(layers) + 1):
+                placement = _stream_placement(ctx, executor, cpu, _spread(layers, count), lookups)
+                plan = ctx.plan(placement, work, ctx.memory(placement, work), [])
+                if ctx.fits(plan.memory):
+                    options.append((count, -chars, plan))
+                    break
+            else:  # not even with every layer streamed
+                search.miss(plan.memory, ctx.budget, chars)
+        if options or not ctx.size.lookups:
+            break
+        search.note(f"streaming every backbone layer still does not fit {gib(ctx.budget)} on {ctx.gpu.name}"
+                     + ("; trying with the embedding tables read on the CPU" if ctx.size.lookups else ""))
+    if not options:
+        if ctx.size.lookups:
+            search.note("nor with the embedding tables on the CPU")
+        return []
+    options.sort(key=lambda o: (o[0], o[1]))
+    if options[-1][0] < len(layers):  # a rung with every layer streamed, for stepping down at run time
+        placement = _stream_placement(ctx, executor, cpu, tuple(layers), lookups)
+        plan = ctx.plan(placement, ctx.work, ctx.memory(placement, ctx.work), [])
+        if ctx.fits(plan.memory):
+            options.append((len(layers), -ctx.work.chunk_chars, plan))
+    first = options[0][2]
+    pin_limit = int(ctx.hardware.ram_available_bytes * PIN_FRACTION)
+    if executor == "streamed" and first.ram_needed_bytes > pin_limit:
+        search.note(f"streaming {len(first.streamed_layers)} layers would pin {gib(first.ram_needed_bytes)} of "
+                     f"host memory, more than half of the {gib(ctx.hardware.ram_available_bytes)} available")
+        return []
+    out = []
+    for count, neg_chars, plan in options:
+        moved = sum(n for p, n in layers if p in plan.streamed_layers)
+        reasons = search.reasons + [
+            f"{count} of {len(layers)} backbone layers ({gib(moved)}) stay in host memory and are copied in one "
+            f"layer ahead; the other {len(layers) - count} stay resident",
+            f"predicted peak {gib(plan.memory.total)} of {gib(ctx.budget)} free on {ctx.gpu.name}"
+            + (" (calibrated on this machine)" if plan.calibrated else ""),
+            f"each pass of the backbone moves {gib(moved)} over PCIe {ctx.gpu.pcie_generation}.0 "
+            f"x{ctx.gpu.pcie_width}: at least {pcie_bound_ms(moved, ctx.gpu.pinned_bandwidth_gbps):.0f} ms per "
+            "decode step, shared by every chunk of the batch",
+            ctx.policy.reason]
+        if cpu:
+            reasons.append(f"{_names(cpu)} computes on the CPU")
+        if plan.lookups_on_cpu:
+            reasons.append(f"embedding tables {', '.join(plan.lookups_on_cpu)} are read on the CPU: a step "
+                           "looks up a few rows")
+        if -neg_chars < ctx.work.chunk_chars:
+            reasons.append(f"chunks shortened to {-neg_chars} characters: cheaper than offloading more layers")
+        out.append(replace(plan, reasons=tuple(reasons)))
+    return out
+
+
+def _spread(layers: list[tuple[str, int]], count: int) -> tuple[tuple[str, int], ...]:
+    """``count`` layers spread evenly through the stack, the last one included.
+
+    The copy of the next streamed layer starts when the previous streamed layer begins and runs while
+    every resident layer between them computes; bunched at the end, the copies would have only one
+    layer's compute each to hide behind and the GPU would wait on PCIe instead.
+    """
+    n = len(layers)
+    return tuple(layers[(k + 1) * n // count - 1] for k in range(count))
+
+
+def _stream_placement(ctx: _Context, executor: str, cpu: tuple[ComponentSize, ...],
+                      offloaded: tuple[tuple[str, int], ...], lookups: tuple[tuple[str, int], ...] = ()
+                      ) -> _Placement:
+    """Offloaded layers cost two of the largest on the GPU: the one computing and the one arriving.
+
+    accelerate's hooks hold one layer at a time, but measured on an H100 a 4 GB plan that counted one
+    layer for them ran out of memory (their copies and frees interleave with the allocator's caching),
+    so they are counted like the others.
+    """
+    largest = max(n for _, n in offloaded)
+    ram = sum(c.nbytes for c in cpu) + sum(n for _, n in offloaded) + sum(n for _, n in lookups)
+    return _Placement("streamed", executor, cpu, offloaded, "cpu", min(len(offloaded), STREAM_SLOTS) * largest, 0,
+                      ram, lookups=lookups)
+
+
+def _zero3_cpu(ctx: _Context, search: _Search) -> list[Plan]:
+    return _zero3(ctx, search, "cpu")
+
+
+def _zero3_nvme(ctx: _Context, search: _Search) -> list[Plan]:
+    return _zero3(ctx, search, "nvme")
+
+
+def _zero3(ctx: _Context, search: _Search, device: str) -> list[Plan]:
+    """Every backbone layer handed to DeepSpeed ZeRO-3, resident as far as the budget allows.
+
+    Without DeepSpeed (not installed, not Linux, no libaio for NVMe) accelerate's hooks do the same
+    placement from pageable memory ("cpu") or from disk ("disk"): slower, but it runs.
+    """
+    layers = tuple(ctx.size.streamable_layers)
+    level = f"zero3-{device}"
+    if not layers:
+        return []
+    missing = unavailable_reason("deepspeed", ctx.hardware, {"device": device})
+    executor = "deepspeed" if missing is None and ctx.executor in (None, "deepspeed") else "accelerate"
+    if missing is not None:
+        search.note(f"DeepSpeed ZeRO-3 ({device}): {missing}; accelerate hooks take its place")
+    cpu, _ = _cpu_codecs(ctx)
+    largest = max(n for _, n in layers)
+    host = sum(n for _, n in layers)
+    ram = sum(c.nbytes for c in cpu) + (host if device == "cpu" else 4 * largest)
+    if not ctx.ram_ok(ram):
+        search.note(f"{level}: needs {gib(ram)} of RAM, more than the {_ram_words(ctx.hardware)}")
+        return []
+    plans: list[Plan] = []
+    for lookups in ((), ctx.size.lookups):
+        plans = _zero3_plans(ctx, search, level, executor, device, cpu, lookups, ram)
+        if plans or not ctx.size.lookups:
+            break
+    return plans
+
+
+def _zero3_plans(ctx: _Context, search: _Search, level: str, executor: str, device: str,
+                 cpu: tuple[ComponentSize, ...], lookups: tuple[tuple[str, int], ...], ram: int) -> list[Plan]:
+    layers = tuple(ctx.size.streamable_layers)
+    largest = max(n for _, n in layers)
+    host = sum(n for _, n in layers)
+    plans = []
+    for chars in _chunk_sizes(ctx.work.chunk_chars):
+        work = Workload(chars, ctx.work.batch_size)
+        bare = _Placement(level, executor, cpu, layers, "cpu" if device == "cpu" else "disk",
+                          largest * STREAM_SLOTS, 0, ram + sum(n for _, n in lookups),
+                          lookups=lookups)
+        memory = ctx.memory(bare, work)
+        spare = ctx.budget - memory.total
+        if spare < 0:
+            search.miss(memory, ctx.budget, chars)
+            if not plans:
+                search.note(f"{level} with {chars}-character chunks needs {gib(memory.total)} but "
+                             f"{ctx.gpu.name} has {gib(ctx.budget)} free")
+            continue
+        persist = min(host, spare) if executor == "deepspeed" else 0
+        placement = replace(bare, resident_layer_bytes=persist, offload={
+            "device": device, "persist_bytes": persist, "layers": len(layers), "max_live_bytes": largest,
+            "element_size": ctx.size.element_size,
+            "pin_memory": host <= ctx.hardware.ram_available_bytes * PIN_FRACTION})
+        plan = ctx.plan(placement, work, ctx.memory(placement, work), [])
+        if not ctx.fits(plan.memory):
+            continue
+        reasons = search.reasons + [
+            f"{len(layers)} backbone layers handed to {'DeepSpeed ZeRO-3' if executor == 'deepspeed' else 'accelerate'}"
+            f" with weights in {'host memory' if device == 'cpu' else 'files on disk'}"
+            + (f"; {gib(persist)} of them kept resident by the persistence threshold" if persist else ""),
+            f"predicted peak {gib(plan.memory.total)} of {gib(ctx.budget)} free on {ctx.gpu.name}",
+            ctx.policy.reason]
+        if device == "nvme":
+            reasons.append("loading reads the checkpoint through the page cache once (safetensors are mapped)")
+        if lookups:
+            reasons.append(f"embedding tables {', '.join(p for p, _ in lookups)} are read on the CPU")
+        plans.append(replace(plan, reasons=tuple(reasons)))
+    return plans
+
+
+def _cpu(ref: ModelRef, hardware: Hardware, work: Workload, search: _Search) -> Plan | None:
+    """Everything on the CPU, or None (with the reason noted) when it needs more RAM than may be used."""
+    policy = dtype_policy(None)
+    size = ref.shape.at(policy.storage)
+    kv = kv_cache_bytes(ref.facts, size, work)
+    need = size.total_bytes + kv + activation_bytes(ref.facts, size, work, policy)
+    search.cpu_need = need
+    if need > usable_ram(hardware):
+        search.note(f"CPU only: not possible (needs {gib(need)} of RAM, {_ram_words(hardware)})")
+        return None
+    reasons = tuple(search.reasons) + (policy.reason,)
+    components = {c.name: {"role": c.role.value, "bytes": c.nbytes, "dtype": policy.storage,
+                           "compute_dtype": policy.storage, "placement": "cpu"} for c in size.components}
+    return Plan(ref.label, "cpu", "resident", "cpu", policy.storage, {"": "cpu"}, work.chunk_chars,
+                work.batch_size, kv, MemoryBreakdown(), 0, need, reasons, components, model_digest=ref.shape.digest)
+
+
+_PART_WORDS = {"weights_resident": "its weights", "kv_cache": "the KV cache", "activations": "activations",
+               "streamed_buffers": "buffers for streamed layers", "cuda_context": "the CUDA context",
+               "safety_margin": "the safety margin"}
+
+
+def _refusal(ref: ModelRef, hardware: Hardware, work: Workload, search: _Search) -> str:
+    """One sentence: what the nearest plan needed, its largest part, and what would make a plan fit.
+
+    The figures printed are the figures compared: RAM against the usable share, VRAM against free.
+    """
+    cpu = f"on the CPU it needs {gib(search.cpu_need)} of RAM, more than the {_ram_words(hardware)}"
+    advice = ["close other programs"]
+    if search.closest is None:
+        where = cpu
+    else:
+        memory, budget, chars = search.closest
+        part, nbytes = memory.largest()
+        where = (f"its smallest GPU plan needs {gib(memory.total)} of the {gib(budget)} free on "
+                 f"{hardware.gpu.name}, the largest part being {_PART_WORDS[part]} ({gib(nbytes)}), and {cpu}")
+        if part in ("kv_cache", "activations") and chars > MIN_CHUNK_CHARS:
+            advice.insert(0, f"use shorter chunks ({MIN_CHUNK_CHARS} characters)")
+        if work.batch_size > 1:
+            advice.insert(0, "decode one chunk at a time")
+    smallest = min(stored(), key=lambda name: stored()[name].parameters)
+    if ref.label != smallest:
+        advice.append(f"choose a smaller model (`vesper plan --model {smallest}` shows what it needs)")
+    return f"{ref.label} does not fit this machine: {where}; {', '.join(advice[:-1])} or {advice[-1]}." \
+        if len(advice) > 1 else f"{ref.label} does not fit this machine: {where}; {advice[0]}."
+
+
+def _names(components) -> str:
+    return " and ".join(c.name for c in components)
+
+
+STEPS = (_resident, _codec_cpu, _streamed, _zero3_cpu, _zero3_nvme)  # the GPU steps, fastest first

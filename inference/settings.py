@@ -1,0 +1,106 @@
+"""The user's settings, with their defaults, and the one place Vesper reads environment variables.
+
+Settings live in ``paths.settings_file()`` (JSON; a missing or unreadable file means the defaults, a
+bad value is reported in one sentence). Environment variables override them for tests and for
+users who script Vesper:
+
+- ``VESPER_HOME`` / ``VESPER_CACHE_DIR``: folders, read by ``inference.paths``;
+- ``VESPER_VRAM_LIMIT``: GiB the planner may use on the GPU (overrides ``vram_limit_gib``);
+- ``VESPER_FAULT``: ``oom@K`` or ``crash@K``, a fault the worker injects at chunk K (tests);
+- ``OMP_NUM_THREADS``: when set, the engine leaves torch's CPU thread count to it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+from inference import paths
+from inference.defaults import DEFAULT_CHUNK_CHARS, DEFAULT_MODEL
+from inference.errors import BadInputError
+from inference.output import write_json
+from inference.units import GiB
+
+VRAM_LIMIT_ENV = "VESPER_VRAM_LIMIT"
+FAULT_ENV = "VESPER_FAULT"
+THREADS_ENV = "OMP_NUM_THREADS"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a user can choose; every field has a default that works on any laptop."""
+
+    chunk_chars: int = DEFAULT_CHUNK_CHARS  # longest chunk of text generated at once
+    micro_batch: int = 4  # chunks decoded together
+    low_latency: bool = False  # one chunk at a time: first audio sooner, the whole job later
+    voice_cache_size: int = 4  # encoded reference recordings kept by the worker
+    vram_limit_gib: float | None = None  # GPU memory Vesper may use (None: whatever is free)
+    default_model: str = DEFAULT_MODEL
+    log_level: str = "warning"
+
+    @property
+    def vram_limit_bytes(self) -> int:
+        """The limit in bytes, ``VESPER_VRAM_LIMIT`` first; 0 means none."""
+        env = os.environ.get(VRAM_LIMIT_ENV)
+        gib = _number(VRAM_LIMIT_ENV, env) if env else self.vram_limit_gib
+        return int(gib * GiB) if gib else 0
+
+
+def load(path: Path | None = None) -> Settings:
+    """The settings in ``path`` (default: the user's settings file), defaults for whatever is missing."""
+    path = path or paths.settings_file()
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return Settings()
+    if not isinstance(data, dict):
+        return Settings()
+    known = {f.name for f in fields(Settings)}
+    settings = replace(Settings(), **{k: v for k, v in data.items() if k in known})
+    _check(settings, path)
+    return settings
+
+
+def save(settings: Settings, path: Path | None = None) -> Path:
+    _check(settings, path or paths.settings_file())
+    return write_json(path or paths.settings_file(), asdict(settings))
+
+
+def fault_spec() -> str | None:
+    """The fault the worker should inject (``VESPER_FAULT``), for tests of recovery."""
+    return os.environ.get(FAULT_ENV) or None
+
+
+def threads_chosen_by_user() -> bool:
+    """Whether ``OMP_NUM_THREADS`` is set: then the user's thread count wins over Vesper's choice."""
+    return THREADS_ENV in os.environ
+
+
+def _check(settings: Settings, path: Path) -> None:
+    problems = []
+    if not isinstance(settings.chunk_chars, int) or settings.chunk_chars < 80:
+        problems.append("chunk_chars must be a whole number of at least 80")
+    if not isinstance(settings.micro_batch, int) or settings.micro_batch < 1:
+        problems.append("micro_batch must be a whole number of at least 1")
+    if not isinstance(settings.voice_cache_size, int) or settings.voice_cache_size < 0:
+        problems.append("voice_cache_size must be a whole number, 0 or more")
+    if settings.vram_limit_gib is not None and (not isinstance(settings.vram_limit_gib, (int, float))
+                                                or settings.vram_limit_gib <= 0):
+        problems.append("vram_limit_gib must be a positive number of GiB or null")
+    if settings.log_level not in LOG_LEVELS:
+        problems.append(f"log_level must be one of {', '.join(LOG_LEVELS)}")
+    if problems:
+        raise BadInputError(f"Settings file {path}: {'; '.join(problems)}.")
+
+
+def _number(name: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise BadInputError(f"{name}={text!r} is not a positive number of GiB: unset it or give one such as 5.5.")
+    return value
