@@ -34,7 +34,7 @@ from transformers.utils import logging as hf_logging
 from inference import hardware as hw
 from inference import jobs, models
 from inference.adapters.base import VoicePrompt
-from inference.engine import Engine, chunk_seed
+from inference.engine import Engine
 from inference.errors import VesperError
 from inference.models import ModelRef
 from inference.planner import Plan, describe_plan, fingerprint, step_down
@@ -294,7 +294,7 @@ class Worker:
         assert isinstance(job, SpeakJob)
         self._stage(submit.job_id, Stage.RESOLVING, job.model)
         prepared = jobs.prepare(job, self.settings.batch_size, lambda ref: self._resolved(submit.job_id, ref))
-        chunks = tuple(submit.chunks or job.chunks or prepared.chunks)
+        chunks = tuple(submit.chunks or prepared.chunks)
         plan = self.plans.recall(prepared.ref, prepared.hardware, prepared.plan)
         run = self._run_state = _Run(submit, prepared.ref, prepared.hardware, plan, prepared, chunks)
         self._send_started(run)  # before loading, which can take long: the listener learns the chunks now
@@ -336,7 +336,11 @@ class Worker:
         try:
             self.faults.before_chunks(stop - start)
             texts = list(run.chunks[start:stop])
-            seeds = [_seed(run.submit.job, start + i) for i in range(len(texts))]
+            seeds = [jobs.seed_of(run.submit.job, start + i) for i in range(len(texts))]
+            if run.engine.fast is None and run.submit.job.seeds is not None:
+                # Plain generate draws a whole batch from one random stream: pinned seeds mean each chunk
+                # is drawn from its own, whatever batch it would have been in, so it runs alone.
+                return [run.engine.synthesize(run.prompt, text, seed) for text, seed in zip(texts, seeds, strict=True)]
             if run.engine.fast is None:
                 return run.engine.synthesize_batch(run.prompt, texts, seeds)
             return self._stream(run, start, first, len(texts), run.engine.stream_batch(run.prompt, texts, seeds))
@@ -479,11 +483,6 @@ class Worker:
             lines.extend(f"  {reason}" for reason in run.plan.reasons)
         lines.append(traceback.format_exc().rstrip())
         return "\n".join(lines)
-
-
-def _seed(job: SpeakJob, index: int) -> int:
-    """Narration pins each chunk's seed; otherwise chunk ``i`` draws from ``chunk_seed(seed, i)``."""
-    return job.seeds[index] if job.seeds is not None else chunk_seed(job.seed, index)
 
 
 def _one_line(text: str) -> str:
