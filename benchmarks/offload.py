@@ -129,7 +129,7 @@ def pinned_bandwidth(pinned: bool = True, nbytes: int = 1 << 30) -> float:
 
 
 def warm_up(seconds: float = 4.0) -> None:
-    """Shared GPUs idle at low clocks: timings taken cold swing widely (NOTES.md)."""
+    """Shared GPUs idle at low clocks: timings taken cold swing widely (up to 1.5x, docs/measurements.md)."""
     a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
     ended = time.perf_counter() + seconds
     while time.perf_counter() < ended:

@@ -18,7 +18,7 @@ from inference.engine import Engine, chunk_seed
 from inference.models import ModelRef, describe
 from inference.planner import Plan, Workload, make_plan
 from inference.text import chunk_text
-from inference.worker.protocol import LoadJob, SpeakJob, join  # torch-free, so the GUI can build jobs
+from inference.worker.protocol import LoadJob, SpeakJob  # torch-free, so the GUI can build jobs
 
 
 @dataclass(frozen=True)
@@ -88,13 +88,3 @@ def synthesize(prepared: PreparedJob, engine: Engine, start: int = 0) -> Iterato
         audio = engine.synthesize(prompt, text, seed_of(job, index))
         yield ChunkAudio(index, len(prepared.chunks), text, audio, engine.sample_rate)
 
-
-def run(job: SpeakJob, on_chunk: Callable[[ChunkAudio], None] = lambda _: None) -> tuple[np.ndarray, int, Plan]:
-    """Prepare, load and synthesize a whole job in this process."""
-    prepared = prepare(job)
-    engine = Engine.load(prepared.ref, prepared.plan)
-    chunks = []
-    for chunk in synthesize(prepared, engine):
-        on_chunk(chunk)
-        chunks.append(chunk)
-    return join(chunks), engine.sample_rate, prepared.plan

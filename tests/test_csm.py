@@ -53,12 +53,14 @@ def test_voice_prompt_holds_one_code_frame_per_80_ms(loaded, prompt, reference_v
     assert low.tensors["codes"].shape == codes.shape
 
 
+@pytest.mark.slow
 def test_same_seed_same_audio(loaded, prompt):
     first, again, other = (_generate(loaded, prompt, seed) for seed in (7, 7, 8))
     assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
     assert not all(np.array_equal(a, b) for a, b in zip(first, other, strict=True))
 
 
+@pytest.mark.slow
 def test_matches_plain_transformers(loaded, prompt, reference_voice, reference_transcript):
     """The adapter's cached-codes path gives exactly what the documented transformers call gives."""
     audio, _ = reference_voice

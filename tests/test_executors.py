@@ -68,6 +68,7 @@ def _generate(ref, plan: Plan, voice, transcript: str) -> tuple[np.ndarray, Engi
     return audio, engine
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", FAMILIES)
 def test_every_executor_on_the_cpu_gives_the_resident_output(family, tiny_checkpoint, reference_voice,
                                                              reference_transcript):

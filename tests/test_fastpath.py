@@ -95,6 +95,7 @@ def test_sampling_stays_in_top_k_and_follows_the_distribution():
     assert torch.equal(pick(logits[:2], Sampling(False), None), torch.tensor([0, 0]))
 
 
+@pytest.mark.slow
 def test_greedy_tokens_match_transformers_generate_per_row(loaded, prompt):
     embeds, mask = _inputs(loaded, prompt, TEXTS)
     reference = _hf_greedy(loaded, embeds, mask, FRAMES)

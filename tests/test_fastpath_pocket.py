@@ -31,7 +31,7 @@ def prompt(loaded, reference_voice):
 
 def _inputs(loaded, prompt, texts):
     session = open_session(ADAPTER, loaded, batch_size=len(texts), capacity=64)
-    return session, session._inputs(prompt, texts)
+    return session, ADAPTER.prompt_inputs(loaded, prompt, texts)
 
 
 def test_latents_and_ends_match_transformers_generate(loaded, prompt):

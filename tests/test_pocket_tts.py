@@ -60,7 +60,7 @@ def test_voice_prompt_holds_codec_latents(loaded, voice, reference_voice):
     assert latents.dtype == torch.float32 and latents.shape[1] == loaded.model.config.latent_dim
     # the feature extractor trims trailing silence and appends a 80 ms pause: about the recording's frames
     assert abs(latents.shape[0] - len(audio) / rate * ADAPTER.frame_rate) < 6
-    assert voice.nbytes == latents.numel() * 4
+    assert set(voice.tensors) == {"audio_prompt_latents"}  # the latents are the whole voice
 
 
 def test_voice_prompt_resamples_other_rates(loaded, voice, reference_voice):
@@ -81,6 +81,7 @@ def test_max_frames_caps_generation(loaded, voice):
     assert all(len(w) <= 3 * frame_size for w in _generate(loaded, voice, seed=0, max_frames=3))
 
 
+@pytest.mark.slow
 def test_matches_plain_transformers(folder, loaded, voice, reference_voice):
     """The reference encodes the voice inside the processor call, as transformers' own usage does."""
     audio, rate = reference_voice

@@ -85,6 +85,7 @@ def test_clones_a_voice_at_24_khz(loaded, prompt):
     assert np.isfinite(audio).all() and np.abs(audio).max() > 0
 
 
+@pytest.mark.slow
 def test_default_budget_follows_the_text(loaded, prompt):
     text = "Short."
     torch.manual_seed(0)
@@ -100,6 +101,7 @@ def test_voice_prompt_is_resampled_to_24_khz(loaded, reference_voice):
     assert prompt.family == "vibevoice"
 
 
+@pytest.mark.slow
 def test_same_seed_same_audio(loaded, prompt):
     def run(seed: int) -> list[np.ndarray]:
         torch.manual_seed(seed)
@@ -110,6 +112,7 @@ def test_same_seed_same_audio(loaded, prompt):
     assert not np.array_equal(first[0], other[0])
 
 
+@pytest.mark.slow
 def test_matches_plain_transformers(tiny_checkpoint, loaded, prompt, reference_voice):
     """The adapter is transformers' documented cloning call, nothing more: same seed, same samples."""
     path = tiny_checkpoint("vibevoice")

@@ -358,7 +358,9 @@ def test_worker_audio_equals_the_in_process_pipeline(client, tiny, one_thread):
     assert kinds == ["JobStarted"] + ["ChunkReady"] * 5 + ["JobFinished"]
     assert [e.index for e in events if isinstance(e, ChunkReady)] == list(range(5))
     assert any(isinstance(e, ChunkPiece) for e in events)  # Pocket TTS's CPU tier streams each chunk
-    audio, _, _ = jobs.run(job)
+    prepared = jobs.prepare(job)
+    engine = Engine.load(prepared.ref, prepared.plan)
+    audio = protocol.join(list(jobs.synthesize(prepared, engine)))
     assert np.array_equal(_audio(events), audio)
 
 

@@ -24,18 +24,14 @@ from inference.families import Component, Family, ModelSpec, Role  # noqa: F401 
 class VoicePrompt:
     """An encoded reference recording, ready to condition generation for one model.
 
-    ``tensors`` holds whatever the adapter needs (codec latents, codes, input ids); ``nbytes`` lets
-    the worker's cache account for memory, and ``to`` moves it with the model.
+    ``tensors`` holds whatever the adapter needs (codec latents, codes, input ids); ``to`` moves it
+    with the model.
     """
 
     family: str
     tensors: dict[str, torch.Tensor]
     transcript: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self.tensors.values())
 
     def to(self, device: torch.device | str) -> VoicePrompt:
         moved = {k: v.to(device) for k, v in self.tensors.items()}
@@ -62,6 +58,7 @@ class ModelAdapter(ABC):
 
     facts: Family  # sample and frame rates, KV copies, transcript need, component facts (torch-free)
     model_class: type  # the transformers model class this family loads
+    processor_class: type  # and its processor class (``load`` below reads both)
 
     @property
     def family(self) -> str:
@@ -96,19 +93,32 @@ class ModelAdapter(ABC):
     def components(self, config: PretrainedConfig) -> list[Component]:
         """The model's parts, by module path; together they cover every parameter."""
 
-    @abstractmethod
     def load(self, path: Path, dtype: torch.dtype, device: torch.device,
              device_map: dict[str, str | int] | None = None) -> LoadedModel:
         """Load weights (safetensors only, no remote code) and processor, eval mode.
 
         With ``device_map`` None the whole model goes to ``device``; otherwise the map places each
-        module and ``device`` is the compute device.
+        module and ``device`` is the compute device. Families whose checkpoint is one model and one
+        processor folder use this as it is.
         """
+        model = self.model_class.from_pretrained(path, dtype=dtype, use_safetensors=True, device_map=device_map)
+        if device_map is None:
+            model.to(device)
+        processor = self.processor_class.from_pretrained(path)
+        return LoadedModel(model.eval(), processor, Path(path), dtype, device)
 
     @abstractmethod
     def build_voice_prompt(self, loaded: LoadedModel, audio: np.ndarray, sample_rate: int,
                            transcript: str | None) -> VoicePrompt:
         """Encode a mono float32 reference recording (any sample rate) for this model."""
+
+    @abstractmethod
+    def prompt_inputs(self, loaded: LoadedModel, prompt: VoicePrompt, texts: list[str]) -> Any:
+        """The model's inputs for a batch of chunks in this voice (left-padded, on the compute device).
+
+        Plain ``generate`` and the fast decode session both start from these, so they see the same prompt;
+        what they are is the family's (input embeddings and a mask, or processor outputs).
+        """
 
     @abstractmethod
     def generate(self, loaded: LoadedModel, prompt: VoicePrompt, texts: list[str],

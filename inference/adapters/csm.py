@@ -13,8 +13,6 @@ The result is bit-identical to the plain transformers call (tests/test_csm.py ch
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 from transformers import CsmConfig, CsmForConditionalGeneration, CsmProcessor
@@ -29,6 +27,7 @@ SPEAKER = "0"  # the cloned voice's speaker id: the context turn and the target 
 class CsmAdapter(ModelAdapter):
     facts = FAMILIES["csm"]  # 24 kHz: Mimi's rate, which CsmProcessor hard-codes
     model_class = CsmForConditionalGeneration
+    processor_class = CsmProcessor
 
     def components(self, config: CsmConfig) -> list[Component]:
         """Parts by module path; each parameter is listed once.
@@ -50,22 +49,13 @@ class CsmAdapter(ModelAdapter):
             part("codec", ("codec_model",)),
         ]
 
-    def load(self, path: Path, dtype: torch.dtype, device: torch.device,
-             device_map: dict[str, str | int] | None = None) -> LoadedModel:
-        model = CsmForConditionalGeneration.from_pretrained(path, dtype=dtype, use_safetensors=True,
-                                                            device_map=device_map)
-        if device_map is None:
-            model.to(device)
-        processor = CsmProcessor.from_pretrained(path)
-        return LoadedModel(model.eval(), processor, Path(path), dtype, device)
-
     def build_voice_prompt(self, loaded: LoadedModel, audio: np.ndarray, sample_rate: int,
                            transcript: str | None) -> VoicePrompt:
         """Mimi codes of the reference, (frames, codebooks), plus its transcript.
 
         Without a transcript the context turn carries empty text: the processor and model accept it
         and the voice still comes through the codes, but the model cannot align the recording with
-        words, so cloning is weaker (hence ``needs_transcript``).
+        words, so cloning is weaker.
         """
         model, processor = loaded.model, loaded.processor
         audio = resample(np.asarray(audio, dtype=np.float32), sample_rate, self.sample_rate)

@@ -66,6 +66,7 @@ def real_codec_config() -> PocketTTSAudioTokenizerConfig:
 class PocketTTSAdapter(ModelAdapter):
     facts = FAMILIES["pocket_tts"]
     model_class = PocketTTSForConditionalGeneration
+    processor_class = PocketTTSProcessor  # its own ``load``: the codec comes with the processor
 
     def meta_model(self, config: PretrainedConfig) -> torch.nn.Module:
         """The language model with the released codec attached, as ``load`` attaches the real one.
@@ -124,17 +125,22 @@ class PocketTTSAdapter(ModelAdapter):
         model generates from the last position of every row) and counts the frames each text gets after its
         end-of-speech frame; ``generate`` returns padded latents and their mask, which ``decode`` turns
         into waveforms. ``max_frames`` None keeps the model's own budget, from the longest text."""
+        inputs = self.prompt_inputs(loaded, prompt, texts)
+        budget = {} if max_frames is None else {"max_new_tokens": max_frames}
+        with torch.inference_mode():
+            output = loaded.model.generate(**inputs, return_dict_in_generate=True, **budget)
+            waveforms = loaded.processor.decode(output.audio_latents, output.audio_latents_mask)
+        return [waveform.numpy() for waveform in waveforms]  # decode returns float32 CPU tensors
+
+    def prompt_inputs(self, loaded: LoadedModel, prompt: VoicePrompt, texts: list[str]) -> dict:
+        """Processor outputs for a batch of chunks (voice placeholder, then text; left-padded), on the model's
+        device, including the frames each text gets after its end-of-speech frame."""
         processor = loaded.processor
         conversations = [[{"role": "user", "content": [{"type": "audio"}, {"type": "text", "text": text}]}]
                          for text in texts]
         voices = [prompt.tensors["audio_prompt_latents"]] * len(texts)
-        inputs = processor(text=processor.apply_chat_template(conversations), audio_prompt_latents=voices,
-                           return_tensors="pt", padding=True, padding_side="left").to(loaded.device)
-        budget = {} if max_frames is None else {"max_new_tokens": max_frames}
-        with torch.inference_mode():
-            output = loaded.model.generate(**inputs, return_dict_in_generate=True, **budget)
-            waveforms = processor.decode(output.audio_latents, output.audio_latents_mask)
-        return [waveform.numpy() for waveform in waveforms]  # decode returns float32 CPU tensors
+        return processor(text=processor.apply_chat_template(conversations), audio_prompt_latents=voices,
+                         return_tensors="pt", padding=True, padding_side="left").to(loaded.device)
 
 
 def _split_device_map(device_map: dict[str, str | int] | None,

@@ -14,8 +14,6 @@ config says otherwise), the acoustic decoder and the semantic encoder once.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 from transformers import VibeVoiceConfig, VibeVoiceForConditionalGeneration, VibeVoiceProcessor
@@ -31,6 +29,7 @@ SPEAKER = "0"  # the chat template's role names are speaker numbers; Vesper narr
 class VibeVoiceAdapter(ModelAdapter):
     facts = FAMILIES["vibevoice"]
     model_class = VibeVoiceForConditionalGeneration
+    processor_class = VibeVoiceProcessor
 
     def components(self, config: VibeVoiceConfig) -> list[Component]:
         """Parts by module path.
@@ -55,15 +54,6 @@ class VibeVoiceAdapter(ModelAdapter):
             part("semantic_encoder", ("model.semantic_tokenizer_encoder",)),
             part("connectors", ("model.multi_modal_projector", "model.semantic_connector")),
         ]
-
-    def load(self, path: Path, dtype: torch.dtype, device: torch.device,
-             device_map: dict[str, str | int] | None = None) -> LoadedModel:
-        model = VibeVoiceForConditionalGeneration.from_pretrained(
-            path, dtype=dtype, use_safetensors=True, device_map=device_map)
-        if device_map is None:
-            model.to(device)
-        processor = VibeVoiceProcessor.from_pretrained(path)
-        return LoadedModel(model.eval(), processor, Path(path), dtype, device)
 
     def build_voice_prompt(self, loaded: LoadedModel, audio: np.ndarray, sample_rate: int,
                            transcript: str | None) -> VoicePrompt:

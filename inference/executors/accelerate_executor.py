@@ -1,9 +1,10 @@
 """accelerate's device-map hooks: the baseline the other executors are measured against, and the fallback.
 
-Modules the plan keeps in host memory ("cpu") or on disk ("disk") get accelerate's ``AlignDevicesHook``,
-which copies their weights to the GPU for each forward, synchronously from pageable memory
-(NOTES.md: 5-9x slower than streaming). It needs no CUDA toolkit and runs on every OS, which is why
-the planner falls back to it when DeepSpeed cannot run.
+Modules the plan keeps in host memory ("cpu") or on disk ("disk") get accelerate's
+``AlignDevicesHook``, which copies their weights to the GPU for each forward, synchronously from
+pageable memory (8-13x slower than the streamed executor: docs/measurements.md,
+benchmarks/results/offload-h100-80gb-hbm3.md). It needs no CUDA toolkit and runs on every OS, which
+is why the planner falls back to it when DeepSpeed cannot run.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from contextlib import contextmanager
 import torch
 
 from inference.adapters.base import LoadedModel
-from inference.executors.base import Executor, Placed, on_cpu_island, under
+from inference.executors.base import Executor, Keeper, Placed, on_cpu_island, under
 
 
 class AccelerateExecutor(Executor):
@@ -26,12 +27,12 @@ class AccelerateExecutor(Executor):
         device = torch.device(plan.device)
         model = loaded.model
         device_map = {k: v for k, v in plan.device_map.items() if not under(k, plan.compute_on_cpu)}
-        keep = []
+        keep: list[Keeper] = []
         offload_dir = None
         if "disk" in device_map.values():
-            folder = tempfile.TemporaryDirectory(prefix="vesper-offload-")
-            keep.append(folder)  # removed when the engine goes
-            offload_dir = folder.name
+            folder = _OffloadFolder()
+            keep.append(folder)
+            offload_dir = folder.path
         with _detached(model, plan.compute_on_cpu):
             if set(device_map.values()) == {plan.device}:
                 model.to(device)
@@ -41,6 +42,17 @@ class AccelerateExecutor(Executor):
         on_cpu_island(model, plan.compute_on_cpu)
         loaded.device = device
         return Placed(loaded, keep)
+
+
+class _OffloadFolder:
+    """The temporary folder accelerate writes disk-offloaded weights to, removed when the model is unloaded."""
+
+    def __init__(self):
+        self._folder = tempfile.TemporaryDirectory(prefix="vesper-offload-")
+        self.path = self._folder.name
+
+    def close(self) -> None:
+        self._folder.cleanup()
 
 
 @contextmanager

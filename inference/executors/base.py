@@ -6,9 +6,10 @@ import functools
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Protocol
 
 import torch
+from accelerate.utils import recursively_apply, send_to_device
 
 from inference.adapters.base import LoadedModel
 
@@ -17,16 +18,38 @@ if TYPE_CHECKING:
     from inference.planning.types import Plan
 
 # Methods through which generation code calls a codec: hooks on ``forward`` alone would miss
-# ``codec.decode(...)`` (NOTES.md: VibeVoice and CSM call methods, not forward).
+# ``codec.decode(...)``, which is how transformers' CSM and VibeVoice generation call their codecs.
 ENTRY_METHODS = ("forward", "encode", "decode")
+
+
+class Keeper(Protocol):
+    """Something an executor keeps alive while the model runs (hooks, streams, engines, folders).
+
+    The worker closes every keeper when it unloads the model, so pinned memory, hooks and temporary
+    files end then rather than whenever garbage collection gets to them. ``close`` may run twice.
+    """
+
+    def close(self) -> None: ...
+
+
+class Hooks:
+    """Module hooks that stay registered while the model runs, removed on ``close``."""
+
+    def __init__(self, handles: list[torch.utils.hooks.RemovableHandle]):
+        self.handles = handles
+
+    def close(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.handles = []
 
 
 @dataclass
 class Placed:
-    """A model carried out under a plan, and whatever must stay alive while it runs (hooks, engines)."""
+    """A model carried out under a plan, and whatever must stay alive while it runs."""
 
     loaded: LoadedModel
-    keep: list[Any] = field(default_factory=list)
+    keep: list[Keeper] = field(default_factory=list)
 
 
 class Executor(ABC):
@@ -72,6 +95,16 @@ def move_except(model: torch.nn.Module, device: torch.device, keep: tuple[str, .
                 module._buffers[buf_name] = buf.to(device)
 
 
+def place_resident_part(model: torch.nn.Module, plan: Plan, device: torch.device,
+                        offloaded: tuple[str, ...] = ()) -> list[Keeper]:
+    """What every executor but accelerate's does first: each module on ``device`` except ``offloaded``
+    (the executor's own business), those the plan computes on the CPU (set up to run there) and the
+    lookup tables it keeps in host memory (hooked). Returns the keepers of those hooks."""
+    move_except(model, device, plan.compute_on_cpu + offloaded + plan.lookups_on_cpu)
+    on_cpu_island(model, plan.compute_on_cpu)
+    return lookups_on_cpu(model, plan.lookups_on_cpu, device)
+
+
 def on_cpu_island(model: torch.nn.Module, paths: tuple[str, ...]) -> None:
     """Make the modules at ``paths`` compute on the CPU in fp32 inside a model that computes on a GPU.
 
@@ -89,31 +122,22 @@ def on_cpu_island(model: torch.nn.Module, paths: tuple[str, ...]) -> None:
                 setattr(module, method, _on_cpu(original))
 
 
-def lookups_on_cpu(model: torch.nn.Module, paths: tuple[str, ...], device: torch.device) -> list:
+def lookups_on_cpu(model: torch.nn.Module, paths: tuple[str, ...], device: torch.device) -> list[Keeper]:
     """Embedding tables at ``paths`` stay in host memory; the rows they look up go to ``device``.
 
     Index tensors are moved to the CPU before the lookup and the result to the compute device after it,
-    so callers inside the model see an ordinary embedding on the compute device.
+    so callers inside the model see an ordinary embedding on the compute device. Returns the hooks as
+    one keeper (none when ``paths`` is empty).
     """
     handles = []
     for path in paths:
         module = model.get_submodule(path)
         module.to("cpu")
-        handles.append(module.register_forward_pre_hook(lambda m, args, kwargs: (_to_device(args, "cpu"),
-                                                                                  _to_device(kwargs, "cpu")),
-                                                        with_kwargs=True))
-        handles.append(module.register_forward_hook(lambda m, args, out: _to_device(out, device)))
-    return handles
-
-
-def _to_device(value, device):
-    if isinstance(value, torch.Tensor):
-        return value.to(device)
-    if isinstance(value, (list, tuple)):
-        return type(value)(_to_device(v, device) for v in value)
-    if isinstance(value, dict):
-        return {k: _to_device(v, device) for k, v in value.items()}
-    return value
+        handles.append(module.register_forward_pre_hook(
+            lambda m, args, kwargs: (send_to_device(args, "cpu"), send_to_device(kwargs, "cpu")),
+            with_kwargs=True))
+        handles.append(module.register_forward_hook(lambda m, args, out: send_to_device(out, device)))
+    return [Hooks(handles)] if handles else []
 
 
 def _on_cpu(fn):
@@ -127,10 +151,8 @@ def _on_cpu(fn):
 
 def _to_cpu(value):
     """Tensors anywhere in ``value`` (tuples, lists, dicts) on the CPU, floating ones as fp32."""
-    if isinstance(value, torch.Tensor):
-        return value.to("cpu", torch.float32) if value.is_floating_point() else value.to("cpu")
-    if isinstance(value, (list, tuple)):
-        return type(value)(_to_cpu(v) for v in value)
-    if isinstance(value, dict):
-        return {k: _to_cpu(v) for k, v in value.items()}
-    return value
+    return recursively_apply(_tensor_to_cpu, value)
+
+
+def _tensor_to_cpu(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.to("cpu", torch.float32) if tensor.is_floating_point() else tensor.to("cpu")

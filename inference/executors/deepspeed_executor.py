@@ -1,7 +1,8 @@
 """DeepSpeed ZeRO-3 parameter offload of the backbone layers, to host memory or NVMe, in this process.
 
 No launcher: the single-process rendezvous variables are set here and ``init_distributed`` is told not
-to look for MPI (NOTES.md). Only the backbone's layer list is handed to ZeRO-3, converted after
+to look for MPI (``auto_mpi_discovery=False``: with mpi4py installed it would otherwise try to read the
+rank from an MPI world that was never started). Only the backbone's layer list is handed to ZeRO-3, converted after
 loading with ``zero.Init(module=...)``; everything else stays an ordinary resident module. That keeps
 modules read outside ``forward`` (VibeVoice's diffusion head and tokenizers, Pocket TTS's latent
 statistics) and weights tied across the model (an lm_head sharing the embedding) out of ZeRO's reach,
@@ -24,7 +25,7 @@ import torch
 
 from inference.adapters.base import LoadedModel
 from inference.errors import VesperError
-from inference.executors.base import Executor, Placed, lookups_on_cpu, move_except, on_cpu_island
+from inference.executors.base import Executor, Placed, place_resident_part
 from inference.executors.deepspeed_support import INSTALL_HINT, installed
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "ds_configs"
@@ -46,9 +47,7 @@ class DeepSpeedExecutor(Executor):
         torch.cuda.set_device(device)
         _ensure_distributed()
         model = loaded.model
-        move_except(model, device, plan.compute_on_cpu + plan.streamed_layers + plan.lookups_on_cpu)
-        on_cpu_island(model, plan.compute_on_cpu)
-        lookups = lookups_on_cpu(model, plan.lookups_on_cpu, device)
+        lookups = place_resident_part(model, plan, device, plan.streamed_layers)
         layers = model.get_submodule(_container(plan.streamed_layers))
         for module in layers.modules():  # ZeRO partitions parameters only; buffers must be on the GPU
             for name, buf in module._buffers.items():

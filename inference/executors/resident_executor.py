@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from inference.adapters.base import LoadedModel
-from inference.executors.base import Executor, Placed, lookups_on_cpu, move_except, on_cpu_island
+from inference.executors.base import Executor, Placed, place_resident_part
 
 if TYPE_CHECKING:
     from inference.models import ModelRef
@@ -26,10 +26,9 @@ class ResidentExecutor(Executor):
 
     def place(self, loaded: LoadedModel, plan: Plan) -> Placed:
         device = torch.device(plan.device)
-        move_except(loaded.model, device, plan.compute_on_cpu + plan.lookups_on_cpu)
-        on_cpu_island(loaded.model, plan.compute_on_cpu)
+        keep = place_resident_part(loaded.model, plan, device)
         loaded.device = device
-        return Placed(loaded, lookups_on_cpu(loaded.model, plan.lookups_on_cpu, device))
+        return Placed(loaded, keep)
 
 
 EXECUTOR = ResidentExecutor()

@@ -1,17 +1,18 @@
 """Backbone layers that live in pinned host memory and are copied into the GPU one layer ahead.
 
-Why not diffusers' group offloading (``apply_group_offloading(..., use_stream=True, record_stream=True)``),
-which reaches the PCIe bound when it owns a whole decoder (NOTES.md)? Applied to part of a model it
-was 1.8x off the bound and changed the output, and its source (diffusers 0.42.1,
-``hooks/group_offloading.py``) says why: prefetching is armed by a ``LazyPrefetchGroupOffloadingHook``
-on the module it is applied to, which records the execution order during that module's first
-``forward``. A ``ModuleList`` holding the offloaded layers is never called, so the order is never
-recorded, every group keeps ``onload_self=True``, and each layer is copied only when it is reached
-(no overlap: the 1.8x). Worse, a self-onloading group issues its copy on the side stream and the
-compute stream never waits for it (``should_synchronize`` is only true for prefetched groups), so a
-layer can read its weights before they arrive: the changed output. Applying it to the whole decoder
-instead would stream every layer, including those that fit. Its prefetched path also blocks the
-host on ``stream.synchronize()`` before every layer.
+Why not diffusers' group offloading (``apply_group_offloading(..., use_stream=True,
+record_stream=True)``), which reaches the PCIe bound when it owns a whole decoder? Applied to part
+of a model it was 1.8x off the bound and changed the output (docs/measurements.md,
+``benchmarks/group_offload.py``), and its source (diffusers 0.42.1, ``hooks/group_offloading.py``)
+says why: prefetching is armed by a ``LazyPrefetchGroupOffloadingHook`` on the module it is applied
+to, which records the execution order during that module's first ``forward``. A ``ModuleList``
+holding the offloaded layers is never called, so the order is never recorded, every group keeps
+``onload_self=True``, and each layer is copied only when it is reached (no overlap: the 1.8x).
+Worse, a self-onloading group issues its copy on the side stream and the compute stream never waits
+for it (``should_synchronize`` is only true for prefetched groups), so a layer can read its weights
+before they arrive: the changed output. Applying it to the whole decoder instead would stream every
+layer, including those that fit. Its prefetched path also blocks the host on
+``stream.synchronize()`` before every layer.
 
 This executor keeps the offloaded layers of a plan in one ring, in execution order, and prefetches
 the next layer of the ring (wrapping to the first for the next decode step) while the current one
@@ -36,7 +37,7 @@ from dataclasses import dataclass
 import torch
 
 from inference.adapters.base import LoadedModel
-from inference.executors.base import Executor, Placed, lookups_on_cpu, move_except, on_cpu_island
+from inference.executors.base import Executor, Placed, place_resident_part
 
 ALIGN = 512  # bytes: as CUDA's caching allocator aligns blocks, so kernels see the alignment resident weights have
 SLOTS = 2
@@ -207,9 +208,7 @@ class StreamedExecutor(Executor):
     def place(self, loaded: LoadedModel, plan) -> Placed:
         device = torch.device(plan.device)
         model = loaded.model
-        move_except(model, device, plan.compute_on_cpu + plan.streamed_layers + plan.lookups_on_cpu)
-        on_cpu_island(model, plan.compute_on_cpu)
-        keep: list = lookups_on_cpu(model, plan.lookups_on_cpu, device)
+        keep = place_resident_part(model, plan, device, plan.streamed_layers)
         if plan.streamed_layers:
             layers = [model.get_submodule(p) for p in plan.streamed_layers]
             keep.append(LayerStream(layers, device, int(plan.offload.get("slots", SLOTS))))

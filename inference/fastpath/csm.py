@@ -1,12 +1,13 @@
 """CSM decoding with static caches and one CUDA-graph replay per audio frame.
 
-A CSM frame is one backbone step (16 layers) that picks codebook 0, then 31 depth-decoder steps
-(4 layers each) that pick codebooks 1..31. transformers runs each as a separate ``forward`` with
+A CSM frame is one backbone step (16 layers) that picks codebook 0, then 31 depth-decoder steps (4
+layers each) that pick codebooks 1..31. transformers runs each as a separate ``forward`` with
 Python, cache bookkeeping and a host synchronisation around it, so the GPU idles most of the frame
-(NOTES.md: 187 ms per 80 ms frame on an H100). Here the frame is one function over preallocated
-tensors: sample codebook 0 from the backbone's last hidden state, run the depth decoder with its
-positions known in advance (its cache slices are static, no masks), record the frame, then run the
-backbone on the frame for the next one. On CUDA that function is captured once and replayed.
+(161-225 ms per 80 ms frame on an H100: docs/measurements.md, benchmarks/results/realtime.md). Here
+the frame is one function over preallocated tensors: sample codebook 0 from the backbone's last
+hidden state, run the depth decoder with its positions known in advance (its cache slices are
+static, no masks), record the frame, then run the backbone on the frame for the next one. On CUDA
+that function is captured once and replayed.
 
 A batch decodes several chunks together (left-padded prompts, one shared cache slot per frame,
 per-row rope positions); each row stops on its own (an all-EOS frame or its own frame budget) and

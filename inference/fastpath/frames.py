@@ -38,6 +38,7 @@ class StopState:
 
     runner: Callable[[], None]
     check_every: int
+    stop_checks_every_frame = False  # True where the stop flags live in host memory: reading them is free
 
     def allocate_stop_state(self, batch: int, device: torch.device) -> None:
         long = {"dtype": torch.long, "device": device}
@@ -57,10 +58,15 @@ class StopState:
         self.finished.copy_(torch.tensor([b <= 0 for b in budgets]))
         self.frame.zero_()
 
-    def update_stop_state(self, ended: torch.Tensor) -> None:
-        """Inside the frame step: rows whose frame ``ended`` stop there; every row stops at its budget."""
-        self.stop_at.copy_(torch.where(ended & ~self.finished, self.frame, self.stop_at))
-        self.finished |= ended | (self.frame + 1 >= self.max_frames)
+    def update_stop_state(self, ended: torch.Tensor, keep: torch.Tensor | int = 0) -> None:
+        """Inside the frame step: a row whose frame ``ended`` stops there (``keep`` 0: that frame is not
+        kept) or after ``keep`` frames from it (the ending frame included); every row stops at its budget.
+
+        A row that ends again before its stop keeps the first stop, as ``keep`` is fixed per row.
+        """
+        stop = torch.minimum(self.stop_at, self.frame + keep)
+        self.stop_at.copy_(torch.where(ended & ~self.finished, stop, self.stop_at))
+        self.finished |= (self.frame + 1 >= self.stop_at) | (self.frame + 1 >= self.max_frames)
 
     def blocks(self, out: torch.Tensor, rows: int, limit: int, first_block: int) -> Iterator[FrameBlock]:
         """Replay up to ``limit`` frames, yielding ``out``'s new frames every ``check_every`` (the first
@@ -68,7 +74,7 @@ class StopState:
         start, check = 0, min(first_block, limit)
         for frame in range(limit):
             self.runner()
-            if frame + 1 < check:
+            if frame + 1 < check and not (self.stop_checks_every_frame and bool(self.finished[:rows].all())):
                 continue
             lengths = torch.minimum(self.stop_at, self.max_frames)[:rows].tolist()
             done = bool(self.finished[:rows].all()) or frame + 1 == limit

@@ -8,8 +8,11 @@ and each frame is: the backbone step on the previous latent, the end-of-speech l
 flow head with its (constant) flow-time embeddings computed once instead of every frame. The
 end-of-speech rule is transformers' ``PocketTTSEosThresholdCriteria``, per row.
 
-On the CPU the cache is read only up to the current position (shapes may change there); the
-frame function stays free of host synchronisation, so it could be graph-captured like CSM's.
+The cache and its step are the shared ``CachedStack``, the per-row stop state and block loop the
+shared ``StopState``, the flow noise ``sampling.normal`` of (chunk seed, frame). On the CPU the cache
+is read only up to the current position (shapes may change there) and the stop flags are read every
+frame (they are in host memory); the frame function stays free of host synchronisation, so it could
+be graph-captured like CSM's.
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ from collections.abc import Iterator
 
 import torch
 
-from inference.fastpath.frames import FrameBlock
-from inference.fastpath.layers import FastLayer, KVCache, rope_table
-from inference.fastpath.sampling import uniform
+from inference.fastpath.frames import FrameBlock, StopState
+from inference.fastpath.layers import FastLayer
+from inference.fastpath.sampling import normal
+from inference.fastpath.stack import CachedStack, prompt_positions
 
 _GENERATION_DEFAULTS = {"num_flow_steps": 1, "eos_threshold": -4.0, "min_frames_before_eos": 6}
 
@@ -31,8 +35,10 @@ def _setting(config, key: str):
     return _GENERATION_DEFAULTS[key] if value is None else value
 
 
-class PocketFastDecoder:
+class PocketFastDecoder(StopState):
     """Static-cache decoding of a PocketTTSForConditionalGeneration for up to ``batch_size`` chunks."""
+
+    stop_checks_every_frame = True
 
     def __init__(self, model, batch_size: int, capacity: int, weight_dtype: torch.dtype | None = None):
         """``weight_dtype`` (e.g. bf16 on a CPU) stores the backbone's projections in that dtype: see
@@ -50,19 +56,18 @@ class PocketFastDecoder:
         self.min_frames_before_eos = int(_setting(generation, "min_frames_before_eos"))
         self.drifting = config.flow_head_config.flow_type == "drifting"
         self.time_terms = self._time_terms()
+        self.check_every = 8
+        self.runner = self._frame
         self._allocate(batch_size, capacity)
 
     def _allocate(self, batch: int, capacity: int) -> None:
         self.batch, self.capacity = batch, capacity
-        first = self.layers[0]
-        self.cache = KVCache(len(self.layers), batch, first.kv_heads, capacity, first.head_dim, self.dtype,
-                             self.device)
-        self.cos, self.sin = rope_table(self.inner.rotary_emb, capacity, self.dtype, self.device)
-        self.key_valid = torch.zeros(batch, capacity, dtype=torch.bool, device=self.device)
+        self.stack = CachedStack(self.layers, self.inner.norm, self.inner.rotary_emb, batch, capacity,
+                                 self.dtype, self.device)
 
     @property
     def nbytes(self) -> int:
-        return self.cache.nbytes
+        return self.stack.nbytes
 
     @torch.no_grad()
     def _time_terms(self) -> list[torch.Tensor | None]:
@@ -99,49 +104,39 @@ class PocketFastDecoder:
             latents = latents + head.final_layer(hidden, step_condition) / self.flow_steps
         return latents
 
-    def _step(self, latent: torch.Tensor) -> torch.Tensor:
-        """The backbone on the previous latent at the next cache slot; returns the normed hidden state."""
-        x = self.inner.embed_audio_latents(latent)[:, None]
-        rows, slot = x.shape[0], self.slot
-        self.key_valid[:rows, slot] = True
-        length = slot + 1
-        mask = self.key_valid[:rows, None, None, :length]
-        cos, sin = self.cos[self.pos][:, None], self.sin[self.pos][:, None]
-        for i, layer in enumerate(self.layers):
-            q, k, v = layer.qkv(x, cos, sin)
-            self.cache.k[i, :rows, :, slot] = k[:, 0]
-            self.cache.v[i, :rows, :, slot] = v[:, 0]
-            keys, values = self.cache.k[i, :rows, :, :length], self.cache.v[i, :rows, :, :length]
-            x = layer.finish(x, layer.attend_one(q, keys, values, mask))
-        self.slot += 1
-        self.pos += 1
-        return self.inner.norm(x)[:, 0]
-
-    def _noise(self, seeds: torch.Tensor, frame: int) -> torch.Tensor:
-        """Gaussian noise from the counter-based uniforms (Box-Muller), scaled by sqrt(temperature)."""
+    def _noise(self) -> torch.Tensor:
+        """The frame's Gaussian noise for every row, scaled by sqrt(temperature); none when greedy."""
+        rows = self.condition.shape[0]
         if self.noise_scale == 0.0:
-            return torch.zeros(len(seeds), self.latent_dim, device=self.device, dtype=self.dtype)
-        u = uniform(seeds, torch.tensor([frame], device=self.device), 2, self.latent_dim)
-        normal = torch.sqrt(-2.0 * torch.log(u[:, 0])) * torch.cos(2 * math.pi * u[:, 1])
-        return (normal * self.noise_scale).to(self.dtype)
+            return torch.zeros(rows, self.latent_dim, device=self.device, dtype=self.dtype)
+        return (normal(self.seeds[:rows], self.frame, self.latent_dim) * self.noise_scale).to(self.dtype)
+
+    def _frame(self) -> None:
+        """One frame: end-of-speech logit and flow latent from the condition, then the backbone on that
+        latent for the next frame's condition."""
+        condition = self.condition
+        eos_logit = self.model.eos_head(condition)[:, 0].float()
+        latent = self._flow(condition, self._noise())
+        self.latents.index_copy_(1, self.frame, latent[:, None])
+        ended = (eos_logit > self.eos_threshold) & (self.frame >= self.min_frames_before_eos)
+        self.update_stop_state(ended, keep=1 + self.after_eos)
+        self.length += 1
+        self.condition = self.stack.step(self.inner.embed_audio_latents(latent)[:, None], self.length)
+        self.stack.advance()
+        self.frame += 1
 
     # ---------------------------------------------------------------------------------- prefill
     def _prefill(self, inputs: dict, max_frames: int) -> torch.Tensor:
-        """The prompt through the model's own forward (voice latents, BOS latent), copied into the cache."""
+        """The prompt through the model's own forward (voice latents, BOS latent), adopted by the cache."""
         mask = inputs["attention_mask"]
         rows, seq = mask.shape
         if rows > self.batch or seq + max_frames > self.capacity:
             self._allocate(max(rows, self.batch), seq + max_frames)
-        positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
-        out = self.inner(input_ids=inputs["input_ids"], attention_mask=mask, position_ids=positions,
+        out = self.inner(input_ids=inputs["input_ids"], attention_mask=mask, position_ids=prompt_positions(mask),
                          audio_prompt_latents=inputs.get("audio_prompt_latents"),
                          audio_prompt_latents_mask=inputs.get("audio_prompt_latents_mask"), use_cache=True)
-        for i, layer in enumerate(out.cache.layers):
-            self.cache.k[i, :rows, :, :seq] = layer.keys
-            self.cache.v[i, :rows, :, :seq] = layer.values
-        self.key_valid.zero_()
-        self.key_valid[:rows, :seq] = mask.bool()
-        self.slot, self.pos = seq, positions[:, -1] + 1
+        self.stack.adopt(out.cache, mask)
+        self.length = seq
         return out.last_hidden_state[:, -1]
 
     # --------------------------------------------------------------------------------- decoding
@@ -161,30 +156,11 @@ class PocketFastDecoder:
         them), its budget while it runs."""
         inputs = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in inputs.items()}
         rows = inputs["attention_mask"].shape[0]
-        condition = self._prefill(inputs, max_frames)
-        seed_tensor = torch.tensor(seeds, device=self.device)
+        self.condition = self._prefill(inputs, max_frames)
         after_eos = inputs.get("frames_after_eos")
-        after_eos = torch.ones(rows, dtype=torch.long, device=self.device) if after_eos is None else after_eos
-        remaining = torch.full((rows,), -1, dtype=torch.long, device=self.device)
-        frames = torch.zeros(rows, dtype=torch.long, device=self.device)
-        running = torch.ones(rows, dtype=torch.bool, device=self.device)
-        self.latents = latents = torch.zeros(rows, max_frames, self.latent_dim, dtype=self.dtype,
-                                             device=self.device)
-        start, check = 0, min(first_block, max_frames)
-        for frame in range(max_frames):
-            eos_logit = self.model.eos_head(condition)[:, 0].float()
-            latent = self._flow(condition, self._noise(seed_tensor, frame))
-            latents[:, frame] = latent
-            frames += running
-            ended = (remaining < 0) & (eos_logit > self.eos_threshold) & (frame >= self.min_frames_before_eos)
-            remaining = torch.where(ended, after_eos, remaining)
-            running &= remaining != 0
-            remaining = torch.where(remaining > 0, remaining - 1, remaining)
-            done = not bool(running.any()) or frame + 1 == max_frames
-            if frame + 1 == check or done:
-                lengths = torch.where(running, max_frames, frames).tolist()  # running rows: their budget
-                yield FrameBlock(start, frame + 1, latents[:, start:frame + 1], lengths, done)
-                start, check = frame + 1, min(check + block, max_frames)
-            if done:
-                return
-            condition = self._step(latent)
+        self.after_eos = torch.ones(rows, dtype=torch.long, device=self.device) if after_eos is None else after_eos
+        self.allocate_stop_state(rows, self.device)
+        self.reset_stop_state(seeds, [max_frames] * rows, never=self.capacity)
+        self.latents = torch.zeros(rows, max_frames, self.latent_dim, dtype=self.dtype, device=self.device)
+        self.check_every = block
+        yield from self.blocks(self.latents, rows, max_frames, first_block)

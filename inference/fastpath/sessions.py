@@ -204,7 +204,7 @@ class PocketSession(FastSession):
     def stream(self, prompt: VoicePrompt, texts: list[str], seeds: list[int],
                max_frames: int | None = None) -> Iterator[AudioPiece]:
         processor, model = self.loaded.processor, self.loaded.model
-        inputs = self._inputs(prompt, texts)
+        inputs = self.adapter.prompt_inputs(self.loaded, prompt, texts)
         budget = max_frames or max(self.adapter.frames_for_text(text) for text in texts)
         codec = MimiStream.for_pocket(processor.audio_tokenizer)
         blocks = self.decoder.stream(inputs, seeds, budget, block=self.check_every,
@@ -221,15 +221,6 @@ class PocketSession(FastSession):
                 audio[:len(fading)] *= fading
             done[piece.row] += len(audio)
             yield AudioPiece(piece.row, audio, piece.final)
-
-    def _inputs(self, prompt: VoicePrompt, texts: list[str]) -> dict:
-        """Processor outputs as the adapter's ``generate`` makes them: voice placeholder, then text."""
-        processor = self.loaded.processor
-        conversations = [[{"role": "user", "content": [{"type": "audio"}, {"type": "text", "text": text}]}]
-                         for text in texts]
-        voices = [prompt.tensors["audio_prompt_latents"]] * len(texts)
-        return processor(text=processor.apply_chat_template(conversations), audio_prompt_latents=voices,
-                         return_tensors="pt", padding=True, padding_side="left")
 
 
 def _graphed(graphs: bool) -> str:

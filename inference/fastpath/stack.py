@@ -49,7 +49,7 @@ class CachedStack:
         """Run left-padded prompts (rows, seq, hidden) into the cache; returns each row's last state, normed."""
         seq = embeds.shape[1]
         valid = mask.bool()
-        positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
+        positions = prompt_positions(mask)
         cos, sin = self.cos[positions], self.sin[positions]
         causal = torch.ones(seq, seq, dtype=torch.bool, device=self.device).tril()
         # padding queries see themselves only, so no row of the softmax is empty (NaN)
@@ -68,24 +68,47 @@ class CachedStack:
         self.pos.copy_(positions[:, -1] + 1)
         return rms_norm(self.norm, x[:, -1:])[:, 0]
 
-    def step(self, x: torch.Tensor) -> torch.Tensor:
-        """One position for every row: (rows, 1, hidden) in, each row's new state (rows, hidden) out, normed.
+    def adopt(self, cache, mask: torch.Tensor) -> None:
+        """Take left-padded prompts the model ran itself: the keys and values of its transformers cache
+        (for models that place more than token embeddings in a prompt, as Pocket TTS places the voice)."""
+        rows, seq = mask.shape
+        for i, layer in enumerate(cache.layers):
+            self.cache.k[i, :rows, :, :seq] = layer.keys
+            self.cache.v[i, :rows, :, :seq] = layer.values
+        self.key_valid.zero_()
+        self.key_valid[:rows, :seq] = mask.bool()
+        self.slot.fill_(seq)
+        self.pos[:rows].copy_(prompt_positions(mask)[:, -1] + 1)
 
-        Writes the current slot; ``advance`` moves on to the next one.
+    def step(self, x: torch.Tensor, length: int | None = None) -> torch.Tensor:
+        """One position for the first rows: (rows, 1, hidden) in, each row's new state (rows, hidden) out,
+        normed.
+
+        Writes the current slot; ``advance`` moves on to the next one. ``length`` (eager callers that
+        know it) reads only the cache's first positions, the current one included; a graph reads them
+        all under the mask.
         """
+        rows = x.shape[0]
         self.key_valid.index_fill_(1, self.slot, True)
-        mask = self.key_valid[:, None, None, :]
-        cos, sin = self.cos[self.pos][:, None], self.sin[self.pos][:, None]
+        mask = self.key_valid[:rows, None, None, :length]
+        pos = self.pos[:rows]
+        cos, sin = self.cos[pos][:, None], self.sin[pos][:, None]
         for i, layer in enumerate(self.layers):
             q, k, v = layer.qkv(x, cos, sin)
-            self.cache.k[i].index_copy_(2, self.slot, k.transpose(1, 2))
-            self.cache.v[i].index_copy_(2, self.slot, v.transpose(1, 2))
-            x = layer.finish(x, layer.attend_one(q, self.cache.k[i], self.cache.v[i], mask))
+            keys, values = self.cache.k[i, :rows], self.cache.v[i, :rows]
+            keys.index_copy_(2, self.slot, k.transpose(1, 2))
+            values.index_copy_(2, self.slot, v.transpose(1, 2))
+            x = layer.finish(x, layer.attend_one(q, keys[:, :, :length], values[:, :, :length], mask))
         return rms_norm(self.norm, x)[:, 0]
 
     def advance(self) -> None:
         self.slot += 1
         self.pos += 1
+
+
+def prompt_positions(mask: torch.Tensor) -> torch.Tensor:
+    """Rope positions of left-padded prompts: each row counts from its first real token."""
+    return (mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
 class ModelStack:

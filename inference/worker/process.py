@@ -439,9 +439,7 @@ class Worker:
         """Drop the loaded model entirely; cached voices move to the CPU so no GPU memory stays behind."""
         engine, self.engine, self._engine_key = self.engine, None, None
         for held in engine.keep if engine is not None else ():
-            close = getattr(held, "close", None)  # executors' streams and pinned buffers end here, not at GC
-            if callable(close):
-                close()
+            held.close()  # executors' hooks, streams and pinned buffers end here, not at GC
         if engine is not None:
             log.info("unloaded %s", engine.ref.label)
         del engine
