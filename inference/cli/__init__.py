@@ -8,9 +8,12 @@ Vesper: ``vesper ...`` for the installed console script, ``python launch.py ...`
 from __future__ import annotations
 
 import argparse
+import configparser
 import logging
 import os
 import sys
+from importlib import metadata
+from pathlib import Path
 
 from inference import logs, paths
 from inference.cli import hardware, narrate, plan, say, voices
@@ -56,6 +59,7 @@ def main(argv: list[str] | None = None, program: str | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vesper", description="Offline voice cloning and narration.")
+    parser.add_argument("--version", action="version", version=f"vesper {version()}")
     parser.add_argument("-v", "--verbose", action="store_true", help="print log lines on stderr")
     commands = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
@@ -64,3 +68,13 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                          help="print log lines on stderr")
     return parser
+
+
+def version() -> str:
+    """The installed package's version; from a source tree that was never installed, setup.cfg's."""
+    try:
+        return metadata.version("vesper")
+    except metadata.PackageNotFoundError:
+        config = configparser.ConfigParser()
+        config.read(Path(__file__).resolve().parents[2] / "setup.cfg")
+        return config.get("metadata", "version", fallback="unknown")

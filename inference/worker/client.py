@@ -43,6 +43,7 @@ from inference import hardware as hw
 from inference.audio import read_reference
 from inference.errors import VesperError
 from inference.text import normalize
+from inference.text_input import clean_text
 from inference.worker.protocol import (
     TERMINAL_EVENTS,
     Cancel,
@@ -481,7 +482,7 @@ def _worker_main(commands: Connection, events: Connection, settings: WorkerSetti
 def check_job(job: SpeakJob) -> None:
     """The checks that need no model (text, recording, hardware spec): bad input fails at once, before
     anything is queued. The worker repeats them with the rest of the preparation."""
-    normalize(job.text)
+    normalize(clean_text(job.text))
     read_reference(job.voice)
     if job.hardware is not None:
         hw.resolve(job.hardware)

@@ -298,6 +298,8 @@ class Worker:
         plan = self.plans.recall(prepared.ref, prepared.hardware, prepared.plan)
         run = self._run_state = _Run(submit, prepared.ref, prepared.hardware, plan, prepared, chunks)
         self._send_started(run)  # before loading, which can take long: the listener learns the chunks now
+        for message in prepared.notices:
+            self._notice(run, message)
         if plan is not prepared.plan:
             self._notice(run, f"Using {describe_plan(plan)} for {run.ref.label}: a higher plan ran out of "
                               "memory on this machine before.")
