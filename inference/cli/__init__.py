@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import argparse
 import configparser
+import logging
 import os
 import sys
 from importlib import metadata
 from pathlib import Path
 
+from inference import logs, paths
 from inference.cli import hardware, narrate, plan, say, voices
 from inference.errors import VesperError
+from inference.worker.client import WorkerError
+
+log = logging.getLogger(__name__)
 
 COMMANDS = (say, narrate, voices, plan, hardware)  # each module has add_parser(subparsers) and sets ``run``
 
@@ -41,11 +46,16 @@ def main(argv: list[str] | None = None, program: str | None = None) -> int:
 
         return open_window()
     args = _parser().parse_args(argv)
+    logs.setup(args.verbose)
     try:
         return args.run(args)
     except VesperError as exc:
         print(f"vesper: {as_typed(str(exc), program or program_name(sys.argv[0]))}", file=sys.stderr)
         return 2
+    except WorkerError as exc:
+        log.error("%s\n%s", exc, exc.detail)
+        print(f"vesper: {exc} Details: {paths.log_file()}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("vesper: interrupted; nothing was written.", file=sys.stderr)
         return 130
@@ -54,9 +64,13 @@ def main(argv: list[str] | None = None, program: str | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vesper", description="Offline voice cloning and narration.")
     parser.add_argument("--version", action="version", version=f"vesper {version()}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print log lines on stderr")
     commands = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
         command.add_parser(commands)
+    for sub in commands.choices.values():  # also after the command: `say ... -v`
+        sub.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                         help="print log lines on stderr")
     return parser
 
 
