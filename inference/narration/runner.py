@@ -38,7 +38,17 @@ import soundfile as sf
 from inference.errors import VesperError
 from inference.narration.project import PlannedChunk, Project
 from inference.worker.client import WorkerError
-from inference.worker.protocol import ChunkReady, Event, JobCancelled, JobFailed, JobFinished, Notice, SpeakJob
+from inference.worker.protocol import (
+    ChunkReady,
+    Event,
+    JobCancelled,
+    JobFailed,
+    JobFinished,
+    Notice,
+    PlanChanged,
+    SpeakJob,
+    WorkerRestarted,
+)
 
 
 class JobClient(Protocol):
@@ -155,7 +165,7 @@ class Runner:
                     rate = event.sample_rate
                     state.chunk(len(event.audio) / event.sample_rate)
                     self.on_progress(state.progress())
-                elif isinstance(event, Notice):
+                elif isinstance(event, (Notice, PlanChanged, WorkerRestarted)):  # all carry a readable message
                     notices.append(event.message)
                 elif isinstance(event, JobFinished):
                     ended = True
