@@ -1,4 +1,6 @@
-"""Render the voice and plan widgets into PNGs: ``xvfb-run -a python -m desktop.screenshots OUT``.
+"""Render the window's parts into PNGs: ``xvfb-run -a python -m desktop.screenshots OUT [--model M]``.
+
+The main window during a narration with ``--model`` (``desktop/main_window_shot.py``), and:
 
 The recorder (on ALSA's file plugin as the microphone) is shown mid-take and reviewing a take with
 problems (espeak-ng speech, clipped and with noise added); the voice library with two voices in a
@@ -9,6 +11,7 @@ events the script makes up for the picture, not from a run.
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -19,6 +22,7 @@ import numpy as np
 import soundfile as sf
 from PySide6.QtWidgets import QApplication, QWidget
 
+from desktop.main_window_shot import main_window_shot
 from desktop.plan_view import ModelChoice, PlanViewModel, catalogue_choices
 from desktop.recorder_state import Phase
 from desktop.widgets.model_manager import ModelManager
@@ -27,6 +31,7 @@ from desktop.widgets.recorder import RecorderWidget
 from desktop.widgets.voice_library import VoiceLibraryWidget
 from inference import hardware
 from inference.audio import write_wav
+from inference.defaults import DEFAULT_MODEL
 from inference.voice_library import VoiceLibrary
 from inference.voice_quality import analyse
 from inference.worker.protocol import DownloadProgress, JobFinished, MemorySample, MemoryStats, Stage, StageStarted
@@ -132,7 +137,11 @@ def virtual_microphone(folder: Path) -> None:
 
 
 def main(argv: list[str]) -> int:
-    out = Path(argv[0] if argv else "docs/screenshots")
+    parser = argparse.ArgumentParser(prog="python -m desktop.screenshots", description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path, nargs="?", default=Path("docs/screenshots"))
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="the main window's model: a name or a checkpoint folder")
+    args = parser.parse_args(argv)
+    out = args.out
     out.mkdir(parents=True, exist_ok=True)
     app = QApplication.instance() or QApplication([])
     with tempfile.TemporaryDirectory() as folder:
@@ -143,7 +152,7 @@ def main(argv: list[str]) -> int:
         library_shot(out, library, Path(folder))
     plan_shots(out, catalogue_choices(hardware.PRESETS[PRESET]))
     app.processEvents()
-    return 0
+    return 0 if main_window_shot(out, args.model) else 1
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ fails in a second with one clear message and nothing half-written.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -14,13 +14,14 @@ import torch
 
 from inference import hardware as hw
 from inference.audio import read_reference, trimmed_reference_notice
+from inference.defaults import DEFAULT_CHUNK_CHARS
 from inference.engine import Engine, chunk_seed
 from inference.errors import BadInputError
 from inference.models import ModelRef, describe
 from inference.planner import Plan, Workload, make_plan
 from inference.text import chunk_text
 from inference.text_input import clean_text
-from inference.worker.protocol import SpeakJob  # torch-free, so the GUI can build jobs
+from inference.worker.protocol import LoadJob, SpeakJob  # torch-free, so the GUI can build jobs
 
 
 @dataclass(frozen=True)
@@ -44,18 +45,20 @@ class ChunkAudio:
     sample_rate: int
 
 
-def prepare(job: SpeakJob, batch_size: int = 1, vram_limit_bytes: int = 0) -> PreparedJob:
+def prepare(job: SpeakJob, batch_size: int = 1,
+            on_resolved: Callable[[ModelRef], None] = lambda ref: None, vram_limit_bytes: int = 0) -> PreparedJob:
     """Validate input, resolve the model and plan; raises ``VesperError`` with a clear message.
 
-    ``batch_size`` is how many chunks the caller decodes together (the worker's micro-batch);
-    ``vram_limit_bytes`` the user's VRAM limit (0: none), planned for as the GPU's free memory.
+    ``batch_size`` is how many chunks the caller decodes together (the worker's micro-batch).
+    ``on_resolved(ref)`` runs once the model is known, before planning: the worker downloads it there,
+    as its own reported stage. ``vram_limit_bytes`` is the user's VRAM limit (0: none), planned for as
+    the GPU's free memory.
     """
     text = clean_text(job.text)
     clean_text(job.voice_text or "", "The reference transcript")  # a lone surrogate would fail in the tokenizer
     chunk_text(text, job.chunk_chars)  # rejects empty text before anything slow happens
     reference, rate = read_reference(job.voice)
-    ref = describe(job.model)
-    hardware = hw.with_vram_limit(usable_here(hw.resolve(job.hardware), job.hardware), vram_limit_bytes)
+    ref, hardware = resolve(job.model, job.hardware, on_resolved, vram_limit_bytes)
     plan = make_plan(ref, hardware, Workload(job.chunk_chars, batch_size))
     chunks = list(job.chunks) if job.chunks else chunk_text(text, plan.max_chunk_chars)
     for chunk in job.chunks or ():  # pinned by narration, kept as given: only refused if unreadable
@@ -68,6 +71,21 @@ def prepare(job: SpeakJob, batch_size: int = 1, vram_limit_bytes: int = 0) -> Pr
 def seed_of(job: SpeakJob, index: int) -> int:
     """Chunk ``index``'s seed: pinned by the job (narration) or derived from the job's seed."""
     return job.seeds[index] if job.seeds is not None else chunk_seed(job.seed, index)
+
+
+def prepare_load(job: LoadJob, batch_size: int = 1, on_resolved: Callable[[ModelRef], None] = lambda ref: None,
+                 vram_limit_bytes: int = 0) -> tuple[ModelRef, hw.Hardware, Plan]:
+    """The model, machine and plan a ``SpeakJob`` of default-length chunks would get, to load ahead of it."""
+    ref, hardware = resolve(job.model, job.hardware, on_resolved, vram_limit_bytes)
+    return ref, hardware, make_plan(ref, hardware, Workload(DEFAULT_CHUNK_CHARS, batch_size))
+
+
+def resolve(model: str, hardware: str | None, on_resolved: Callable[[ModelRef], None] = lambda ref: None,
+            vram_limit_bytes: int = 0) -> tuple[ModelRef, hw.Hardware]:
+    ref = describe(model)
+    machine = hw.with_vram_limit(usable_here(hw.resolve(hardware), hardware), vram_limit_bytes)
+    on_resolved(ref)
+    return ref, machine
 
 
 def usable_here(hardware: hw.Hardware, spec: str | None) -> hw.Hardware:

@@ -193,7 +193,7 @@ def _load_processor(path: Path, dtype: torch.dtype, codec_device: torch.device) 
     except OSError as exc:
         raise OfflineModelError(
             f"The Pocket TTS codec '{reference}' that {path} uses could not be loaded ({exc}). Connect to "
-            f"the internet once to download it (or run `huggingface-cli download {reference}`), then try "
+            f"the internet once to download it (or run `hf download {reference}`), then try "
             "again."
         ) from exc
 

@@ -32,11 +32,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Through the worker process, so an out-of-memory step-down or a worker crash does not end the run."""
     from inference.audio import write_wav
+    from inference.cli.progress import Progress
     from inference.errors import VesperError
     from inference.output import check_output
     from inference.playback import LivePlayer
     from inference.worker.client import WorkerClient, check_job
-    from inference.worker.protocol import ChunkPiece, ChunkReady, Event, Notice, SpeakJob
+    from inference.worker.protocol import ChunkPiece, ChunkReady, Event, SpeakJob
 
     target = check_output(args.out, OUTPUT_FORMATS)  # a bad --out fails now, not after the whole job
     transcript = None if args.voice_text is None else from_argument(args.voice_text, "The --voice-text argument")
@@ -45,14 +46,11 @@ def run(args: argparse.Namespace) -> int:
     settings = options.worker_settings(args)
     started = time.perf_counter()
     player = LivePlayer() if args.play else None
+    shown = Progress(sys.stderr)
 
     def progress(event: Event) -> None:
         nonlocal player
-        if isinstance(event, ChunkReady):
-            print(f"chunk {event.index + 1}/{event.total}: {len(event.audio) / event.sample_rate:.1f} s",
-                  file=sys.stderr)
-        elif isinstance(event, Notice):
-            print(f"vesper: {event.message}", file=sys.stderr)
+        shown(event)
         if player is None or not isinstance(event, (ChunkPiece, ChunkReady)):
             return
         try:
@@ -64,8 +62,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"vesper: {exc}", file=sys.stderr)
             player = None
 
-    with WorkerClient(settings) as client:
-        result = client.speak(job, progress)
+    try:
+        with WorkerClient(settings) as client:
+            result = client.speak(job, progress)
+    finally:
+        shown.close()
     audio, rate = result.audio(), result.sample_rate
     write_wav(target, audio, rate)  # under a temporary name beside it, renamed when complete
     seconds = len(audio) / rate
