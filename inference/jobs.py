@@ -50,7 +50,15 @@ def prepare(job: SpeakJob, batch_size: int = 1) -> PreparedJob:
     ref = describe(job.model)
     hardware = hw.resolve(job.hardware)
     plan = make_plan(ref, hardware, Workload(job.chunk_chars, batch_size))
-    return PreparedJob(job, ref, plan, chunk_text(job.text, plan.max_chunk_chars), reference, rate, hardware)
+    chunks = list(job.chunks) if job.chunks else chunk_text(job.text, plan.max_chunk_chars)
+    if job.seeds is not None and len(job.seeds) != len(chunks):
+        raise ValueError(f"SpeakJob has {len(job.seeds)} seeds for {len(chunks)} chunks")
+    return PreparedJob(job, ref, plan, chunks, reference, rate, hardware)
+
+
+def seed_of(job: SpeakJob, index: int) -> int:
+    """Chunk ``index``'s seed: pinned by the job (narration) or derived from the job's seed."""
+    return job.seeds[index] if job.seeds is not None else chunk_seed(job.seed, index)
 
 
 def synthesize(prepared: PreparedJob, engine: Engine, start: int = 0) -> Iterator[ChunkAudio]:
@@ -59,6 +67,6 @@ def synthesize(prepared: PreparedJob, engine: Engine, start: int = 0) -> Iterato
     prompt = engine.voice_prompt(prepared.reference, prepared.reference_rate, job.voice_text)
     for index in range(start, len(prepared.chunks)):
         text = prepared.chunks[index]
-        audio = engine.synthesize(prompt, text, chunk_seed(job.seed, index))
+        audio = engine.synthesize(prompt, text, seed_of(job, index))
         yield ChunkAudio(index, len(prepared.chunks), text, audio, engine.sample_rate)
 

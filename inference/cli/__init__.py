@@ -1,4 +1,4 @@
-"""Vesper's command line: one module per command (``say``, ``plan``, ``hardware``), assembled here.
+"""Vesper's command line: one module per command (``say``, ``narrate``, ``voices``, ``plan``, ...).
 
 Errors the user can fix come out as one line on stderr and exit status 2; nothing is written
 unless the whole job succeeded. Commands the messages suggest are spelled the way the user runs
@@ -11,10 +11,10 @@ import argparse
 import os
 import sys
 
-from inference.cli import hardware, plan, say
+from inference.cli import hardware, narrate, plan, say, voices
 from inference.errors import VesperError
 
-COMMANDS = (say, plan, hardware)  # each module has add_parser(subparsers) and sets ``run``
+COMMANDS = (say, narrate, voices, plan, hardware)  # each module has add_parser(subparsers) and sets ``run``
 
 
 def program_name(argv0: str) -> str:

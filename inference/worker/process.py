@@ -27,7 +27,7 @@ from transformers.utils import logging as hf_logging
 
 from inference import jobs
 from inference.adapters.base import VoicePrompt
-from inference.engine import Engine, chunk_seed
+from inference.engine import Engine
 from inference.errors import VesperError
 from inference.models import ModelRef
 from inference.planner import Plan, describe_plan, fingerprint, step_down
@@ -212,7 +212,11 @@ class Worker:
         try:
             self.faults.before_chunks(stop - start)
             texts = run.chunks[start:stop]
-            seeds = [chunk_seed(run.submit.job.seed, start + i) for i in range(len(texts))]
+            seeds = [jobs.seed_of(run.submit.job, start + i) for i in range(len(texts))]
+            if run.engine.fast is None and run.submit.job.seeds is not None:
+                # Plain generate draws a whole batch from one random stream: pinned seeds mean each chunk
+                # is drawn from its own, whatever batch it would have been in, so it runs alone.
+                return [run.engine.synthesize(run.prompt, text, seed) for text, seed in zip(texts, seeds, strict=True)]
             if run.engine.fast is None:
                 return run.engine.synthesize_batch(run.prompt, texts, seeds)
             return self._stream(run, start, first, len(texts), run.engine.stream_batch(run.prompt, texts, seeds))

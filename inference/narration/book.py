@@ -1,0 +1,122 @@
+"""One narration end to end: plan the project, generate what is missing, assemble, master, export.
+
+This is what ``vesper narrate`` and the desktop app call; they differ only in how they show progress.
+Outputs are checked before anything runs (``check_narration``), so a bad path costs no generation; each
+output is written to a temporary name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from inference.errors import BadInputError
+from inference.narration import export, mastering
+from inference.narration.assembly import Assembly, AssemblySettings, Timeline
+from inference.narration.mastering import MasterReport, Mode
+from inference.narration.project import Generation, PlannedChunk, Project, model_revision
+from inference.narration.runner import Runner, RunResult
+from inference.narration.script import Script
+from inference.output import check_output
+from inference.voice_library import Voice, VoiceLibrary
+
+
+@dataclass(frozen=True)
+class Narration:
+    """Everything one narration needs; ``voices`` maps markup voice names (and None: the narrator) to voices."""
+
+    source: str  # the input as the user named it (a path, or "-")
+    script: Script
+    voices: dict[str | None, Voice]
+    project: Path
+    model: str
+    out: Path | None = None
+    srt: Path | None = None
+    vtt: Path | None = None
+    seed: int = 0
+    master: Mode = Mode.PODCAST
+    redo: tuple[int, ...] = ()
+    force: bool = False
+    hardware: str | None = None
+    assembly: AssemblySettings = field(default_factory=AssemblySettings)
+    info: export.BookInfo | None = None  # None: title and author from the script
+
+
+@dataclass(frozen=True)
+class NarrationResult:
+    run: RunResult
+    report: MasterReport | None  # None when no audio output was asked for
+    timeline: Timeline | None
+    outputs: tuple[Path, ...]
+    project: Path
+
+
+def voices_for(script: Script, narrator: Voice, library: VoiceLibrary) -> dict[str | None, Voice]:
+    """The narrator and every voice the script's markup names (unknown names fail before anything runs)."""
+    return {None: narrator, **{name: library.get(name) for name in sorted(script.voices)}}
+
+
+def check_narration(narration: Narration) -> None:
+    """Everything that can be checked before any work: outputs (unwritable, unknown format, or existing
+    without ``force``), something to say, ``redo`` numbers within the book."""
+    if narration.out is not None:
+        check_output(narration.out, export.FORMATS, narration.force)
+    for path, fmt in ((narration.srt, "srt"), (narration.vtt, "vtt")):
+        if path is not None:
+            check_output(path, (fmt,), narration.force)
+    count = len(narration.script.chunks)
+    if not count:
+        raise BadInputError(f"{narration.source} has nothing to say: give at least one word.")
+    if narration.redo and not 1 <= min(narration.redo) <= max(narration.redo) <= count:
+        raise BadInputError(f"--redo names chunk {max(narration.redo)}, but the book has {count} chunks.")
+
+
+def narrate(narration: Narration, runner: Runner) -> NarrationResult:
+    """Run ``narration`` with ``runner`` (whose ``cancel`` stops it between micro-batches).
+
+    A file that cannot be written (disk full, a folder gone read-only) ends it with one line; chunks
+    already written stay, so the same narration resumes once there is room.
+    """
+    check_narration(narration)
+    try:
+        return _narrate(narration, runner)
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        raise BadInputError(f"Could not write{where}: {exc.strerror or exc}; make room (or choose another "
+                            "folder) and run the same command again: it resumes with the chunks already made.") from exc
+
+
+def _narrate(narration: Narration, runner: Runner) -> NarrationResult:
+    project = Project(narration.project).open()
+    generation = Generation(narration.model, model_revision(narration.model), narration.seed)
+    planned = project.plan(narration.script, narration.voices, generation)
+    if narration.redo:
+        planned = project.redo(planned, narration.redo, generation)
+    settings = {"assembly": vars(narration.assembly), "master": narration.master.value}
+    project.record(narration.script, narration.source, planned, generation, settings)
+    run = runner.run(project, planned, narration.model, narration.hardware)
+    project.record(narration.script, narration.source, planned, generation,
+                   {**settings, "plan": run.plan or project.manifest().get("plan", ""), "sample_rate": run.sample_rate})
+    if narration.out is None and narration.srt is None and narration.vtt is None:
+        return NarrationResult(run, None, None, (), project.root)
+    report, timeline = _render(narration, project, planned, run.sample_rate)
+    return NarrationResult(run, report, timeline, tuple(p for p in (narration.out, narration.srt, narration.vtt)
+                                                        if p is not None), project.root)
+
+
+def _render(narration: Narration, project: Project, planned: list[PlannedChunk],
+            rate: int) -> tuple[MasterReport | None, Timeline]:
+    """Assemble (pass one measures and lays out the timeline), then master and encode in pass two."""
+    assembly = Assembly(project, narration.script, planned, rate, narration.assembly)
+    report = MasterReport(narration.master, mastering.measure(assembly.blocks(), rate))
+    timeline = assembly.timeline
+    if narration.out is not None:
+        script = narration.script
+        info = narration.info or export.BookInfo(script.title, script.author)
+        export.write_audio(narration.out, mastering.apply(narration.master, assembly.blocks(), rate, report), rate,
+                           timeline.chapters, info)
+    if narration.srt is not None:
+        export.write_text(narration.srt, export.srt(timeline.cues))
+    if narration.vtt is not None:
+        export.write_text(narration.vtt, export.webvtt(timeline.cues))
+    return (report if narration.out is not None else None), timeline
