@@ -53,6 +53,7 @@ class Hardware:
     ram_available_bytes: int
     gpus: tuple[Gpu, ...] = field(default_factory=tuple)
     source: str = "detected"  # "detected", "preset:<name>" or a JSON file path
+    cpu_int8: bool = False  # int8 dot products (AVX2, VNNI): the CPU tier's projections run in int8
 
     @property
     def gpu(self) -> Gpu | None:
@@ -124,10 +125,22 @@ def _read_gpu(pynvml, index: int, driver: str) -> Gpu:
                driver if isinstance(driver, str) else driver.decode())
 
 
+def cpu_computes_int8(flags: str | None = None) -> bool:
+    """Whether torch's int8 kernels (fbgemm: AVX2 at least, VNNI where present) run here, from
+    /proc/cpuinfo's flags; elsewhere False, and the CPU tier keeps fp32."""
+    if flags is None:
+        try:
+            flags = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    return "avx2" in flags.split()
+
+
 def detect() -> Hardware:
     """Measure this machine."""
     memory = psutil.virtual_memory()
-    return Hardware(platform.system(), os.cpu_count() or 1, int(memory.total), int(memory.available), probe_gpus())
+    return Hardware(platform.system(), os.cpu_count() or 1, int(memory.total), int(memory.available), probe_gpus(),
+                    cpu_int8=cpu_computes_int8())
 
 
 def from_json(path: Path) -> Hardware:
@@ -142,7 +155,7 @@ def from_json(path: Path) -> Hardware:
         )
         return Hardware(str(data.get("os", platform.system())), int(data.get("cpu_count", 4)),
                         int(data["ram_total_bytes"]), int(data.get("ram_available_bytes", data["ram_total_bytes"])),
-                        gpus, str(path))
+                        gpus, str(path), cpu_int8=bool(data.get("cpu_int8", False)))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise HardwareSpecError(f"Cannot read hardware description {path}: {exc}.") from exc
 

@@ -520,10 +520,14 @@ def _cpu(ref: ModelRef, hardware: Hardware, work: Workload, search: _Search) -> 
         search.note(f"CPU only: not possible (needs {gib(need)} of RAM, {_ram_words(hardware)})")
         return None
     reasons = tuple(search.reasons) + (policy.reason,)
+    projections = "int8" if hardware.cpu_int8 else ""
+    if projections:
+        reasons += ("a CPU tier decodes with int8 projections (this CPU has AVX2 int8 dot products)",)
     components = {c.name: {"role": c.role.value, "bytes": c.nbytes, "dtype": policy.storage,
                            "compute_dtype": policy.storage, "placement": "cpu"} for c in size.components}
     return Plan(ref.label, "cpu", "resident", "cpu", policy.storage, {"": "cpu"}, work.chunk_chars,
-                work.batch_size, kv, MemoryBreakdown(), 0, need, reasons, components, model_digest=ref.shape.digest)
+                work.batch_size, kv, MemoryBreakdown(), 0, need, reasons, components, model_digest=ref.shape.digest,
+                cpu_projections=projections)
 
 
 _PART_WORDS = {"weights_resident": "its weights", "kv_cache": "the KV cache", "activations": "activations",

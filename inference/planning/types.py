@@ -86,6 +86,7 @@ class Plan:
     gpu_id: str = ""  # the GPU model and driver the plan was made for (calibration records are per machine)
     asked: tuple[int, int] = (0, 0)  # the (chunk_chars, batch_size) the ladder holding this plan was made for
     model_digest: str = ""  # the model's sizes (``ModelShape.digest``): another checkpoint is another plan
+    cpu_projections: str = ""  # "int8": a CPU tier's decoder runs its projections in int8 (hardware.cpu_int8)
 
     @property
     def predicted_peak_bytes(self) -> int:
