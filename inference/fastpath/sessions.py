@@ -190,7 +190,9 @@ class PocketSession(FastSession):
         self.check_every, self.first_block = check_every, first_block
         self.decoder = PocketFastDecoder(loaded.model, batch_size, capacity, weight_dtype)
         self.kind = "pocket_tts: static KV cache, lean step loop"
-        if weight_dtype is not None:
+        if weight_dtype == torch.qint8:
+            self.kind += ", int8 projections (backbone, flow head)"
+        elif weight_dtype is not None:
             self.kind += f", {weight_dtype} weights"
 
     def warm_up(self) -> float:
