@@ -82,3 +82,11 @@ def test_malformed_json_is_a_clear_error(tmp_path):
     path.write_text('{"gpus": [{"name": "x"}]}')
     with pytest.raises(HardwareSpecError, match="Cannot read"):
         hw.resolve(str(path))
+
+
+def test_int8_capability_comes_from_the_cpu_flags_and_round_trips(tmp_path):
+    assert hw.cpu_computes_int8("fpu sse4_2 avx2 fma avx512_vnni")
+    assert not hw.cpu_computes_int8("fpu sse4_2 avx")
+    path = tmp_path / "int8.json"
+    path.write_text(json.dumps({**hw.PRESETS["cpu-16g"].to_dict(), "cpu_int8": True}))
+    assert hw.resolve(str(path)).cpu_int8 and not hw.PRESETS["cpu-16g"].cpu_int8

@@ -10,6 +10,7 @@ Every shape is fixed once the caches are allocated, which is what lets a CUDA gr
 
 from __future__ import annotations
 
+import copy
 import warnings
 import weakref
 
@@ -94,10 +95,8 @@ class Int8Linear(nn.Module):
 
 def int8_linears(module: nn.Module) -> nn.Module:
     """A copy of ``module`` whose ``nn.Linear`` layers are ``Int8Linear`` (the original keeps its weights)."""
-    import copy
-
     copied = copy.deepcopy(module)
-    for name, child in list(copied.named_modules()):
+    for child in list(copied.modules()):
         for attr, sub in list(child.named_children()):
             if isinstance(sub, nn.Linear):
                 setattr(child, attr, Int8Linear(sub.weight, sub.bias))
