@@ -117,7 +117,8 @@ def _open_fast_session(ref: ModelRef, plan: Plan, loaded: LoadedModel) -> tuple[
     capacity = fastpath.capacity_for(ref, plan.max_chunk_chars)
     options = {"model_step": True} if support.model_step else {}
     if plan.device == "cpu" and plan.cpu_projections == "int8":
-        options["weight_dtype"] = torch.qint8  # RTF 0.5 -> about 0.2 on 2 cores: benchmarks/results/cpu-tier-*
+        # 0.37x fp32's time on one thread, audio 35 dB SNR from fp32's: benchmarks/results/cpu-tier-local-1threads
+        options["weight_dtype"] = torch.qint8
     return fastpath.open_session(ref.adapter, loaded, plan.batch_size, capacity, **options), support.reason
 
 
