@@ -1,4 +1,4 @@
-"""Start Vesper: ``python launch.py COMMAND ...`` (see ``python launch.py --help``)."""
+"""Start Vesper: ``python launch.py`` opens the window, ``python launch.py COMMAND ...`` runs a command (``--help``)."""
 
 from __future__ import annotations
 

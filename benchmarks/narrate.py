@@ -27,6 +27,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,11 +54,11 @@ def book_text(minutes: float) -> str:
 
 def run_narrate(model: str, voice: Path, chunks: list[str], batch: int, vram_bytes: int, scratch: Path) -> dict:
     from inference.narration.book import Narration, narrate
-    from inference.narration.runner import Runner
+    from inference.narration.runner import Relay, Runner
     from inference.narration.script import Chapter, Chunk, Paragraph, Script
     from inference.voice_library import voice_from_file
     from inference.worker.client import WorkerClient
-    from inference.worker.protocol import SpeakJob, WorkerSettings
+    from inference.worker.protocol import WorkerSettings
 
     per_chapter = 16
     chapters = tuple(Chapter(f"Chapter {n + 1}", (Paragraph(tuple(Chunk(c, (c,)) for c in chunks[i:i + per_chapter])),))
@@ -65,12 +66,15 @@ def run_narrate(model: str, voice: Path, chunks: list[str], batch: int, vram_byt
     narrator = voice_from_file(voice)
     narration = Narration("benchmark", Script(chapters, title="Benchmark"), {None: narrator}, scratch / "project",
                           model, out=scratch / "book.m4b")
-    with WorkerClient(WorkerSettings(max_batch=batch, vram_limit_bytes=vram_bytes)) as client:
+    warm_chapter = Chapter("Warm-up", (Paragraph((Chunk("Warming up.", ("Warming up.",)),)),))
+    warm_up = replace(narration, script=Script((warm_chapter,)), project=scratch / "warm-up", out=None)
+    relay = Relay()
+    with WorkerClient(WorkerSettings(max_batch=batch, vram_limit_bytes=vram_bytes), on_event=relay) as client:
         warm = time.perf_counter()
-        client.speak(SpeakJob("Warming up.", voice, model=model))  # load the model, encode the voice
+        narrate(warm_up, relay.serve(Runner(client)))  # load the model, encode the voice
         load_seconds = time.perf_counter() - warm
         started = time.perf_counter()
-        result = narrate(narration, Runner(client))
+        result = narrate(narration, relay.serve(Runner(client)))
         seconds = time.perf_counter() - started
     return {"seconds": round(seconds, 2), "generation_seconds": round(result.run.seconds, 2),
             "audio_seconds": round(result.run.audio_seconds, 2), "book_seconds": round(result.timeline.seconds, 2),

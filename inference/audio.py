@@ -31,12 +31,24 @@ def read_reference(path: Path) -> tuple[np.ndarray, int]:
     if seconds < MIN_REFERENCE_SECONDS:
         raise BadInputError(f"Reference recording {path} is {seconds:.2f} s long; record at least "
                             f"{MIN_REFERENCE_SECONDS:.0f} s of speech (5-15 s works best).")
-    if not np.isfinite(mono).all() or float(np.abs(mono).max()) == 0.0:
-        raise BadInputError(f"Reference recording {path} is silent or corrupt.")
+    if not np.isfinite(mono).all():
+        raise BadInputError(f"Reference recording {path} holds invalid samples (NaN or infinity): it is corrupt; "
+                            "export or record it again.")
+    if float(np.abs(mono).max()) == 0.0:
+        raise BadInputError(f"Reference recording {path} is silent: record 5-15 s of clear speech.")
     if seconds > MAX_REFERENCE_SECONDS:
         # Cloning needs a few seconds; a long recording only costs memory and time.
         mono = mono[: int(MAX_REFERENCE_SECONDS * rate)]
     return np.ascontiguousarray(mono), int(rate)
+
+
+def trimmed_reference_notice(path: Path) -> str | None:
+    """What to tell the user when ``read_reference`` used only the start of ``path`` (None: all of it)."""
+    seconds = sf.info(str(path)).duration
+    if seconds <= MAX_REFERENCE_SECONDS:
+        return None
+    return (f"Reference recording {path} is {seconds:.0f} s long; only its first {MAX_REFERENCE_SECONDS:.0f} s "
+            "are used (5-15 s of clear speech is enough).")
 
 
 def resample(audio: np.ndarray, rate: int, target_rate: int) -> np.ndarray:

@@ -101,8 +101,8 @@ FAMILIES: dict[str, Family] = {f.family: f for f in (
         "backbone": Part(Role.BACKBONE),
         # The flow head runs num_flow_steps times per frame from the generation loop itself.
         "flow_head": Part(Role.HEAD, pinned_to_compute=True),
-        # Decoding took 0.13 s per second of audio on 2 CPU threads (fp32, real size).
-        "codec": Part(Role.CODEC, cpu_real_time_factor=0.13),
+        # 0.09 s per second of audio on 2 CPU threads (fp32, real size; docs/measurements.md, "Codecs on the CPU").
+        "codec": Part(Role.CODEC, cpu_real_time_factor=0.09),
     }, frames=token_budget_frames),  # the voice is the reference's codec latents alone
     # The reference is a conversation turn; without its words the model must guess what was said.
     Family("csm", "csm", 24_000, 12.5, {
@@ -110,18 +110,18 @@ FAMILIES: dict[str, Family] = {f.family: f for f in (
         "backbone": Part(Role.BACKBONE),
         # The depth decoder's generate is called from the parent's sampling loop, 31 times per frame.
         "depth_decoder": Part(Role.HEAD, pinned_to_compute=True),
-        # Mimi decodes at 0.09x real time on a laptop-class CPU (fp32, 2 threads).
-        "codec": Part(Role.CODEC, cpu_real_time_factor=0.09),
+        # Mimi: 0.07 s per second of audio on 2 CPU threads (fp32, real size; docs/measurements.md).
+        "codec": Part(Role.CODEC, cpu_real_time_factor=0.07),
     }, needs_transcript=True),
     # Classifier-free guidance runs an unconditioned sequence beside each chunk: two KV caches. The
-    # reference's latents condition the model; its words are never read. CPU factors: real size, fp32,
-    # 2 threads: decoding and re-encoding each frame on a CPU alone would take as long as the audio lasts.
+    # reference's latents condition the model; its words are never read. CPU factors (docs/measurements.md):
+    # decoding and re-encoding each frame on 2 CPU threads takes 2.3 s per second of audio.
     Family("vibevoice", "vibevoice", 24_000, 7.5, {
         "embeddings": Part(Role.EMBEDDINGS),
         "backbone": Part(Role.BACKBONE),
         "diffusion_head": Part(Role.HEAD, pinned_to_compute=True),
-        "acoustic_tokenizer": Part(Role.CODEC, pinned_to_compute=True, cpu_real_time_factor=0.58),
-        "semantic_encoder": Part(Role.CODEC, pinned_to_compute=True, cpu_real_time_factor=0.43),
+        "acoustic_tokenizer": Part(Role.CODEC, pinned_to_compute=True, cpu_real_time_factor=1.35),
+        "semantic_encoder": Part(Role.CODEC, pinned_to_compute=True, cpu_real_time_factor=0.91),
         "connectors": Part(Role.OTHER, pinned_to_compute=True),
     }, kv_cache_copies=2),
 )}

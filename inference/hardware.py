@@ -13,6 +13,7 @@ import os
 import platform
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 import psutil
 
@@ -144,20 +145,68 @@ def detect() -> Hardware:
 
 
 def from_json(path: Path) -> Hardware:
-    """Read a machine description with the same fields as ``Hardware.to_dict``."""
+    """Read a machine description with the fields ``Hardware.to_dict`` writes (README lists them).
+
+    ``ram_total_bytes`` and, for each GPU, ``name``, ``total_bytes`` and ``compute_capability`` are
+    required; the rest have defaults. A missing or mistyped field is named with the type it needs.
+    """
     try:
         data = json.loads(path.read_text())
-        gpus = tuple(
-            Gpu(int(g.get("index", i)), str(g["name"]), int(g["total_bytes"]),
-                int(g.get("free_bytes", g["total_bytes"])), tuple(g["compute_capability"]),
-                int(g.get("pcie_generation", 4)), int(g.get("pcie_width", 16)), str(g.get("driver", "")))
-            for i, g in enumerate(data.get("gpus", []))
-        )
-        return Hardware(str(data.get("os", platform.system())), int(data.get("cpu_count", 4)),
-                        int(data["ram_total_bytes"]), int(data.get("ram_available_bytes", data["ram_total_bytes"])),
-                        gpus, str(path), cpu_int8=bool(data.get("cpu_int8", False)))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise HardwareSpecError(f"Cannot read hardware description {path}: {exc}.") from exc
+    spec = _Fields(path, "", data)
+    ram_total = spec.get("ram_total_bytes", int)
+    gpus = tuple(_gpu_from_json(_Fields(path, f"gpus[{i}].", g), i) for i, g in enumerate(spec.get("gpus", list, [])))
+    return Hardware(spec.get("os", str, platform.system()), spec.get("cpu_count", int, 4), ram_total,
+                    spec.get("ram_available_bytes", int, ram_total), gpus, str(path),
+                    cpu_int8=spec.get("cpu_int8", bool, False))
+
+
+def _gpu_from_json(spec: _Fields, index: int) -> Gpu:
+    total = spec.get("total_bytes", int)
+    capability = spec.get("compute_capability", list)
+    if len(capability) != 2 or not all(_is_a(part, int) for part in capability):
+        spec.fail("compute_capability", list)
+    return Gpu(spec.get("index", int, index), spec.get("name", str), total, spec.get("free_bytes", int, total),
+               (capability[0], capability[1]), spec.get("pcie_generation", int, 4), spec.get("pcie_width", int, 16),
+               spec.get("driver", str, ""))
+
+
+_REQUIRED = object()
+_EXPECTED = {int: "a whole number", str: "a string", list: "a list", bool: "true or false"}
+_UNITS = {"compute_capability": "a list of two whole numbers such as [8, 9]", "gpus": "a list of GPU objects"}
+
+
+class _Fields:
+    """One JSON object of a hardware description, read field by field with the type each needs."""
+
+    def __init__(self, path: Path, prefix: str, data: object):
+        self.path, self.prefix = path, prefix
+        if not isinstance(data, dict):
+            raise HardwareSpecError(f"Hardware description {path}: {prefix.rstrip('.') or 'the file'} must be a "
+                                    "JSON object; `vesper hardware --json` shows the form.")
+        self.data = data
+
+    def get(self, name: str, kind: type, default: object = _REQUIRED):
+        if name not in self.data:
+            if default is _REQUIRED:
+                self.fail(name, kind, missing=True)
+            return default
+        value = self.data[name]
+        if not _is_a(value, kind):
+            self.fail(name, kind)
+        return value
+
+    def fail(self, name: str, kind: type, missing: bool = False) -> NoReturn:
+        expected = _UNITS.get(name) or _EXPECTED[kind] + (" (bytes)" if name.endswith("_bytes") else "")
+        problem = "has no field" if missing else "has a wrong type for"
+        raise HardwareSpecError(f"Hardware description {self.path} {problem} '{self.prefix}{name}': it needs "
+                                f"{expected}; README lists every field and its unit.")
+
+
+def _is_a(value: object, kind: type) -> bool:
+    """JSON's types: a bool is not a whole number, though Python's ``bool`` is an ``int``."""
+    return isinstance(value, kind) and not (kind is int and isinstance(value, bool))
 
 
 def resolve(spec: str | None) -> Hardware:

@@ -8,7 +8,9 @@ cache, honouring HF_HOME and HF_HUB_OFFLINE, and works offline once the files ar
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -23,6 +25,8 @@ if TYPE_CHECKING:
     from inference.adapters.base import ModelAdapter
 
 # Weights only as safetensors; configs, processors, tokenizers and chat templates as text.
+OFFLINE_MODE = "offline mode is on (HF_HUB_OFFLINE)"
+DownloadHook = Callable[[str, str, int, int], None]  # (repo_id, filename, done_bytes, total_bytes)
 ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja", "*.tiktoken", "tokenizer*"]
 
 
@@ -83,15 +87,51 @@ def describe(model: str) -> ModelRef:
                              "or give a Hugging Face hub id (owner/name) or a local folder.")
 
 
-def fetch(ref: ModelRef) -> Path:
-    """The folder holding the model's files, downloading them first if needed."""
+def fetch(ref: ModelRef, progress: DownloadHook | None = None) -> Path:
+    """The folder holding the model's files, downloading them (and its companion repos) first if needed.
+
+    ``progress(repo_id, filename, done_bytes, total_bytes)`` hears every file being downloaded, from
+    huggingface_hub's own progress hooks; an exception it raises (a cancel) stops the download and
+    leaves the cache as huggingface_hub leaves it: finished files kept, the partial one deleted, and
+    the snapshot not marked complete, so the next run downloads the rest.
+    """
     if ref.local_path is not None:
         return ref.local_path
     assert ref.hub_id is not None
-    folder = _download(ref.hub_id, ALLOW_PATTERNS)
+    needed = hub_repos(ref)
+    folder = _download(ref.hub_id, ALLOW_PATTERNS, needed, progress)
     for companion in companion_repos(folder):
-        _download(companion, ALLOW_PATTERNS)
+        _download(companion, ALLOW_PATTERNS, needed, progress)
     return folder
+
+
+def is_cached(ref: ModelRef) -> bool:
+    """Whether ``fetch`` would find everything in the cache (no download stage needed)."""
+    if ref.local_path is not None:
+        return True
+    assert ref.hub_id is not None
+    folder = _cached(ref.hub_id, ALLOW_PATTERNS)
+    return folder is not None and all(_cached(c, ALLOW_PATTERNS) is not None for c in companion_repos(folder))
+
+
+def check_can_download(ref: ModelRef) -> None:
+    """Raise the offline advice now if offline mode forbids downloading what is not cached."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE and not is_cached(ref):
+        raise OfflineModelError(_offline_message(hub_repos(ref), OFFLINE_MODE))
+
+
+def hub_repos(ref: ModelRef) -> list[str]:
+    """Every hub repo the model needs: its own, then its companions (from its cached processor config if
+    there is one, else from the registry), for download advice that is complete before anything is cached."""
+    if ref.hub_id is None:
+        return []
+    folder = _cached(ref.hub_id, ["processor_config.json"])
+    companions = companion_repos(folder) if folder is not None else []
+    if not companions and ref.spec is not None:
+        companions = list(ref.spec.companions)
+    return [ref.hub_id, *companions]
 
 
 def companion_repos(folder: Path) -> list[str]:
@@ -141,28 +181,90 @@ def _family_for(folder: Path, label: str) -> str:
     return family
 
 
-def _download(hub_id: str, patterns: list[str]) -> Path:
-    """Files of a hub repo from the cache, or downloaded; clear errors for offline and missing repos."""
-    from huggingface_hub import constants, snapshot_download
-    from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
+def _cached(hub_id: str, patterns: list[str]) -> Path | None:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
 
     try:
         return Path(snapshot_download(hub_id, allow_patterns=patterns, local_files_only=True))
-    except LocalEntryNotFoundError:
-        pass  # not cached yet: download below
+    except LocalEntryNotFoundError:  # also an incomplete snapshot (a download that was cancelled)
+        return None
+
+
+def _download(hub_id: str, patterns: list[str], needed: list[str] | None = None,
+              progress: DownloadHook | None = None) -> Path:
+    """Files of a hub repo from the cache, or downloaded; clear errors for offline and missing repos.
+
+    ``needed`` are all the repos the model needs, for the offline advice.
+    """
+    from huggingface_hub import constants
+    from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    folder = _cached(hub_id, patterns)
+    if folder is not None:
+        return folder
+    needed = needed or [hub_id]
     if constants.HF_HUB_OFFLINE:
-        raise OfflineModelError(_offline_message(hub_id, "offline mode is on (HF_HUB_OFFLINE)"))
+        raise OfflineModelError(_offline_message(needed, OFFLINE_MODE))
     try:
-        return Path(snapshot_download(hub_id, allow_patterns=patterns))
+        return _download_files(hub_id, patterns, progress)
     except GatedRepoError as exc:
         raise ModelNotFoundError(f"Model {hub_id} is gated on the hub: accept its terms on huggingface.co and run "
-                                 "`huggingface-cli login`, then try again.") from exc
+                                 "`hf auth login`, then try again.") from exc
     except RepositoryNotFoundError as exc:
         raise ModelNotFoundError(f"Model {hub_id} does not exist on the Hugging Face hub.") from exc
     except (LocalEntryNotFoundError, OSError) as exc:  # connection errors surface as these
-        raise OfflineModelError(_offline_message(hub_id, "the hub cannot be reached")) from exc
+        raise OfflineModelError(_offline_message(needed, "the hub cannot be reached")) from exc
 
 
-def _offline_message(hub_id: str, why: str) -> str:
-    return (f"Model {hub_id} is not downloaded and {why}. Connect to the internet once to download it "
-            f"(or run `huggingface-cli download {hub_id}`), or pass --model /path/to/a/local/model/folder.")
+def _download_files(hub_id: str, patterns: list[str], progress: DownloadHook | None) -> Path:
+    """Download file by file, so each one reports its own bytes, then let ``snapshot_download`` finish.
+
+    ``snapshot_download`` aggregates its files' progress into one bar, so the files are fetched first
+    with ``hf_hub_download`` at the resolved commit (which records no branch ref); the closing
+    ``snapshot_download`` finds them all cached and only then writes the ref and the tree listing that
+    mark the snapshot complete.
+    """
+    from huggingface_hub import HfApi, hf_hub_download, snapshot_download
+    from huggingface_hub.hf_api import RepoFile
+    from huggingface_hub.utils import filter_repo_objects
+
+    api = HfApi()
+    commit = api.repo_info(hub_id).sha
+    files = [f for f in api.list_repo_tree(hub_id, recursive=True, revision=commit) if isinstance(f, RepoFile)]
+    for file in filter_repo_objects(files, allow_patterns=patterns, key=lambda f: f.path):
+        hook = None if progress is None else functools.partial(_FileProgress, progress, hub_id, file.path)
+        if progress is not None:
+            progress(hub_id, file.path, 0, file.size)
+        hf_hub_download(hub_id, file.path, revision=commit, tqdm_class=hook)
+        if progress is not None:
+            progress(hub_id, file.path, file.size, file.size)
+    return Path(snapshot_download(hub_id, allow_patterns=patterns))
+
+
+class _FileProgress:
+    """What huggingface_hub's ``http_get`` calls a progress bar: it reports to ``DownloadHook`` instead."""
+
+    def __init__(self, report: DownloadHook, repo_id: str, filename: str, total: int | None = None,
+                 initial: int = 0, **_: object) -> None:
+        self.report, self.repo_id, self.filename = report, repo_id, filename
+        self.total, self.n = total or 0, initial
+
+    def __enter__(self) -> _FileProgress:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        pass
+
+    def update(self, n: int | float | None = 1) -> None:
+        self.n += int(n or 0)
+        self.report(self.repo_id, self.filename, self.n, self.total)
+
+    def close(self) -> None:
+        pass
+
+
+def _offline_message(repos: list[str], why: str) -> str:
+    commands = " and ".join(f"`hf download {repo}`" for repo in repos)
+    return (f"Model {repos[0]} is not downloaded and {why}. Connect to the internet once to download it "
+            f"(or run {commands}), or pass --model /path/to/a/local/model/folder.")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,10 +35,14 @@ def check_output(path: Path, formats: Iterable[str], force: bool = True) -> Path
         raise BadInputError(f"Output {path} has {'no extension' if not suffix else f'the extension .{suffix}'}; "
                             f"the formats Vesper writes here are {known}.")
     parent = target.parent
-    if not parent.is_dir():
+    if not parent.exists():
         raise BadInputError(f"Cannot write {path}: the folder {parent} does not exist.")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise BadInputError(f"Cannot write {path}: the folder {parent} is not writable.")
+    if not parent.is_dir():
+        raise BadInputError(f"Cannot write {path}: {parent} is a file, not a folder.")
+    try:  # the real test (read-only mounts, ACLs, root): an unnamed file that vanishes when closed
+        tempfile.TemporaryFile(dir=parent).close()
+    except OSError as exc:
+        raise BadInputError(f"Cannot write {path}: the folder {parent} is not writable ({exc.strerror}).") from None
     if target.exists() and not force:
         raise BadInputError(f"Output {path} already exists: pass --force to replace it.")
     return target

@@ -9,6 +9,7 @@ import pytest
 from inference import hardware as hw
 from inference.dtypes import dtype_policy
 from inference.errors import HardwareSpecError
+from tests.conftest import REPO
 
 REAL_CARDS = [
     # name, compute capability, storage dtype, compute dtype
@@ -79,9 +80,36 @@ def test_unknown_preset_or_missing_file_is_a_clear_error(spec):
 
 def test_malformed_json_is_a_clear_error(tmp_path):
     path = tmp_path / "bad.json"
-    path.write_text('{"gpus": [{"name": "x"}]}')
-    with pytest.raises(HardwareSpecError, match="Cannot read"):
+    path.write_text('{"ram_total_bytes": 1, "gpus": [{"name": "x"}]}')
+    with pytest.raises(HardwareSpecError, match=r"no field 'gpus\[0\].total_bytes': it needs a whole number"):
         hw.resolve(str(path))
+
+
+@pytest.mark.parametrize(("text", "pattern"), [
+    ("not json", "Cannot read hardware description"),
+    ("[]", "the file must be a JSON object"),
+    ('{"ram_total_bytes": true}', "wrong type for 'ram_total_bytes'"),
+    ('{"ram_total_bytes": 1, "gpus": {}}', "wrong type for 'gpus': it needs a list of GPU objects"),
+    ('{"ram_total_bytes": 1, "gpus": [7]}', "gpus\\[0\\] must be a JSON object"),
+    ('{"ram_total_bytes": 1, "gpus": [{"name": "x", "total_bytes": 1, "compute_capability": [8]}]}',
+     "compute_capability': it needs a list of two whole numbers"),
+])
+def test_each_malformed_field_is_named_with_its_type(tmp_path, text, pattern):
+    path = tmp_path / "bad.json"
+    path.write_text(text)
+    with pytest.raises(HardwareSpecError, match=pattern):
+        hw.from_json(path)
+
+
+def test_readmes_example_description_reads_as_documented(tmp_path):
+    """README's hardware JSON example is valid, with the sizes it shows."""
+    readme = (REPO / "README.md").read_text()
+    example = readme.split("describes a machine; sizes are whole numbers of bytes:\n\n```\n")[1].split("```")[0]
+    path = tmp_path / "machine.json"
+    path.write_text(example)
+    machine = hw.from_json(path)
+    assert machine.gpu.compute_capability == (8, 9) and machine.gpu.total_bytes == 8 * hw.GiB
+    assert machine.ram_total_bytes == 16 * hw.GiB
 
 
 def test_int8_capability_comes_from_the_cpu_flags_and_round_trips(tmp_path):

@@ -28,7 +28,7 @@ def test_tiny_folder_resolves_by_model_type(tiny_checkpoint):
 
 
 def test_uncached_registered_model_while_offline_names_the_fix():
-    with pytest.raises(OfflineModelError, match="huggingface-cli download sesame/csm-1b"):
+    with pytest.raises(OfflineModelError, match="hf download sesame/csm-1b"):
         fetch(describe("csm-1b"))
 
 

@@ -10,7 +10,7 @@ from ebooklib import epub
 
 from inference.errors import BadInputError
 from inference.narration.build import build_script
-from inference.narration.sources import decode_bytes, read_source
+from inference.narration.sources import read_source
 
 BOOK_MD = """---
 title: The Long Road
@@ -133,7 +133,10 @@ def test_epub_without_toc_titles_chapters_by_their_first_heading(tmp_path):
         ("one.xhtml", "", "<h1>Only Heading</h1><p>Some text.</p>"),
         ("two.xhtml", "", "<p>No heading here.</p>"),
     ])
-    assert [c.title for c in build_script(path).chapters] == ["Chapter 1", "Only Heading"]
+    script = build_script(path)
+    assert [c.title for c in script.chapters] == ["Chapter 1", "Only Heading"]
+    assert _texts(script.chapters[0]) == ["Chapter one", "No heading here."]  # no heading: its title is read
+    assert _texts(script.chapters[1]) == ["Only Heading", "Some text."]
 
 
 def test_broken_epub_is_one_line(tmp_path):
@@ -174,7 +177,7 @@ def test_drm_protected_epub_is_refused_in_one_line(tmp_path):
 def test_font_obfuscation_alone_is_not_drm(tmp_path):
     path = _with_encryption(_epub(tmp_path / "fonts.epub", chapters=[("one.xhtml", "One", "<p>Open text.</p>")]),
                             "http://www.idpf.org/2008/embedding", "EPUB/fonts/a.otf")
-    assert _texts(build_script(path).chapters[0]) == ["Open text."]
+    assert _texts(build_script(path).chapters[0]) == ["One", "Open text."]  # the TOC title, read
 
 
 @pytest.mark.parametrize("data", [b"", b"   \n\t\n  ", "\ufeff  \n".encode(), b"[1] ... !?"])
@@ -199,11 +202,11 @@ def test_missing_file_is_one_line(tmp_path):
 
 
 def test_decoding_honours_byte_order_marks_and_names_a_bad_byte():
-    assert decode_bytes("\ufeffHéllo".encode()) == "Héllo"
-    assert decode_bytes("\ufeffHéllo".encode("utf-16-le")) == "Héllo"
-    assert decode_bytes("\ufeffHéllo".encode("utf-16-be")) == "Héllo"
+    """Decoding is inference.text_input's; a source reads through it (a UTF-16 file's NULs are not binary)."""
+    for data in ("\ufeffHéllo.".encode(), "\ufeffHéllo.".encode("utf-16-le"), "\ufeffHéllo.".encode("utf-16-be")):
+        assert [b.text for b in read_source(data).chapters[0].blocks] == ["Héllo."]
     with pytest.raises(BadInputError, match="offset 3"):
-        decode_bytes(b"abc\xff\xfedef")
+        read_source(b"abc\xff\xfedef")
 
 
 def test_bytes_from_standard_input_read_as_text():

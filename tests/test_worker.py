@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import weakref
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -31,20 +32,30 @@ from inference.hardware import PRESETS
 from inference.models import describe
 from inference.planner import Workload, describe_plan, make_plan, step_down
 from inference.worker import memory, protocol
-from inference.worker.client import WorkerClient
+from inference.worker.client import WorkerClient, WorkerError
 from inference.worker.faults import Fault, FaultInjector, parse
 from inference.worker.plan_memory import PlanMemory
 from inference.worker.process import Worker
 from inference.worker.protocol import (
+    TERMINAL_EVENTS,
     ChunkPiece,
     ChunkReady,
+    GenerationProgress,
     JobCancelled,
     JobFailed,
     JobFinished,
     JobStarted,
-    Notice,
+    MemorySample,
+    ModelUnloaded,
+    PlanChangeCause,
+    PlanChanged,
+    RestartCause,
     SpeakJob,
+    Stage,
+    StageStarted,
     Submit,
+    UpdateSettings,
+    WorkerRestarted,
     WorkerSettings,
 )
 from inference.worker.voices import VoiceCache, voice_key
@@ -137,6 +148,7 @@ def test_fault_spec():
     assert parse(None) is None and parse("") is None
     assert parse("oom@2") == Fault("oom", 2)
     assert parse("crash@1") == Fault("crash", 1)
+    assert parse("hang@3") == Fault("hang", 3)
     for bad in ("oom", "oom@0", "segv@2", "crash@x"):
         with pytest.raises(ValueError):
             parse(bad)
@@ -295,7 +307,9 @@ def test_out_of_memory_while_loading_steps_down(tmp_path, tiny, monkeypatch, one
     worker, events = _local_worker(tmp_path, WorkerSettings(max_batch=2))
     out = _run_local(worker, events, _job(tiny))
     assert loads == [2, 1]
-    assert any(isinstance(e, Notice) and "while loading the model" in e.message for e in out)
+    (change,) = [e for e in out if isinstance(e, PlanChanged)]
+    assert change.cause is PlanChangeCause.OUT_OF_MEMORY and "while loading the model" in change.message
+    assert (change.from_plan, change.to_plan, change.at_chunk) == ("cpu on cpu, batch 2", "cpu on cpu, batch 1", 0)
     assert isinstance(out[-1], JobFinished) and out[-1].plan == "cpu on cpu, batch 1"
 
 
@@ -310,7 +324,7 @@ def test_preflight_steps_down_when_free_vram_shrinks(tmp_path, tiny, monkeypatch
     switched = []
     monkeypatch.setattr(worker, "_switch", lambda run, plan: switched.append(plan))
     monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 0)
-    run = _Run(Submit("job", prepared.job), prepared, prepared.chunks, prepared.plan)
+    run = _Run(Submit("job", prepared.job), ref, hardware, prepared.plan, prepared, tuple(prepared.chunks))
 
     monkeypatch.setattr(memory, "gpu_free_bytes", lambda device: 4 * 2**30)
     worker._preflight(run, 0)
@@ -319,7 +333,8 @@ def test_preflight_steps_down_when_free_vram_shrinks(tmp_path, tiny, monkeypatch
     worker._preflight(run, 0)
     (lower,) = switched
     assert lower.level != "resident" and lower.memory.allocator_peak <= 1 * MiB  # the tiny codec moved off
-    assert isinstance(events[-1], Notice) and "GPU memory is free now" in events[-1].message
+    assert isinstance(events[-1], PlanChanged) and "GPU memory is free now" in events[-1].message
+    assert events[-1].cause is PlanChangeCause.PREFLIGHT and events[-1].at_chunk == 0
     monkeypatch.setattr(memory, "gpu_free_bytes", lambda device: 0)
     worker._preflight(run, 0)
     assert switched[-1].device == "cpu"
@@ -339,7 +354,7 @@ def test_worker_audio_equals_the_in_process_pipeline(client, tiny, one_thread):
     job = _job(tiny)
     job_id = client.submit(job)
     events = _until_end(client, job_id)
-    kinds = [type(e).__name__ for e in events if not isinstance(e, ChunkPiece)]
+    kinds = [type(e).__name__ for e in events if isinstance(e, (JobStarted, ChunkReady, JobFinished))]
     assert kinds == ["JobStarted"] + ["ChunkReady"] * 5 + ["JobFinished"]
     assert [e.index for e in events if isinstance(e, ChunkReady)] == list(range(5))
     assert any(isinstance(e, ChunkPiece) for e in events)  # Pocket TTS's CPU tier streams each chunk
@@ -408,7 +423,8 @@ def test_crash_resumes_from_the_first_unfinished_chunk(tiny, monkeypatch, tmp_pa
     assert isinstance(events[-1], JobFinished)
     assert [e.index for e in events if isinstance(e, ChunkReady)] == list(range(5))  # none lost, none twice
     assert [e.start_chunk for e in events if isinstance(e, JobStarted)] == [0, resumed_at]
-    assert any(isinstance(e, Notice) and "restarted" in e.message for e in events)
+    (restart,) = [e for e in events if isinstance(e, WorkerRestarted)]
+    assert (restart.cause, restart.resume_chunk, restart.exit_code) == (RestartCause.CRASHED, resumed_at, -9)
     worker, local = _local_worker(tmp_path, WorkerSettings(max_batch=batch))
     assert np.array_equal(_audio(events), _audio(_run_local(worker, local, job)))
 
@@ -424,6 +440,121 @@ def test_user_errors_come_back_as_vesper_errors(client):
         client.speak(SpeakJob("Hello.", SAMPLE_VOICE, model="no-such-model"), timeout=120)
     with pytest.raises(VesperError, match="text is empty"):
         client.submit(SpeakJob("  ", SAMPLE_VOICE))  # checked before anything is queued
+
+
+# The event contract.
+
+def _kinds(events: list) -> list[str]:
+    """Event names with stages spelled out, ChunkPieces left out (how many depends on the decoder)."""
+    return [f"Stage:{e.stage.value}" if isinstance(e, StageStarted) else type(e).__name__
+            for e in events if not isinstance(e, ChunkPiece)]
+
+
+def test_a_job_reports_every_stage_and_progress_in_order(tmp_path, tiny, one_thread):
+    worker, events = _local_worker(tmp_path)
+    out = _run_local(worker, events, _job(tiny, "One two three. Four five six."))
+    per_chunk = ["MemorySample", "ChunkReady", "GenerationProgress"]
+    assert _kinds(out) == ["Stage:resolving", "Stage:planning", "JobStarted", "Stage:loading", "Stage:encoding voice",
+                           "Stage:generating", *per_chunk, *per_chunk, "Stage:done", "JobFinished"]
+    progress = [e for e in out if isinstance(e, GenerationProgress)]
+    assert [(p.chunks_done, p.chunks_total) for p in progress] == [(1, 2), (2, 2)]
+    chunks = [e for e in out if isinstance(e, ChunkReady)]
+    assert progress[-1].audio_seconds == pytest.approx(sum(len(c.audio) for c in chunks) / 24000)
+    assert progress[0].eta_seconds > 0 and progress[-1].eta_seconds == 0 and progress[-1].speed > 0
+    sample = next(e for e in out if isinstance(e, MemorySample))
+    assert sample.rss_bytes > 0 and sample.nvml_total_bytes == 0 and sample.cuda_reserved_bytes == 0  # CPU plan
+    again = _run_local(worker, events, _job(tiny, "Seven eight nine."), "again")
+    # The model is loaded and the voice cached: neither stage comes again.
+    assert _kinds(again)[:4] == ["Stage:resolving", "Stage:planning", "JobStarted", "Stage:generating"]
+
+
+def test_settings_update_applies_to_the_next_job_not_the_running_one(tmp_path, tiny, one_thread):
+    worker, events = _local_worker(tmp_path, WorkerSettings(max_batch=1, voice_cache_size=4))
+    worker.inbox.put(UpdateSettings(WorkerSettings(max_batch=2, voice_cache_size=1)))  # read while job 1 runs
+    first = _run_local(worker, events, _job(tiny), "first")
+    second = _run_local(worker, events, _job(tiny), "second")
+    plans = [next(e for e in out if isinstance(e, JobStarted)).plan for out in (first, second)]
+    assert plans == ["cpu on cpu, batch 1", "cpu on cpu, batch 2"] and worker.voices.capacity == 1
+
+
+def test_an_internal_error_fails_with_one_line_and_diagnostics(client, tiny, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny, broken)
+    (broken / "model.safetensors").write_bytes(b"not a safetensors file" * 10)
+    events = _until_end(client, client.submit(_job(broken, "Hello there.")))
+    failed = events[-1]
+    assert isinstance(failed, JobFailed) and not failed.user_error
+    assert "\n" not in failed.message and "Traceback" not in failed.message
+    assert failed.message.startswith("Internal error in the inference worker")
+    for part in ("Traceback", "python ", "torch ", "transformers ", "vesper ", "plan: cpu on cpu",
+                 "last worker log lines", "failed"):
+        assert part in failed.detail, part
+    with pytest.raises(WorkerError) as raised:
+        client.speak(_job(broken, "Hello there."), timeout=120)
+    assert raised.value.detail.startswith("vesper ")
+
+
+def test_settings_update_through_the_client(client, tiny):
+    before = client.settings
+    client.update_settings(replace(before, low_latency=False, max_batch=2))
+    try:
+        events = _until_end(client, client.submit(_job(tiny, "One two three. Four five six.")))
+    finally:
+        client.update_settings(before)
+    assert next(e for e in events if isinstance(e, JobStarted)).plan == "cpu on cpu, batch 2"
+    assert [e.index for e in events if isinstance(e, ChunkReady)] == [0, 1]
+
+
+def test_unload_then_preload_then_speak_loads_once(client, tiny):
+    request = client.unload()
+    answer = next(e for e in client.events(120) if isinstance(e, ModelUnloaded))
+    assert answer.request_id == request
+    preload = _until_end(client, client.preload(str(tiny)))
+    assert _kinds(preload) == ["Stage:resolving", "Stage:planning", "Stage:loading", "Stage:done", "JobFinished"]
+    assert preload[-1].plan == "cpu on cpu, batch 1"
+    spoken = _until_end(client, client.submit(_job(tiny, "Hello there.")))
+    assert isinstance(spoken[-1], JobFinished) and "Stage:loading" not in _kinds(spoken)
+
+
+def test_cancel_while_loading_kills_the_worker_and_the_next_job_runs(client, tiny, tmp_path):
+    """Loading weights cannot be interrupted: with no grace period the cancel kills the worker at once
+    (the tiny model loads in about 0.6 s here, the cancel follows the loading stage within milliseconds)."""
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny, copy)  # another folder: a model the worker has not loaded
+    before, pid = client.settings, client.worker_pid
+    client.update_settings(replace(before, cancel_grace_seconds=0.0))
+    try:
+        job_id = client.submit(_job(copy, "Hello there."))
+        events = []
+        for event in client.events(120):
+            if event.job_id != job_id:
+                continue
+            events.append(event)
+            if isinstance(event, StageStarted) and event.stage is Stage.LOADING:
+                client.cancel(job_id)
+            if isinstance(event, TERMINAL_EVENTS):
+                break
+    finally:
+        client.update_settings(before)
+    assert isinstance(events[-1], JobCancelled) and not any(isinstance(e, ChunkReady) for e in events)
+    result = client.speak(_job(tiny, "Still here."), timeout=120)
+    assert len(result.chunks) == 1 and client.worker_pid != pid
+
+
+def test_a_hung_worker_is_replaced_and_the_job_resumes_identically(tiny, monkeypatch, tmp_path, one_thread):
+    monkeypatch.setenv("VESPER_FAULT", "hang@2")
+    job = _job(tiny)
+    settings = WorkerSettings(max_batch=1, heartbeat_seconds=0.25, hang_seconds=8)
+    with WorkerClient(settings) as faulty:
+        events = _until_end(faulty, faulty.submit(job), timeout=240)
+        assert faulty.restarts == 1
+    assert isinstance(events[-1], JobFinished)
+    (restart,) = [e for e in events if isinstance(e, WorkerRestarted)]
+    assert (restart.cause, restart.resume_chunk, restart.exit_code) == (RestartCause.HUNG, 1, -9)
+    assert [e.index for e in events if isinstance(e, ChunkReady)] == list(range(5))
+    assert [e.start_chunk for e in events if isinstance(e, JobStarted)] == [0, 1]
+    worker, local = _local_worker(tmp_path, settings)
+    assert np.array_equal(_audio(events), _audio(_run_local(worker, local, job)))
 
 
 # The command line, through launch.py.

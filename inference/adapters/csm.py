@@ -18,6 +18,7 @@ import torch
 from transformers import CsmConfig, CsmForConditionalGeneration, CsmProcessor
 
 from inference.adapters.base import Component, LoadedModel, ModelAdapter, VoicePrompt
+from inference.adapters.tokens import plain_text
 from inference.audio import resample
 from inference.families import FAMILIES
 
@@ -66,7 +67,7 @@ class CsmAdapter(ModelAdapter):
         with torch.inference_mode():
             codes = codec.encode(values).audio_codes
         frames = codes[0].transpose(0, 1).to(loaded.device)
-        text = _plain(transcript or "", processor.tokenizer)
+        text = plain_text(transcript or "", processor.tokenizer)
         return VoicePrompt(self.family, {"codes": frames}, text, {"speaker": SPEAKER})
 
     def generate(self, loaded: LoadedModel, prompt: VoicePrompt, texts: list[str],
@@ -97,7 +98,7 @@ class CsmAdapter(ModelAdapter):
         rendered = []
         for text in texts:
             context = [{"type": "text", "text": prompt.transcript or ""}, {"type": "audio"}]
-            target = [{"type": "text", "text": _plain(text, processor.tokenizer)}]
+            target = [{"type": "text", "text": plain_text(text, processor.tokenizer)}]
             conversation = [{"role": speaker, "content": context}, {"role": speaker, "content": target}]
             template = processor.apply_chat_template(conversation, tokenize=False)
             rendered.append(template.replace(processor.audio_token, processor.audio_token * n_frames))
@@ -155,17 +156,6 @@ def _device_of(module: torch.nn.Module, loaded: LoadedModel) -> torch.device:
 def _embed(module: torch.nn.Module, ids: torch.Tensor, loaded: LoadedModel) -> torch.Tensor:
     """Run an embedding where it computes and bring the result to the compute device and dtype."""
     return module(ids.to(_device_of(module, loaded))).to(loaded.device, loaded.dtype)
-
-
-def _plain(text: str, tokenizer) -> str:
-    """``text`` without the tokenizer's added tokens (bos, eos, audio markers).
-
-    They would be read as markup: a stray audio token breaks the count of reference frames, a stray
-    eos ends the turn.
-    """
-    for token in tokenizer.get_added_vocab():
-        text = text.replace(token, "")
-    return text.strip()
 
 
 def csm_1b_config() -> CsmConfig:

@@ -33,6 +33,7 @@ from transformers import (
 )
 
 from inference.adapters.base import Component, LoadedModel, ModelAdapter, VoicePrompt
+from inference.adapters.tokens import plain_text
 from inference.audio import resample
 from inference.errors import ModelNotFoundError, OfflineModelError
 from inference.families import FAMILIES
@@ -134,10 +135,11 @@ class PocketTTSAdapter(ModelAdapter):
 
     def prompt_inputs(self, loaded: LoadedModel, prompt: VoicePrompt, texts: list[str]) -> dict:
         """Processor outputs for a batch of chunks (voice placeholder, then text; left-padded), on the model's
-        device, including the frames each text gets after its end-of-speech frame."""
+        device, including the frames each text gets after its end-of-speech frame. Each text goes in as plain
+        text (``plain_text``: no string in it becomes a placeholder or marker)."""
         processor = loaded.processor
-        conversations = [[{"role": "user", "content": [{"type": "audio"}, {"type": "text", "text": text}]}]
-                         for text in texts]
+        conversations = [[{"role": "user", "content": [
+            {"type": "audio"}, {"type": "text", "text": plain_text(text, processor.tokenizer)}]}] for text in texts]
         voices = [prompt.tensors["audio_prompt_latents"]] * len(texts)
         return processor(text=processor.apply_chat_template(conversations), audio_prompt_latents=voices,
                          return_tensors="pt", padding=True, padding_side="left").to(loaded.device)
@@ -191,7 +193,7 @@ def _load_processor(path: Path, dtype: torch.dtype, codec_device: torch.device) 
     except OSError as exc:
         raise OfflineModelError(
             f"The Pocket TTS codec '{reference}' that {path} uses could not be loaded ({exc}). Connect to "
-            f"the internet once to download it (or run `huggingface-cli download {reference}`), then try "
+            f"the internet once to download it (or run `hf download {reference}`), then try "
             "again."
         ) from exc
 

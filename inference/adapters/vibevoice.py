@@ -19,6 +19,7 @@ import torch
 from transformers import VibeVoiceConfig, VibeVoiceForConditionalGeneration, VibeVoiceProcessor
 
 from inference.adapters.base import Component, LoadedModel, ModelAdapter, VoicePrompt
+from inference.adapters.tokens import plain_text
 from inference.audio import resample
 from inference.errors import BadInputError
 from inference.families import FAMILIES
@@ -76,7 +77,7 @@ class VibeVoiceAdapter(ModelAdapter):
         Plain ``generate`` and the fast decode path both start from these, so they see the same prompt.
         """
         reference = prompt.tensors["audio"].detach().to("cpu", torch.float32).numpy()
-        conversations = [_conversation(text, reference) for text in texts]
+        conversations = [_conversation(plain_text(text, loaded.processor.tokenizer), reference) for text in texts]
         return loaded.processor.apply_chat_template(
             conversations, tokenize=True, return_dict=True, return_tensors="pt",
             # Left padding: a batch of chunks of different lengths must all end where generation starts.

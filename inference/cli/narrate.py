@@ -35,6 +35,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     narrate.add_argument("--master", default="podcast", help="podcast (-16 LUFS), acx or none (default podcast)")
     narrate.add_argument("--redo", help="regenerate these chunks as a new take, e.g. 3,7-9")
     narrate.add_argument("--force", action="store_true", help="replace existing output files")
+    narrate.add_argument("--dictionary", type=Path, metavar="FILE",
+                         help="pronunciation dictionary (word = respelling a line), kept in the project: later runs "
+                              "use the project's copy")
+    narrate.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
+                         help="say numbers, money, units and dates as words (default on; the project remembers)")
+    narrate.add_argument("--read-code", action=argparse.BooleanOptionalAction, default=None,
+                         help="read Markdown code blocks instead of skipping them (the project remembers)")
     narrate.add_argument("--hardware", help="plan for a preset or JSON machine description instead of this one")
     narrate.set_defaults(run=run)
 
@@ -50,13 +57,16 @@ class _Job:
 
 
 def run(args: argparse.Namespace) -> int:
+    from inference.narration.book import chunk_limit
+    from inference.narration.runner import Relay
     from inference.worker.client import WorkerClient
 
     batch = _jobs(args)
-    if len(batch) == 1:
-        narration = _prepare(args, batch[0], args.project)  # bad input fails before a worker starts
-        with WorkerClient() as client:
-            result = _narrate(client, narration)
+    if len(batch) == 1:  # bad input fails before a worker starts
+        narration = _prepare(args, batch[0], args.project, chunk_limit(args.model, args.hardware))
+        relay = Relay()
+        with WorkerClient(on_event=relay) as client:
+            result = _narrate(client, relay, narration)
         print(_summary(narration, result))
         return 0
     return _run_batch(args, batch)
@@ -65,14 +75,18 @@ def run(args: argparse.Namespace) -> int:
 def _run_batch(args: argparse.Namespace, batch: list[_Job]) -> int:
     """Each job its own project, one after another on one worker; a failure is reported and skipped."""
     from inference.errors import VesperError
+    from inference.narration.book import chunk_limit
+    from inference.narration.runner import Relay
     from inference.worker.client import WorkerClient, WorkerError
 
     failed, generated, reused = 0, 0, 0
-    with WorkerClient() as client:
+    limit = chunk_limit(args.model, args.hardware)  # one model for the batch: an unknown one stops it here
+    relay = Relay()
+    with WorkerClient(on_event=relay) as client:
         for job in batch:
             try:
-                narration = _prepare(args, job, args.project / _stem(job) if args.project else None)
-                result = _narrate(client, narration)
+                narration = _prepare(args, job, args.project / _stem(job) if args.project else None, limit)
+                result = _narrate(client, relay, narration)
             except (VesperError, WorkerError) as exc:
                 failed += 1
                 print(f"vesper: {job.source}: {exc}", file=sys.stderr)
@@ -129,22 +143,31 @@ def _stem(job: _Job) -> str:
     return "stdin" if job.source == "-" else Path(job.source).stem
 
 
-def _prepare(args: argparse.Namespace, job: _Job, project: Path | None):
-    """Everything checked before any generation: input, voices, options, outputs."""
-    from inference.narration.book import Narration, check_narration, voices_for
+def _prepare(args: argparse.Namespace, job: _Job, project: Path | None, max_chunk_chars: int):
+    """Everything checked before any generation: voices, options, the source read into a Script, outputs."""
+    from inference.narration.book import Narration, check_narration, read_script, text_settings, voices_for
     from inference.narration.mastering import parse_mode
     from inference.narration.project import default_root, parse_chunk_numbers
     from inference.voice_library import VoiceLibrary
 
     library = VoiceLibrary()
-    script = _read_script(job)
     narrator = library.resolve(job.voice, args.voice_text)
-    out = job.out or _default_out(args, job)
-    narration = Narration(job.source, script, voices_for(script, narrator, library), project or default_root(
-        job.source), args.model, out, args.srt, args.vtt, args.seed, parse_mode(args.master),
-        tuple(parse_chunk_numbers(args.redo)) if args.redo else (), args.force, args.hardware)
+    root = project or default_root(job.source)
+    text = text_settings(root, args.dictionary, args.normalize, args.read_code)
+    script = read_script(_source(job), text, [v.name for v in library.list()], max_chunk_chars)
+    narration = Narration(job.source, script, voices_for(script, narrator, library), root, args.model,
+                          job.out or _default_out(args, job), args.srt, args.vtt, args.seed, parse_mode(args.master),
+                          tuple(parse_chunk_numbers(args.redo)) if args.redo else (), args.force, args.hardware,
+                          text=text)
     check_narration(narration)
     return narration
+
+
+def _source(job: _Job) -> Path | str | bytes:
+    """What ``build_script`` reads: a JSONL job's text, standard input's bytes, or the file."""
+    if job.text is not None:
+        return job.text
+    return sys.stdin.buffer.read() if job.source == "-" else Path(job.source)
 
 
 def _default_out(args: argparse.Namespace, job: _Job) -> Path:
@@ -153,62 +176,8 @@ def _default_out(args: argparse.Namespace, job: _Job) -> Path:
     return args.out or Path(f"{'narration' if job.source == '-' else _stem(job)}.{args.format}")
 
 
-def _read_script(job: _Job):
-    """Plain text to a Script: ``# `` lines start chapters, blank lines paragraphs (until build_script lands)."""
-    from inference.errors import BadInputError
-    from inference.narration.script import Chapter, Chunk, Paragraph, Script, SourceSpan
-    from inference.text import chunk_text
-
-    if job.text is not None:
-        text = job.text
-    elif job.source.lower().endswith(".epub"):
-        raise BadInputError(f"{job.source}: this build reads .txt and .md books only; save the EPUB as text.")
-    else:
-        data = sys.stdin.buffer.read() if job.source == "-" else _read_bytes(Path(job.source))
-        if b"\0" in data:
-            raise BadInputError(f"{job.source} looks like a binary file, not text: give a .txt, .md or .epub book.")
-        try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise BadInputError(f"{job.source} is not UTF-8 text (byte {exc.start} is not valid): save it as "
-                                "UTF-8 and try again.") from None
-    chapters: list[tuple[str, list[Paragraph]]] = [("", [])]
-    block: list[str] = []
-    start = 1
-
-    def close(line: int) -> None:
-        if block and any(ch.isalnum() for ch in " ".join(block)):
-            chunks = tuple(Chunk(c, (c,), span=SourceSpan(start)) for c in chunk_text(" ".join(block)))
-            chapters[-1][1].append(Paragraph(chunks, SourceSpan(start)))
-        block.clear()
-
-    for number, line in enumerate(text.splitlines(), 1):
-        if line.startswith("# "):
-            close(number)
-            chapters.append((line[2:].strip(), []))
-        elif not line.strip():
-            close(number)
-        else:
-            start = number if not block else start
-            block.append(line.strip())
-    close(0)
-    kept = tuple(Chapter(title, tuple(paragraphs)) for title, paragraphs in chapters if paragraphs)
-    if not kept:
-        raise BadInputError(f"{job.source} has nothing to say: give at least one word.")
-    return Script(kept, title=kept[0].title if len(kept) == 1 else "")
-
-
-def _read_bytes(path: Path) -> bytes:
-    from inference.errors import BadInputError
-
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise BadInputError(f"Cannot read {path}: {exc.strerror}.") from None
-
-
-def _narrate(client, narration):
-    """Run one narration with a progress bar on stderr."""
+def _narrate(client, relay, narration):
+    """Run one narration with a progress bar on stderr; ``relay`` is ``client``'s ``on_event``."""
     from tqdm import tqdm
 
     from inference.narration.book import narrate
@@ -223,7 +192,7 @@ def _narrate(client, narration):
             eta = _clock(progress.eta_seconds) if progress.eta_seconds is not None else "-"
             bar.set_postfix_str(f"audio {_clock(progress.audio_seconds)}, {speed} real time, ETA {eta}")
 
-        return narrate(narration, Runner(client, show))
+        return narrate(narration, relay.serve(Runner(client, show)))
 
 
 def _label(narration) -> str:

@@ -8,6 +8,9 @@ import time
 from pathlib import Path
 
 from inference.defaults import DEFAULT_MODEL
+from inference.text_input import decode_text, from_argument
+
+OUTPUT_FORMATS = ("wav",)  # what ``say`` writes; other formats come with the narration exporter
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -16,7 +19,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     say.add_argument("--voice", required=True, type=Path, help="reference recording (WAV/FLAC/OGG, 5-15 s of speech)")
     say.add_argument("--voice-text", help="what is said in the reference recording (improves cloning)")
     say.add_argument("--model", default=DEFAULT_MODEL, help=f"name, hub id or folder (default {DEFAULT_MODEL})")
-    say.add_argument("--out", type=Path, default=Path("narration.wav"), help="output WAV (default narration.wav)")
+    say.add_argument("--out", type=Path, default=Path("narration.wav"),
+                     help="output WAV file (default narration.wav in the current folder)")
     say.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same audio")
     say.add_argument("--play", action="store_true", help="play the narration while it is generated")
     say.add_argument("--hardware", help="plan for a preset or JSON machine description instead of this one")
@@ -26,24 +30,24 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Through the worker process, so an out-of-memory step-down or a worker crash does not end the run."""
     from inference.audio import write_wav
+    from inference.cli.progress import Progress
     from inference.errors import VesperError
+    from inference.output import check_output
     from inference.playback import LivePlayer
     from inference.worker.client import WorkerClient, check_job
-    from inference.worker.protocol import ChunkPiece, ChunkReady, Event, Notice, SpeakJob
+    from inference.worker.protocol import ChunkPiece, ChunkReady, Event, SpeakJob
 
-    text = sys.stdin.read() if args.text == "-" else args.text
-    job = SpeakJob(text, args.voice, args.voice_text, args.model, args.seed, args.hardware)
+    target = check_output(args.out, OUTPUT_FORMATS)  # a bad --out fails now, not after the whole job
+    transcript = None if args.voice_text is None else from_argument(args.voice_text, "The --voice-text argument")
+    job = SpeakJob(_text(args.text), args.voice, transcript, args.model, args.seed, args.hardware)
     check_job(job)  # bad input fails before a worker process is started
     started = time.perf_counter()
     player = LivePlayer() if args.play else None
+    shown = Progress(sys.stderr)
 
     def progress(event: Event) -> None:
         nonlocal player
-        if isinstance(event, ChunkReady):
-            print(f"chunk {event.index + 1}/{event.total}: {len(event.audio) / event.sample_rate:.1f} s",
-                  file=sys.stderr)
-        elif isinstance(event, Notice):
-            print(f"vesper: {event.message}", file=sys.stderr)
+        shown(event)
         if player is None or not isinstance(event, (ChunkPiece, ChunkReady)):
             return
         try:
@@ -55,13 +59,23 @@ def run(args: argparse.Namespace) -> int:
             print(f"vesper: {exc}", file=sys.stderr)
             player = None
 
-    with WorkerClient() as client:
-        result = client.speak(job, progress)
+    try:
+        with WorkerClient() as client:
+            result = client.speak(job, progress)
+    finally:
+        shown.close()
     audio, rate = result.audio(), result.sample_rate
-    write_wav(args.out, audio, rate)
+    write_wav(target, audio, rate)  # under a temporary name beside it, renamed when complete
     seconds = len(audio) / rate
     print(f"Wrote {args.out} ({seconds:.1f} s of audio at {rate} Hz, {result.plan}, "
           f"{time.perf_counter() - started:.1f} s)")
     if player is not None:
         player.finish()
     return 0
+
+
+def _text(argument: str) -> str:
+    """The text to speak: the argument, or standard input read as bytes for ``-``."""
+    if argument == "-":
+        return decode_text(sys.stdin.buffer.read(), "The text on standard input")
+    return from_argument(argument)

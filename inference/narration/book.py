@@ -1,24 +1,80 @@
 """One narration end to end: plan the project, generate what is missing, assemble, master, export.
 
 This is what ``vesper narrate`` and the desktop app call; they differ only in how they show progress.
+``read_script`` turns the source into a ``Script`` with the project's text settings (its dictionary
+file, normalisation), so bad markup or an unknown ``[voice: NAME]`` stops it before anything starts.
 Outputs are checked before anything runs (``check_narration``), so a bad path costs no generation; each
 output is written to a temporary name and renamed when complete.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from inference.errors import BadInputError
 from inference.narration import export, mastering
 from inference.narration.assembly import Assembly, AssemblySettings, Timeline
+from inference.narration.build import build_script
+from inference.narration.dictionary import load_dictionary
 from inference.narration.mastering import MasterReport, Mode
-from inference.narration.project import Generation, PlannedChunk, Project, model_revision
+from inference.narration.project import DICTIONARY, Generation, PlannedChunk, Project, model_revision
 from inference.narration.runner import Runner, RunResult
 from inference.narration.script import Script
 from inference.output import check_output
 from inference.voice_library import Voice, VoiceLibrary
+
+
+@dataclass(frozen=True)
+class TextSettings:
+    """How the source's text becomes what is said; a project keeps them (``text_settings`` reads them back).
+
+    ``dictionary`` is a pronunciation dictionary file, copied into the project as its own when the
+    narration runs; ``normalize`` writes numbers, money, units and dates out as words.
+    """
+
+    dictionary: Path | None = None
+    normalize: bool = True
+    read_code: bool = False
+
+    def as_dict(self) -> dict:
+        return {"dictionary": DICTIONARY if self.dictionary else None, "normalize": self.normalize,
+                "read_code": self.read_code}
+
+
+def text_settings(project: Path, dictionary: Path | None = None, normalize: bool | None = None,
+                  read_code: bool | None = None) -> TextSettings:
+    """The project's text settings, with what the user gave now taking precedence (None: keep the project's).
+
+    Without ``dictionary`` the project's own dictionary file is used if it has one; a new project
+    normalises and skips code blocks.
+    """
+    kept = Project(project).manifest().get("text", {})
+    own = Project(project).dictionary_path
+    return TextSettings(dictionary or (own if own.is_file() else None),
+                        kept.get("normalize", True) if normalize is None else normalize,
+                        kept.get("read_code", False) if read_code is None else read_code)
+
+
+def read_script(source: Path | str | bytes, text: TextSettings, voices: Collection[str], max_chunk_chars: int,
+                kind: str | None = None) -> Script:
+    """The source as a Script: ``voices`` are the names ``[voice: NAME]`` may use (the voice library's)."""
+    dictionary = load_dictionary(text.dictionary) if text.dictionary else None
+    return build_script(source, kind=kind, max_chunk_chars=max_chunk_chars, voices=voices, dictionary=dictionary,
+                        normalize=text.normalize, read_code=text.read_code)
+
+
+def chunk_limit(model: str, hardware: str | None = None) -> int:
+    """The longest chunk the worker's plan for ``model`` takes (registered names: torch-free; a folder
+    or hub id is measured on the meta device, which imports torch)."""
+    from inference import catalogue
+    from inference import hardware as hw
+    from inference.planner import Workload
+    from inference.worker.protocol import WorkerSettings
+
+    return catalogue.preview(model, hw.resolve(hardware), Workload(batch_size=WorkerSettings().batch_size))[0] \
+        .max_chunk_chars
 
 
 @dataclass(frozen=True)
@@ -40,6 +96,7 @@ class Narration:
     hardware: str | None = None
     assembly: AssemblySettings = field(default_factory=AssemblySettings)
     info: export.BookInfo | None = None  # None: title and author from the script
+    text: TextSettings = field(default_factory=TextSettings)  # how ``script`` was read (kept in the project)
 
 
 @dataclass(frozen=True)
@@ -88,11 +145,14 @@ def narrate(narration: Narration, runner: Runner) -> NarrationResult:
 
 def _narrate(narration: Narration, runner: Runner) -> NarrationResult:
     project = Project(narration.project).open()
+    if narration.text.dictionary is not None:
+        project.keep_dictionary(narration.text.dictionary)
     generation = Generation(narration.model, model_revision(narration.model), narration.seed)
     planned = project.plan(narration.script, narration.voices, generation)
     if narration.redo:
         planned = project.redo(planned, narration.redo, generation)
-    settings = {"assembly": vars(narration.assembly), "master": narration.master.value}
+    settings = {"assembly": vars(narration.assembly), "master": narration.master.value,
+                "text": narration.text.as_dict()}
     project.record(narration.script, narration.source, planned, generation, settings)
     run = runner.run(project, planned, narration.model, narration.hardware)
     project.record(narration.script, narration.source, planned, generation,

@@ -33,6 +33,7 @@ from inference.voice_library import Voice
 
 MANIFEST = "project.json"
 CHUNKS = "chunks"
+DICTIONARY = "dictionary.txt"  # the project's own pronunciation dictionary (a copy of --dictionary FILE)
 FORMAT_VERSION = 1
 
 
@@ -126,7 +127,7 @@ class Project:
     def manifest(self) -> dict:
         try:
             return json.loads(self.manifest_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # a new project (a bad folder is refused by open())
             return {}
         except ValueError as exc:
             raise BadInputError(f"The project manifest {self.manifest_path} is damaged ({exc}); "
@@ -167,6 +168,17 @@ class Project:
             out.append(item)
         self._write_manifest(manifest)
         return out
+
+    @property
+    def dictionary_path(self) -> Path:
+        return self.root / DICTIONARY
+
+    def keep_dictionary(self, source: Path) -> None:
+        """Make ``source`` the project's own dictionary (a copy: later runs use it without ``--dictionary``)."""
+        if source.resolve() == self.dictionary_path.resolve():
+            return
+        with atomic_output(self.dictionary_path) as partial:
+            partial.write_bytes(source.read_bytes())
 
     def path(self, item: PlannedChunk) -> Path:
         return self.chunks_dir / item.filename

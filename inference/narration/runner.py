@@ -6,25 +6,57 @@ micro-batches while every chunk's audio depends only on its own key. A chunk's f
 moment its audio arrives; killing the process at any point loses at most the chunks in flight, and
 the next run generates only what has no file yet.
 
-The runner needs a started ``WorkerClient`` without ``on_event`` (it reads the client's event queue);
-``on_progress`` receives a ``Progress`` after every chunk. ``cancel()`` (from any thread) stops the
-running job within one micro-batch and the run raises ``NarrationCancelled``.
+Events are pushed, not pulled, so one ``WorkerClient`` can serve a runner and everything else its
+owner does (the GUI's ``WorkerBridge`` owns one client built with ``on_event=``):
+
+- the runner is given a ``JobClient`` (anything with ``submit(job) -> job_id`` and ``cancel(job_id)``,
+  such as a started ``WorkerClient``);
+- the client's owner calls ``runner.handle(event)`` for every event, from any thread (the client's
+  reader thread is fine: it only queues); the runner keeps its own jobs' events and ignores the rest;
+- ``runner.run(...)`` blocks until the book's chunks are written, so the GUI calls it on a worker
+  thread (never the Qt thread); ``on_progress`` receives a ``Progress`` after every chunk, on that
+  thread;
+- ``cancel()`` (from any thread) stops the running job within one micro-batch and ``run`` raises
+  ``NarrationCancelled``; an owner shutting its client down mid-run calls ``cancel()`` first.
+
+The CLI does the same with a ``Relay`` as its client's ``on_event``: it hands events to the runner it
+serves.
 """
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import groupby
+from typing import Protocol
 
 import soundfile as sf
 
 from inference.errors import VesperError
 from inference.narration.project import PlannedChunk, Project
-from inference.worker.client import WorkerClient, WorkerError
-from inference.worker.protocol import ChunkReady, JobCancelled, JobFailed, JobFinished, Notice, SpeakJob
+from inference.worker.client import WorkerError
+from inference.worker.protocol import (
+    ChunkReady,
+    Event,
+    JobCancelled,
+    JobFailed,
+    JobFinished,
+    Notice,
+    PlanChanged,
+    SpeakJob,
+    WorkerRestarted,
+)
+
+
+class JobClient(Protocol):
+    """What the runner needs of a worker client (``WorkerClient`` is one): its events come through ``handle``."""
+
+    def submit(self, job: SpeakJob) -> str: ...
+
+    def cancel(self, job_id: str) -> None: ...
 
 
 class NarrationCancelled(Exception):
@@ -58,14 +90,21 @@ class RunResult:
 
 
 class Runner:
-    """Generates a project's missing chunks with ``client``'s worker."""
+    """Generates a project's missing chunks with ``client``'s worker; its events arrive through ``handle``."""
 
-    def __init__(self, client: WorkerClient, on_progress: Callable[[Progress], None] | None = None) -> None:
+    def __init__(self, client: JobClient, on_progress: Callable[[Progress], None] | None = None) -> None:
         self.client = client
         self.on_progress = on_progress or (lambda _: None)
         self._cancelled = threading.Event()
+        self._listening = threading.Event()
+        self._inbox: queue.Queue[Event | None] = queue.Queue()  # None: woken by cancel()
         self._job_id: str | None = None
         self._lock = threading.Lock()
+
+    def handle(self, event: Event) -> None:
+        """Give the runner one of the client's events (any thread; events of other jobs are ignored)."""
+        if self._listening.is_set():
+            self._inbox.put(event)
 
     def cancel(self) -> None:
         """Stop the run: the running job ends within one micro-batch, no further job starts."""
@@ -73,11 +112,20 @@ class Runner:
         with self._lock:
             if self._job_id is not None:
                 self.client.cancel(self._job_id)
+        self._inbox.put(None)
 
     def run(self, project: Project, planned: Sequence[PlannedChunk], model: str,
             hardware: str | None = None) -> RunResult:
-        """Generate every chunk of ``planned`` that has no file in ``project`` yet."""
-        self._cancelled.clear()
+        """Generate every chunk of ``planned`` that has no file in ``project`` yet (a cancelled runner
+        stays cancelled, so a Stop pressed before the run began still stops it: make a new one to go on)."""
+        self._inbox = queue.Queue()
+        self._listening.set()
+        try:
+            return self._run(project, planned, model, hardware)
+        finally:
+            self._listening.clear()
+
+    def _run(self, project: Project, planned: Sequence[PlannedChunk], model: str, hardware: str | None) -> RunResult:
         started = time.perf_counter()
         done = {p.key for p in planned if project.is_done(p)}
         todo = list({p.key: p for p in planned if p.key not in done}.values())  # a repeated chunk once
@@ -108,7 +156,7 @@ class Runner:
             self.client.cancel(job_id)
         rate, ended = 0, False
         try:
-            for event in self.client.events():
+            while (event := self._inbox.get()) is not None:  # None: cancel() woke the run
                 if event.job_id != job_id:
                     continue
                 if isinstance(event, ChunkReady):
@@ -117,7 +165,7 @@ class Runner:
                     rate = event.sample_rate
                     state.chunk(len(event.audio) / event.sample_rate)
                     self.on_progress(state.progress())
-                elif isinstance(event, Notice):
+                elif isinstance(event, (Notice, PlanChanged, WorkerRestarted)):  # all carry a readable message
                     notices.append(event.message)
                 elif isinstance(event, JobFinished):
                     ended = True
@@ -132,9 +180,25 @@ class Runner:
         finally:
             with self._lock:
                 self._job_id = None
-            if not ended:  # writing a chunk failed (disk full): the worker need not finish the job
+            if not ended:  # cancelled, or writing a chunk failed (disk full): the worker need not finish
                 self.client.cancel(job_id)
-        raise WorkerError("The worker client was shut down before the narration finished.")
+        raise NarrationCancelled
+
+
+class Relay:
+    """An ``on_event`` for a ``WorkerClient`` whose runners take turns (the CLI, a batch of books):
+    each event goes to the runner it serves now."""
+
+    def __init__(self) -> None:
+        self._runner: Runner | None = None
+
+    def serve(self, runner: Runner) -> Runner:
+        self._runner = runner
+        return runner
+
+    def __call__(self, event: Event) -> None:
+        if (runner := self._runner) is not None:
+            runner.handle(event)
 
 
 @dataclass

@@ -7,6 +7,7 @@ sentences, normalisation, dictionary) is decided in ``build``; nothing here know
 
 from __future__ import annotations
 
+import codecs
 import posixpath
 import re
 import zipfile
@@ -16,6 +17,7 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 from inference.errors import BadInputError
+from inference.text_input import clean_text, decode_text
 
 KINDS = ("text", "markdown", "epub")
 _SUFFIX_KINDS = {".txt": "text", ".text": "text", ".md": "markdown", ".markdown": "markdown", ".epub": "epub"}
@@ -78,7 +80,13 @@ def read_source(source: Path | str | bytes, kind: str | None = None, *, read_cod
 
 
 def _read_text(source: Path | str | bytes, name: str) -> str:
-    return source if isinstance(source, str) else decode_bytes(_read_bytes(source, name), name)
+    """Plain text through ``inference.text_input`` (the one decoder); a binary file is refused first."""
+    if isinstance(source, str):
+        return clean_text(source, name)
+    data = _read_bytes(source, name)
+    if b"\x00" in data[:8192] and not data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise BadInputError(f"{name} looks like a binary file, not text: give a .txt, .md or .epub file.")
+    return decode_text(data, name)
 
 
 def _read_bytes(source: Path | bytes, name: str) -> bytes:
@@ -88,28 +96,6 @@ def _read_bytes(source: Path | bytes, name: str) -> bytes:
         return source.read_bytes()
     except OSError as exc:
         raise BadInputError(f"Cannot read {name} ({exc.strerror or exc}): check the path.") from exc
-
-
-def decode_bytes(data: bytes, name: str = "the input") -> str:
-    """Decode a text file: a UTF-8 or UTF-16 byte-order mark wins, else strict UTF-8.
-
-    Binary files (NUL bytes without a UTF-16 mark) and undecodable bytes get one line naming the
-    offset, so the user knows where the file goes wrong.
-    """
-    for bom, codec in ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be")):
-        if data.startswith(bom):
-            data, encoding = data[len(bom) :], codec
-            break
-    else:
-        if b"\x00" in data[:8192]:
-            raise BadInputError(f"{name} looks like a binary file, not text: give a .txt, .md or .epub file.")
-        encoding = "utf-8"
-    try:
-        return data.decode(encoding)
-    except UnicodeDecodeError as exc:
-        raise BadInputError(
-            f"{name} is not valid {encoding.upper()} text (bad byte at offset {exc.start}): save it as UTF-8."
-        ) from exc
 
 
 # --- plain text -------------------------------------------------------------------------------------
@@ -251,7 +237,9 @@ _XMLENC = "{http://www.w3.org/2001/04/xmlenc#}"
 
 
 def _read_epub(source: Path | str | bytes, name: str) -> Document:
-    """Spine order; chapter titles from the navigation (TOC), else the first heading, else a number."""
+    """Spine order; chapter titles from the navigation (TOC), else the first heading, else a number.
+
+    Headings are read where they stand, like any paragraph; a page with none has its title read first."""
     import io
 
     import ebooklib
@@ -283,7 +271,10 @@ def _read_epub(source: Path | str | bytes, name: str) -> Document:
             continue
         listed = toc_titles.get(item.get_name()) or toc_titles.get(posixpath.basename(item.get_name()))
         title = listed or page.first_heading or f"Chapter {len(chapters) + 1}"
-        chapters.append(SourceChapter(title, page.blocks))
+        # Chapter titles are read (an audiobook says where it is): a page without a heading gets its title read
+        # first, so the chapter mark always starts where its title is spoken.
+        heard = page.blocks if page.first_heading else [Block(title, markup=False), *page.blocks]
+        chapters.append(SourceChapter(title, heard))
     meta = {
         key: ", ".join(value for value, _ in values if value)  # several authors: all of them
         for key in ("title", "creator", "language", "publisher", "date", "identifier")

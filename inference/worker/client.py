@@ -1,24 +1,39 @@
 """The GUI's and the CLI's handle on the worker process: submit jobs, receive events, cancel, shut down.
 
 This module never imports torch (a test checks): a GUI that imports it stays small and cannot be taken
-down by a CUDA fault. Events arrive on a reader thread and are either handed to ``on_event`` (a GUI
-forwards them to its own thread, e.g. through a Qt signal) or queued for ``events()`` / ``speak()``.
+down by a CUDA fault.
 
-When the worker dies (segfault, kill -9, driver reset) the client starts a new one and resubmits every
-unfinished job from its first chunk not yet delivered, with the same chunking, so the listener sees
-each chunk exactly once. A job whose worker keeps dying without progress fails instead of looping.
+Threading rule: events arrive on a reader thread (one per worker process). They are handed to
+``on_event`` there, or queued for ``events()`` / ``speak()``. A GUI's ``on_event`` only forwards each
+event to its own thread (a Qt signal, say) and returns: it must never block, wait for the worker or
+call back into the client's blocking methods from that thread, or events (and the watchdog's
+heartbeats) stall behind it. Every method of the client may be called from any thread; none blocks
+on the worker (commands go out through a writer thread).
+
+Recovery: when the worker dies (segfault, kill -9, driver reset) or stops answering (no heartbeat for
+``settings.hang_seconds`` while a job runs: the watchdog kills it), the client starts a new one and
+resubmits every unfinished job from its first chunk not yet delivered, with the same chunking, so the
+listener sees each chunk exactly once, after a ``WorkerRestarted``. A job whose worker keeps dying
+without progress fails instead of looping. A cancelled job in a stage the worker cannot interrupt
+(loading weights) ends by killing the worker after ``settings.cancel_grace_seconds``; the next job
+gets a fresh one.
+
+Logging: the worker's log records come over the event pipe and are written to this process's
+``logging`` (``inference.logs.setup`` adds the log file); the last ``LOG_TAIL`` lines go into every
+``JobFailed.detail``.
 """
 
 from __future__ import annotations
 
+import logging
 import multiprocessing as mp
 import queue
-import sys
 import threading
-import traceback
+import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
@@ -28,6 +43,7 @@ from inference import hardware as hw
 from inference.audio import read_reference
 from inference.errors import VesperError
 from inference.text import normalize
+from inference.text_input import clean_text
 from inference.worker.protocol import (
     TERMINAL_EVENTS,
     Cancel,
@@ -35,24 +51,49 @@ from inference.worker.protocol import (
     ChunkReady,
     Command,
     Event,
+    Heartbeat,
     JobCancelled,
     JobFailed,
     JobFinished,
     JobStarted,
+    LoadJob,
     MemoryStats,
+    ModelUnloaded,
     Notice,
+    PlanChanged,
+    RestartCause,
     Shutdown,
     SpeakJob,
+    Stage,
+    StageStarted,
     Submit,
+    Unload,
+    UpdateSettings,
+    WorkerLog,
+    WorkerRestarted,
     WorkerSettings,
     join,
 )
 
+log = logging.getLogger(__name__)
+_worker_logger = logging.getLogger("inference.worker.remote")  # the worker's records, as it logged them
+
 MAX_RESTARTS_WITHOUT_PROGRESS = 3
+LOG_TAIL = 200  # worker log lines kept for diagnostics
+STARTUP_SECONDS = 120.0  # the watchdog's limit before a new worker's first heartbeat
+# Stages in which the worker does not look at its commands: a cancel there kills it after the grace period.
+UNINTERRUPTIBLE = frozenset({Stage.PLANNING, Stage.LOADING, Stage.ENCODING_VOICE})
 
 
 class WorkerError(RuntimeError):
-    """The worker failed in a way the user cannot fix (a bug, a worker that keeps crashing)."""
+    """The worker failed in a way the user cannot fix (a bug, a worker that keeps crashing).
+
+    ``detail`` is the diagnostics text (traceback, versions, plan, the worker's last log lines).
+    """
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 class JobCancelledError(Exception):
@@ -65,7 +106,7 @@ class JobResult:
 
     job_id: str
     chunks: list[ChunkReady] = field(default_factory=list)
-    notices: list[str] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)  # Notice, PlanChanged and WorkerRestarted messages
     plan: str = ""  # the plan the job finished on
     sample_rate: int = 0
     memory: MemoryStats | None = None
@@ -80,36 +121,43 @@ class JobResult:
 class _Job:
     """The client's record of an unfinished job: enough to resume it in a new worker."""
 
-    job: SpeakJob
+    job: SpeakJob | LoadJob
     chunks: tuple[str, ...] | None = None  # pinned by the first JobStarted
     next_chunk: int = 0  # the first chunk not yet delivered
     cancel_requested: bool = False
+    stage: Stage | None = None  # the last stage the worker reported (None: still queued)
 
 
 class WorkerClient:
     """Runs jobs in a worker process.
 
-    ``on_event(event)``, if given, receives every event on the client's reader thread; otherwise events
-    queue up for ``events()`` (or ``speak()``). Use as a context manager, or call ``start``/``shutdown``.
-    No method blocks on the worker: commands go out through a writer thread.
+    ``on_event(event)``, if given, receives every event on the client's reader thread (see the module's
+    threading rule); otherwise events queue up for ``events()`` (or ``speak()``). Use as a context
+    manager, or call ``start``/``shutdown``. Heartbeats and worker log lines are consumed here.
     """
 
     def __init__(self, settings: WorkerSettings | None = None,
                  on_event: Callable[[Event], None] | None = None) -> None:
         self.settings = settings or WorkerSettings()
-        self.restarts = 0  # workers started to replace one that died
+        self.restarts = 0  # workers started to replace one that died or hung
+        self.worker_log: deque[str] = deque(maxlen=LOG_TAIL)  # the worker's last log lines
         self._on_event = on_event
         self._events: queue.Queue[Event | None] = queue.Queue()
         self._outbox: queue.Queue[tuple[Connection, Command] | None] = queue.Queue()
         self._jobs: dict[str, _Job] = {}  # unfinished jobs, in submission order
+        self._unloads: set[str] = set()  # Unload requests not answered yet
         self._lock = threading.RLock()
         self._context = mp.get_context("spawn")
         self._process: BaseProcess | None = None
         self._commands: Connection | None = None
         self._writer: threading.Thread | None = None
         self._closing = False
+        self._closed = threading.Event()
         self._crashes_without_progress = 0
         self._inject_faults = True  # only the first worker: an injected fault strikes once
+        self._last_heard = time.monotonic()  # the current worker's last event (any, heartbeats included)
+        self._heard = False  # whether the current worker has sent anything yet
+        self._killed: dict[int, str] = {}  # pid -> why the client killed it ("hung" or "cancel")
 
     def __enter__(self) -> WorkerClient:
         return self.start()
@@ -129,6 +177,7 @@ class WorkerClient:
             if self._writer is None:
                 self._writer = threading.Thread(target=self._write, name="vesper-commands", daemon=True)
                 self._writer.start()
+                threading.Thread(target=self._watch, name="vesper-watchdog", daemon=True).start()
             if self._process is None:
                 self._spawn()
         return self
@@ -139,24 +188,45 @@ class WorkerClient:
         ``start_chunk`` skips the chunks before it (a long narration resumed in a later session).
         """
         check_job(job)
-        job_id = uuid.uuid4().hex[:12]
+        return self._enqueue(job, start_chunk)
+
+    def preload(self, model: str, hardware: str | None = None) -> str:
+        """Resolve, download and load ``model`` now (a ``LoadJob``); its events end in ``JobFinished``."""
+        if hardware is not None:
+            hw.resolve(hardware)
+        return self._enqueue(LoadJob(model, hardware), 0)
+
+    def unload(self) -> str:
+        """Free the loaded model once the running job has ended; answered by ``ModelUnloaded(request_id)``."""
+        request_id = uuid.uuid4().hex[:12]
         with self._lock:
-            if self._writer is None or self._closing:
-                raise RuntimeError("WorkerClient.submit needs a started client (start() or a with block)")
-            if self._process is None:
-                self._spawn()  # the last worker died idle or gave up: start afresh
-            self._jobs[job_id] = _Job(job, next_chunk=start_chunk)
-            self._send(Submit(job_id, job, start_chunk))
-        return job_id
+            self._require_started()
+            self._unloads.add(request_id)
+            self._send(Unload(request_id))
+        return request_id
+
+    def update_settings(self, settings: WorkerSettings) -> None:
+        """Use ``settings`` from the next job on, in this worker and in any that replaces it."""
+        with self._lock:
+            self.settings = settings
+            if self._process is not None:
+                self._send(UpdateSettings(settings))
 
     def cancel(self, job_id: str) -> None:
-        """Stop a job within one chunk (one micro-batch); a queued job never starts. Ends in JobCancelled."""
+        """Stop a job in any stage: within one chunk (one micro-batch) or one download piece, a queued job
+        never starts, and a load is ended by killing the worker after the grace period. Ends in
+        JobCancelled."""
         with self._lock:
             record = self._jobs.get(job_id)
             if record is None or record.cancel_requested:
                 return
             record.cancel_requested = True
+            log.info("cancelling job %s (stage %s)", job_id, record.stage and record.stage.value)
             self._send(Cancel(job_id))
+            process = self._process
+        timer = threading.Timer(self.settings.cancel_grace_seconds, self._end_stuck_cancel, (job_id, process))
+        timer.daemon = True
+        timer.start()
 
     def events(self, timeout: float | None = None) -> Iterator[Event]:
         """Every event as it arrives, until shutdown; ``TimeoutError`` after ``timeout`` s of silence."""
@@ -195,6 +265,7 @@ class WorkerClient:
             if self._closing:
                 return
             self._closing = True
+            self._closed.set()
             process = self._process
             if process is not None:
                 self._send(Shutdown())
@@ -208,7 +279,22 @@ class WorkerClient:
             self._writer.join(timeout)
         self._events.put(None)
 
-    # Worker lifecycle: the writer thread, one reader thread per worker, recovery.
+    def _enqueue(self, job: SpeakJob | LoadJob, start_chunk: int) -> str:
+        job_id = uuid.uuid4().hex[:12]
+        with self._lock:
+            self._require_started()
+            if self._process is None:
+                self._spawn()  # the last worker died idle or gave up: start afresh
+            self._jobs[job_id] = _Job(job, next_chunk=start_chunk)
+            self._send(Submit(job_id, job, start_chunk))
+        log.info("job %s: submitted %s for %s", job_id, type(job).__name__, job.model)
+        return job_id
+
+    def _require_started(self) -> None:
+        if self._writer is None or self._closing:
+            raise RuntimeError("WorkerClient needs a started client (start() or a with block)")
+
+    # Worker lifecycle: the writer thread, one reader thread per worker, the watchdog, recovery.
 
     def _spawn(self) -> None:
         """Start a worker and its reader thread (called with the lock held)."""
@@ -221,6 +307,8 @@ class WorkerClient:
         event_writer.close()
         self._inject_faults = False
         self._process, self._commands = process, command_writer
+        self._last_heard, self._heard = time.monotonic(), False
+        log.info("started worker %d", process.pid)
         threading.Thread(target=self._read, args=(process, event_reader), name="vesper-worker-events",
                          daemon=True).start()
 
@@ -240,8 +328,10 @@ class WorkerClient:
             except (EOFError, OSError):
                 break  # the worker exited (or was killed) and closed its end
             except Exception:  # noqa: BLE001 - a half-written message from a killed worker
-                traceback.print_exc(file=sys.stderr)
+                log.exception("unreadable message from worker %d", process.pid)
                 break
+            if process is self._process:
+                self._last_heard, self._heard = time.monotonic(), True
             self._deliver(event)
         process.join()
         events.close()
@@ -249,12 +339,52 @@ class WorkerClient:
             if not self._closing and process is self._process:
                 self._recover(process)
 
-    def _deliver(self, event: Event) -> None:
+    def _watch(self) -> None:
+        """The watchdog: a worker silent for ``hang_seconds`` while a job runs is killed (and replaced)."""
+        while not self._closed.wait(min(1.0, self.settings.hang_seconds / 4)):
+            with self._lock:
+                process = self._process
+                silent = time.monotonic() - self._last_heard
+                # Until its first heartbeat a worker is still starting Python (seconds on a cold disk).
+                limit = self.settings.hang_seconds if self._heard else max(self.settings.hang_seconds, STARTUP_SECONDS)
+                if process is None or not self._jobs or silent < limit:
+                    continue
+                log.warning("worker %d silent for %.1f s while a job runs: killing it", process.pid, silent)
+                self._kill(process, "hung")
+
+    def _end_stuck_cancel(self, job_id: str, process: BaseProcess | None) -> None:
+        """The grace period after a cancel ran out: a job still busy in an uninterruptible stage ends by
+        killing its worker (a job in any other stage stops at its next check, within one chunk)."""
         with self._lock:
+            record = self._jobs.get(job_id)
+            if record is None or process is None or process is not self._process or record.stage not in UNINTERRUPTIBLE:
+                return
+            log.info("job %s still %s after cancel: killing worker %d", job_id, record.stage.value, process.pid)
+            self._kill(process, "cancel")
+
+    def _kill(self, process: BaseProcess, why: str) -> None:
+        if process.pid is not None and process.is_alive():
+            self._killed[process.pid] = why
+            process.kill()  # SIGKILL also ends a stopped (SIGSTOP) process; the reader then sees EOF
+
+    def _deliver(self, event: Event) -> None:
+        if isinstance(event, Heartbeat):
+            return  # _read noted the time: that is all a heartbeat is for
+        if isinstance(event, WorkerLog):
+            self._log_worker(event)
+            return
+        with self._lock:
+            if isinstance(event, ModelUnloaded):
+                if event.request_id in self._unloads:
+                    self._unloads.discard(event.request_id)
+                    self._dispatch(event)
+                return
             record = self._jobs.get(event.job_id)
             if record is None:
                 return  # a job that already ended here (cancelled while its worker was being replaced)
-            if isinstance(event, JobStarted):
+            if isinstance(event, StageStarted):
+                record.stage = event.stage
+            elif isinstance(event, JobStarted):
                 record.chunks = record.chunks or event.chunks
             elif isinstance(event, ChunkPiece):
                 if event.index < record.next_chunk:
@@ -267,36 +397,57 @@ class WorkerClient:
             elif isinstance(event, TERMINAL_EVENTS):
                 del self._jobs[event.job_id]
                 self._crashes_without_progress = 0
+                if isinstance(event, JobFailed):
+                    event = replace(event, detail=self._with_log(event.detail))
+                log.info("job %s: %s", event.job_id, type(event).__name__)
             self._dispatch(event)  # under the lock, so a resumed job's events cannot overtake these
+
+    def _log_worker(self, event: WorkerLog) -> None:
+        line = f"{logging.getLevelName(event.level)} {event.logger}: {event.message}"
+        self.worker_log.append(line)
+        _worker_logger.log(event.level, "%s: %s", event.logger, event.message)
+
+    def _with_log(self, detail: str) -> str:
+        return f"{detail}\n\nlast worker log lines:\n" + "\n".join(self.worker_log)
 
     def _recover(self, process: BaseProcess) -> None:
         """The worker died (lock held): start another and resubmit unfinished jobs where they stopped."""
         self._process = self._commands = None  # the old pipe closes once the writer drops it
+        why = self._killed.pop(process.pid, None) if process.pid is not None else None
+        log.warning("worker %d ended (exit code %s%s)", process.pid, process.exitcode, f", {why}" if why else "")
+        for request_id in list(self._unloads):  # a dead worker holds no model
+            self._unloads.discard(request_id)
+            self._dispatch(ModelUnloaded(request_id))
         for job_id, record in list(self._jobs.items()):
             if record.cancel_requested:
                 del self._jobs[job_id]
                 self._dispatch(JobCancelled(job_id))
         if not self._jobs:
             return  # nothing to resume: the next submit starts a worker
-        self._crashes_without_progress += 1
+        if why != "cancel":
+            self._crashes_without_progress += 1
         if self._crashes_without_progress > MAX_RESTARTS_WITHOUT_PROGRESS:
             self._fail_all(f"The inference worker stopped {self._crashes_without_progress} times without "
-                           f"making progress (last exit code {process.exitcode}); see the log above.")
+                           f"making progress (last exit code {process.exitcode}); see the log for details.")
             self._crashes_without_progress = 0
             return
         self.restarts += 1
         self._spawn()
+        cause = RestartCause.HUNG if why == "hung" else RestartCause.CRASHED
         for job_id, record in self._jobs.items():
             self._send(Submit(job_id, record.job, record.next_chunk, record.chunks))
-            if record.chunks is not None:
-                self._dispatch(Notice(job_id, f"The inference worker stopped (exit code {process.exitcode}) "
-                                              f"and was restarted; resuming at chunk {record.next_chunk + 1} "
-                                              f"of {len(record.chunks)}."))
+            if why == "cancel" or record.stage is None:
+                continue  # still queued: nothing of it was lost
+            what = "stopped answering and was replaced" if cause is RestartCause.HUNG else \
+                f"stopped (exit code {process.exitcode}) and was restarted"
+            where = f"chunk {record.next_chunk + 1} of {len(record.chunks)}" if record.chunks else "the start"
+            self._dispatch(WorkerRestarted(job_id, cause, process.exitcode, record.next_chunk,
+                                           f"The inference worker {what}; resuming at {where}."))
 
     def _fail_all(self, message: str) -> None:
         for job_id in list(self._jobs):
             del self._jobs[job_id]
-            self._dispatch(JobFailed(job_id, message, user_error=False))
+            self._dispatch(JobFailed(job_id, message, user_error=False, detail=self._with_log(message)))
 
     def _send(self, command: Command) -> None:
         assert self._commands is not None
@@ -309,21 +460,29 @@ class WorkerClient:
         try:
             self._on_event(event)
         except Exception:  # noqa: BLE001 - a listener's bug must not stop event delivery
-            traceback.print_exc(file=sys.stderr)
+            log.exception("event listener failed on %s", type(event).__name__)
 
 
 def _worker_main(commands: Connection, events: Connection, settings: WorkerSettings,
                  inject_faults: bool) -> None:
-    """The spawned process's target; it lives here so pickling it does not import torch in the client."""
+    """The spawned process's target; it lives here so pickling it does not import torch in the client.
+
+    The heartbeat and log forwarding start before the worker module (and torch) is imported.
+    """
+    from inference.worker.channel import EventChannel, forward_logs
+
+    channel = EventChannel(events, settings.heartbeat_seconds)
+    channel.start_heartbeat()
+    forward_logs(channel)
     from inference.worker.process import main
 
-    main(commands, events, settings, inject_faults)
+    main(commands, channel, settings, inject_faults)
 
 
 def check_job(job: SpeakJob) -> None:
     """The checks that need no model (text, recording, hardware spec): bad input fails at once, before
     anything is queued. The worker repeats them with the rest of the preparation."""
-    normalize(job.text)
+    normalize(clean_text(job.text))
     read_reference(job.voice)
     if job.hardware is not None:
         hw.resolve(job.hardware)
@@ -335,13 +494,13 @@ def _collect(result: JobResult, event: Event) -> bool:
         result.plan, result.sample_rate = event.plan, event.sample_rate
     elif isinstance(event, ChunkReady):
         result.chunks.append(event)
-    elif isinstance(event, Notice):
+    elif isinstance(event, (Notice, PlanChanged, WorkerRestarted)):
         result.notices.append(event.message)
     elif isinstance(event, JobFinished):
         result.plan, result.memory, result.seconds = event.plan, event.memory, event.seconds
         return True
     elif isinstance(event, JobFailed):
-        raise VesperError(event.message) if event.user_error else WorkerError(event.message)
+        raise VesperError(event.message) if event.user_error else WorkerError(event.message, event.detail)
     elif isinstance(event, JobCancelled):
         raise JobCancelledError(result.job_id)
     return False

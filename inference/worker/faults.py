@@ -1,4 +1,8 @@
-"""Fault injection for tests: ``VESPER_FAULT=oom@K`` or ``crash@K`` strikes at the worker's K-th chunk, once.
+"""Fault injection for tests: ``VESPER_FAULT=oom@K``, ``crash@K`` or ``hang@K`` strikes at the worker's K-th
+chunk, once.
+
+``hang`` stops the whole process (SIGSTOP on itself), heartbeat thread included: a wedged driver call
+looks like that from outside, and only the client's watchdog can end it.
 
 Chunks are counted over the worker's lifetime, from 1. The client starts only its first worker with
 injection on, so a crash fault cannot strike again in the worker that replaces the crashed one.
@@ -14,12 +18,12 @@ import torch
 
 from inference.settings import FAULT_ENV
 
-KINDS = ("oom", "crash")
+KINDS = ("oom", "crash", "hang")
 
 
 @dataclass(frozen=True)
 class Fault:
-    kind: str  # "oom" or "crash"
+    kind: str  # one of KINDS
     chunk: int  # 1-based, counted over the worker's lifetime
 
 
@@ -29,7 +33,7 @@ def parse(spec: str | None) -> Fault | None:
         return None
     kind, _, chunk = spec.partition("@")
     if kind not in KINDS or not chunk.isdigit() or int(chunk) < 1:
-        raise ValueError(f"{FAULT_ENV}={spec!r}: expected oom@K or crash@K with K >= 1")
+        raise ValueError(f"{FAULT_ENV}={spec!r}: expected oom@K, crash@K or hang@K with K >= 1")
     return Fault(kind, int(chunk))
 
 
@@ -49,6 +53,8 @@ class FaultInjector:
         self._fired = True
         if fault.kind == "oom":
             raise torch.OutOfMemoryError(f"CUDA out of memory ({FAULT_ENV}=oom@{fault.chunk}, injected)")
+        if fault.kind == "hang":
+            _hang()
         _die()
 
 
@@ -57,3 +63,8 @@ def _die() -> None:
     if hasattr(signal, "SIGKILL"):
         os.kill(os.getpid(), signal.SIGKILL)
     os._exit(139)  # Windows has no SIGKILL
+
+
+def _hang() -> None:
+    """Stop every thread of this process until someone kills it (the client's watchdog)."""
+    os.kill(os.getpid(), signal.SIGSTOP)  # POSIX only, like the tests that use it

@@ -15,7 +15,7 @@ import psutil
 import torch
 
 from inference.planning.types import Plan
-from inference.worker.protocol import MemoryStats
+from inference.worker.protocol import MemorySample, MemoryStats
 
 # CUDA's allocator, cuBLAS and the CPU allocator say "out of memory" in different words.
 _OOM_MARKERS = ("out of memory", "cudaerrormemoryallocation", "cublas_status_alloc_failed",
@@ -60,12 +60,32 @@ def shortfall(plan: Plan, free_bytes: int, reserved_bytes: int) -> int:
 
 def gpu_free_bytes(device: str) -> int | None:
     """Free memory on a CUDA device through NVML (it sees other programs; torch's own stats do not)."""
+    info = _nvml_memory(device)
+    return None if info is None else int(info.free)
+
+
+def sample(job_id: str, device: str, limit_bytes: int) -> MemorySample:
+    """The worker's memory now, for a status bar: RSS always; torch's and NVML's figures on a CUDA plan.
+
+    NVML reads the whole GPU without creating a CUDA context (a CPU plan never initialises CUDA).
+    """
+    rss = int(psutil.Process().memory_info().rss)
+    if not device.startswith("cuda"):
+        return MemorySample(job_id, rss, limit_bytes=limit_bytes)
+    allocated = torch.cuda.memory_allocated(device) if torch.cuda.is_initialized() else 0
+    reserved = torch.cuda.memory_reserved(device) if torch.cuda.is_initialized() else 0
+    info = _nvml_memory(device)
+    used, total = (int(info.used), int(info.total)) if info is not None else (0, 0)
+    return MemorySample(job_id, rss, allocated, reserved, used, total, limit_bytes)
+
+
+def _nvml_memory(device: str):
     handle = _nvml_handle(torch.device(device).index or 0)
     if handle is None:
         return None
     import pynvml
 
-    return int(pynvml.nvmlDeviceGetMemoryInfo(handle).free)
+    return pynvml.nvmlDeviceGetMemoryInfo(handle)
 
 
 @cache

@@ -1,15 +1,19 @@
 """The worker process: one job at a time, models and voices cached, out-of-memory errors survived.
 
 The client starts this in a child process (spawn) and talks to it over two pipes: commands in, events
-out (``protocol``). Between chunks the worker looks at the commands, so a cancel stops a job within
-one chunk (one micro-batch). Everything that can go wrong with a GPU happens here, where a crash costs
-only a restart: the client resumes the job from its first unfinished chunk.
+out (``protocol``). Between chunks, and between the pieces of a download, the worker looks at the
+commands, so a cancel stops a job within one chunk (one micro-batch); only loading weights cannot be
+interrupted, and there the client kills the worker after a grace period. Everything that can go
+wrong with a GPU happens here, where a crash costs only a restart: the client resumes the job from
+its first unfinished chunk.
 """
 
 from __future__ import annotations
 
 import gc
+import logging
 import os
+import platform
 import queue
 import signal
 import sys
@@ -19,13 +23,16 @@ import traceback
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from importlib import metadata
 from multiprocessing.connection import Connection
 
 import numpy as np
 import torch
+from huggingface_hub.utils import disable_progress_bars
 from transformers.utils import logging as hf_logging
 
-from inference import jobs
+from inference import hardware as hw
+from inference import jobs, models
 from inference.adapters.base import VoicePrompt
 from inference.engine import Engine
 from inference.errors import VesperError
@@ -33,38 +40,54 @@ from inference.models import ModelRef
 from inference.planner import Plan, describe_plan, fingerprint, step_down
 from inference.settings import fault_spec
 from inference.worker import faults, memory
+from inference.worker.channel import EventChannel
 from inference.worker.plan_memory import PlanMemory
 from inference.worker.protocol import (
     Cancel,
     ChunkPiece,
     ChunkReady,
     Command,
+    DownloadProgress,
     Event,
+    GenerationProgress,
     JobCancelled,
     JobFailed,
     JobFinished,
     JobStarted,
+    LoadJob,
+    ModelUnloaded,
     Notice,
+    PlanChangeCause,
+    PlanChanged,
     Shutdown,
+    SpeakJob,
+    Stage,
+    StageStarted,
     Submit,
+    Unload,
+    UpdateSettings,
     WorkerSettings,
 )
 from inference.worker.voices import VoiceCache, voice_key
 
+log = logging.getLogger(__name__)
 
-def main(commands: Connection, events: Connection, settings: WorkerSettings, inject_faults: bool) -> None:
-    """Entry point of the child process: one pipe in, one pipe out."""
+
+def main(commands: Connection, channel: EventChannel, settings: WorkerSettings, inject_faults: bool) -> None:
+    """Entry point of the child process: one pipe in, one (shared, locked) pipe out."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the client's to handle; it shuts us down
     # Progress bars from a background process garble the CLI's output, and tqdm's lock leaks a
-    # semaphore whenever a worker is killed.
+    # semaphore whenever a worker is killed; downloads report through DownloadProgress instead.
     hf_logging.disable_progress_bar()
+    disable_progress_bars()
     fault = faults.parse(fault_spec()) if inject_faults else None
     inbox: queue.Queue[Command] = queue.Queue()
     threading.Thread(target=_receive, args=(commands, inbox), name="vesper-commands", daemon=True).start()
-    worker = Worker(settings, inbox, events.send, faults.FaultInjector(fault), PlanMemory.default())
+    worker = Worker(settings, inbox, channel.send, faults.FaultInjector(fault), PlanMemory.default(), channel)
     # What the imports created lives as long as the worker; frozen, it is skipped by the full collection
     # after every job (0.46 s -> 0.01 s per job here). Models are loaded later and stay collectable.
     gc.freeze()
+    log.info("worker %d ready (torch %s)", os.getpid(), torch.__version__)
     try:
         worker.serve()
     except (BrokenPipeError, ConnectionResetError):
@@ -91,79 +114,142 @@ class _Cancelled(Exception):
 
 @dataclass
 class _Run:
-    """The running job's state; the plan, engine and prompt change when memory runs short."""
+    """The running job's state; the plan, engine and prompt change when memory runs short.
+
+    ``prepared`` is None for a ``LoadJob``: it has no text and no voice, only a model to load.
+    """
 
     submit: Submit
-    prepared: jobs.PreparedJob
-    chunks: list[str]
+    ref: ModelRef
+    hardware: hw.Hardware  # what the plan was made for; steps down against it
     plan: Plan
+    prepared: jobs.PreparedJob | None = None
+    chunks: tuple[str, ...] = ()
     engine: Engine | None = None
     prompt: VoicePrompt | None = None
 
     @property
-    def ref(self) -> ModelRef:
-        return self.prepared.ref
+    def job_id(self) -> str:
+        return self.submit.job_id
+
+
+class _Pace:
+    """Generation speed within one run of a job: audio seconds per second, and what is left."""
+
+    def __init__(self, total: int, first: int) -> None:
+        self.total, self.first = total, first
+        self.audio_seconds = 0.0
+        self.started = time.perf_counter()
+
+    def progress(self, job_id: str, index: int, seconds: float) -> GenerationProgress:
+        """After chunk ``index`` (``seconds`` of audio) was delivered."""
+        self.audio_seconds += seconds
+        elapsed = time.perf_counter() - self.started
+        generated = index + 1 - self.first
+        eta = (self.total - index - 1) * elapsed / generated if generated > 0 else None
+        speed = self.audio_seconds / elapsed if elapsed > 0 else 0.0
+        return GenerationProgress(job_id, index + 1, self.total, self.audio_seconds, elapsed, speed, eta)
 
 
 class Worker:
-    """Runs submitted jobs; ``inbox`` delivers commands, ``send`` emits events."""
+    """Runs submitted jobs; ``inbox`` delivers commands, ``send`` emits events.
+
+    ``channel``, in a real worker process, is the event pipe: it learns which job runs (for heartbeats
+    and forwarded log lines) and how often to beat.
+    """
 
     def __init__(self, settings: WorkerSettings, inbox: queue.Queue[Command], send: Callable[[Event], None],
-                 injector: faults.FaultInjector, plans: PlanMemory) -> None:
+                 injector: faults.FaultInjector, plans: PlanMemory, channel: EventChannel | None = None) -> None:
         self.settings = settings
         self.inbox = inbox
         self.send = send
         self.faults = injector
         self.plans = plans
+        self.channel = channel
         self.voices = VoiceCache(settings.voice_cache_size)
         self.meter = memory.MemoryMeter()
         self.engine: Engine | None = None
         self._engine_key: str | None = None
-        self._queue: deque[Submit] = deque()
+        self._queue: deque[Submit | Unload] = deque()
         self._running: str | None = None
+        self._run_state: _Run | None = None  # for diagnostics when the job fails
+        self._pending_settings: WorkerSettings | None = None
         self._stop_running = False
         self._shutting_down = False
 
     def serve(self) -> None:
-        """Run queued jobs in order until told to shut down."""
+        """Run queued jobs (and unloads) in order until told to shut down."""
         while not self._shutting_down:
             if self._queue:
-                self.run(self._queue.popleft())
+                item = self._queue.popleft()
+                if isinstance(item, Unload):
+                    self.unload()
+                    self.send(ModelUnloaded(item.request_id))
+                else:
+                    self.run(item)
             else:
                 self._handle(self.inbox.get())
 
     def run(self, submit: Submit) -> None:
         """Run one job to its end and send its terminal event, after giving its memory back."""
-        self._running, self._stop_running = submit.job_id, False
+        self._apply_settings()
+        self._running, self._stop_running, self._run_state = submit.job_id, False, None
+        if self.channel is not None:
+            self.channel.job_id = submit.job_id
+        log.info("job %s: %s for %s", submit.job_id, type(submit.job).__name__, submit.job.model)
         self.meter.start()
         started = time.perf_counter()
         plan_label, event = None, None
         try:
-            plan_label = self._run(submit)
+            plan_label = self._load(submit) if isinstance(submit.job, LoadJob) else self._run(submit)
         except _Cancelled:
+            log.info("job %s: cancelled", submit.job_id)
             event = JobCancelled(submit.job_id)
         except VesperError as exc:
-            event = JobFailed(submit.job_id, str(exc), user_error=True)
-        except Exception:  # noqa: BLE001 - a bug must fail the job, not the worker
-            event = JobFailed(submit.job_id, f"Internal error:\n{traceback.format_exc()}", user_error=False)
-        self._running = None
+            log.info("job %s: %s", submit.job_id, exc)
+            event = JobFailed(submit.job_id, _one_line(str(exc)), user_error=True, detail=self._detail(submit))
+        except Exception as exc:  # noqa: BLE001 - a bug must fail the job, not the worker
+            log.exception("job %s failed", submit.job_id)
+            message = (f"Internal error in the inference worker ({type(exc).__name__}: {_one_line(str(exc))[:200]}); "
+                       "copy the diagnostics to report it.")
+            event = JobFailed(submit.job_id, message, user_error=False, detail=self._detail(submit))
+        self._running, self._run_state = None, None
+        if self.channel is not None:
+            self.channel.job_id = ""
         memory.release()  # after the except blocks: their tracebacks held the job's tensors
         if event is None:
             seconds = time.perf_counter() - started
             event = JobFinished(submit.job_id, plan_label or "", self.meter.finish(), seconds)
+            log.info("job %s: finished in %.1f s on %s", submit.job_id, seconds, plan_label)
         self.send(event)
 
     def _handle(self, command: Command) -> None:
-        if isinstance(command, Submit):
+        if isinstance(command, (Submit, Unload)):
             self._queue.append(command)
         elif isinstance(command, Cancel):
             if command.job_id == self._running:
                 self._stop_running = True
-            elif any(s.job_id == command.job_id for s in self._queue):
-                self._queue = deque(s for s in self._queue if s.job_id != command.job_id)
+            elif any(isinstance(s, Submit) and s.job_id == command.job_id for s in self._queue):
+                self._queue = deque(s for s in self._queue if not (isinstance(s, Submit)
+                                                                   and s.job_id == command.job_id))
                 self.send(JobCancelled(command.job_id))
+        elif isinstance(command, UpdateSettings):
+            self._pending_settings = command.settings
+            if self._running is None:
+                self._apply_settings()
         elif isinstance(command, Shutdown):
             self._shutting_down = self._stop_running = True
+
+    def _apply_settings(self) -> None:
+        """New settings take effect between jobs: a running job keeps its batches (a resume reproduces them)."""
+        settings, self._pending_settings = self._pending_settings, None
+        if settings is None:
+            return
+        self.settings = settings
+        self.voices.resize(settings.voice_cache_size)
+        if self.channel is not None:
+            self.channel.heartbeat_seconds = settings.heartbeat_seconds
+        log.info("settings: %s", settings)
 
     def _check_commands(self) -> None:
         while True:
@@ -174,17 +260,54 @@ class Worker:
         if self._stop_running:
             raise _Cancelled
 
+    def _stage(self, job_id: str, stage: Stage, detail: str = "") -> None:
+        log.info("job %s: %s %s", job_id, stage.value, detail)
+        self.send(StageStarted(job_id, stage, detail))
+
+    def _resolved(self, job_id: str, ref: ModelRef) -> None:
+        """Between resolving and planning: download what the model needs, as its own stage."""
+        if not models.is_cached(ref):
+            models.check_can_download(ref)  # offline: the advice, with no download stage announced first
+            self._stage(job_id, Stage.DOWNLOADING, ", ".join(models.hub_repos(ref)))
+
+            def progress(repo_id: str, filename: str, done: int, total: int) -> None:
+                self.send(DownloadProgress(job_id, repo_id, filename, done, total))
+                self._check_commands()  # a cancel raises here, inside huggingface_hub's download loop
+
+            models.fetch(ref, progress)
+        self._check_commands()
+        self._stage(job_id, Stage.PLANNING, ref.label)
+
+    def _load(self, submit: Submit) -> str:
+        """A ``LoadJob``: resolve, download, plan and load the model a first ``SpeakJob`` will use."""
+        job = submit.job
+        self._stage(submit.job_id, Stage.RESOLVING, job.model)
+        ref, hardware, plan = jobs.prepare_load(job, self.settings.batch_size,
+                                                lambda ref: self._resolved(submit.job_id, ref))
+        run = self._run_state = _Run(submit, ref, hardware, self.plans.recall(ref, hardware, plan))
+        self._use(run, run.plan, 0, "while loading the model")
+        self._stage(submit.job_id, Stage.DONE)
+        return describe_plan(run.plan)
+
     def _run(self, submit: Submit) -> str:
-        prepared = jobs.prepare(submit.job, self.settings.batch_size)
-        chunks = list(submit.chunks) if submit.chunks else prepared.chunks
+        job = submit.job
+        assert isinstance(job, SpeakJob)
+        self._stage(submit.job_id, Stage.RESOLVING, job.model)
+        prepared = jobs.prepare(job, self.settings.batch_size, lambda ref: self._resolved(submit.job_id, ref))
+        chunks = tuple(submit.chunks or prepared.chunks)
         plan = self.plans.recall(prepared.ref, prepared.hardware, prepared.plan)
-        run = _Run(submit, prepared, chunks, plan)
+        run = self._run_state = _Run(submit, prepared.ref, prepared.hardware, plan, prepared, chunks)
         self._send_started(run)  # before loading, which can take long: the listener learns the chunks now
+        for message in prepared.notices:
+            self._notice(run, message)
         if plan is not prepared.plan:
             self._notice(run, f"Using {describe_plan(plan)} for {run.ref.label}: a higher plan ran out of "
                               "memory on this machine before.")
         index = submit.start_chunk
-        self._use(run, plan, "while loading the model")
+        self._use(run, plan, index, "while loading the model")
+        left = len(chunks) - index
+        self._stage(submit.job_id, Stage.GENERATING, f"{left} chunk{'s' if left != 1 else ''}")
+        pace = _Pace(len(chunks), index)
         while index < len(chunks):
             self._check_commands()
             self._preflight(run, index)
@@ -193,13 +316,16 @@ class Worker:
             audios = self._generate(run, start, stop, index)
             if audios is None:
                 where = f"at chunk {index + 1} of {len(chunks)}"
-                self._use(run, self._lower(run, run.plan, where), where)
+                self._use(run, self._lower(run, run.plan, index, where), index, where)
                 continue  # the same chunk again, under the lower plan
+            self.meter.sample()
             for offset, audio in enumerate(audios):
                 if start + offset >= index:
+                    self.send(memory.sample(run.job_id, run.plan.device, self.settings.vram_limit_bytes))
                     self._send_chunk(run, start + offset, audio)
+                    self.send(pace.progress(run.job_id, start + offset, len(audio) / run.ref.adapter.sample_rate))
             index = stop
-            self.meter.sample()
+        self._stage(submit.job_id, Stage.DONE)
         return describe_plan(run.plan)
 
     def _generate(self, run: _Run, start: int, stop: int, first: int) -> list[np.ndarray] | None:
@@ -211,7 +337,7 @@ class Worker:
         assert run.engine is not None and run.prompt is not None
         try:
             self.faults.before_chunks(stop - start)
-            texts = run.chunks[start:stop]
+            texts = list(run.chunks[start:stop])
             seeds = [jobs.seed_of(run.submit.job, start + i) for i in range(len(texts))]
             if run.engine.fast is None and run.submit.job.seeds is not None:
                 # Plain generate draws a whole batch from one random stream: pinned seeds mean each chunk
@@ -233,32 +359,34 @@ class Worker:
             done = parts[row]
             if start + row >= first:
                 offset = sum(len(p) for p in done)
-                self.send(ChunkPiece(run.submit.job_id, start + row, offset, samples, run.engine.sample_rate))
+                self.send(ChunkPiece(run.job_id, start + row, offset, samples, run.engine.sample_rate))
             done.append(samples)
         return [np.concatenate(p) if p else np.zeros(0, dtype=np.float32) for p in parts]
 
-    def _lower(self, run: _Run, plan: Plan, where: str) -> Plan:
+    def _lower(self, run: _Run, plan: Plan, at_chunk: int, where: str) -> Plan:
         """The plan after ``plan`` ran out of memory, remembered for this model and machine."""
         memory.release()
-        lower = step_down(plan, run.ref, run.prepared.hardware)
+        lower = step_down(plan, run.ref, run.hardware)
         if lower is None:
             raise VesperError(f"Ran out of memory {where} even with the most frugal plan "
                               f"({describe_plan(plan)}): close other programs or choose a smaller model.")
-        self.plans.remember(run.ref, run.prepared.hardware, lower)
-        self._notice(run, f"Ran out of memory {where}: continuing with {describe_plan(lower)} "
-                          f"(remembered for {run.ref.label} on this machine).")
+        self.plans.remember(run.ref, run.hardware, lower)
+        self._plan_changed(run, plan, lower, PlanChangeCause.OUT_OF_MEMORY, at_chunk,
+                           f"Ran out of memory {where}: continuing with {describe_plan(lower)} "
+                           f"(remembered for {run.ref.label} on this machine).")
         return lower
 
-    def _use(self, run: _Run, plan: Plan, where: str) -> None:
+    def _use(self, run: _Run, plan: Plan, at_chunk: int, where: str) -> None:
         """Switch to ``plan``, stepping further down while even loading it runs out of memory."""
         while True:
+            self._check_commands()  # a cancel before a (long, uninterruptible) load
             try:
                 self._switch(run, plan)
                 return
             except Exception as exc:  # noqa: BLE001 - anything but out-of-memory is re-raised
                 if not memory.is_out_of_memory(exc):
                     raise
-            plan = self._lower(run, plan, where)
+            plan = self._lower(run, plan, at_chunk, where)
 
     def _preflight(self, run: _Run, index: int) -> None:
         """Step down before a chunk that would not fit: other programs take GPU memory at any time.
@@ -273,30 +401,40 @@ class Worker:
         reserved = torch.cuda.memory_reserved(run.plan.device)
         lower: Plan | None = run.plan
         while lower is not None and memory.shortfall(lower, free, reserved) > 0:
-            lower = step_down(lower, run.ref, run.prepared.hardware)
+            lower = step_down(lower, run.ref, run.hardware)
         if lower is None or lower is run.plan:
             return  # fits, or nothing fits: try anyway and let an out-of-memory error step down
-        self._notice(run, f"Only {free / 2**30:.2f} GiB of GPU memory is free now (another program?): "
-                          f"continuing from chunk {index + 1} with {describe_plan(lower)}.")
-        self._use(run, lower, f"at chunk {index + 1} of {len(run.chunks)}")
+        self._plan_changed(run, run.plan, lower, PlanChangeCause.PREFLIGHT, index,
+                           f"Only {free / 2**30:.2f} GiB of GPU memory is free now (another program?): "
+                           f"continuing from chunk {index + 1} with {describe_plan(lower)}.")
+        self._use(run, lower, index, f"at chunk {index + 1} of {len(run.chunks)}")
 
     def _switch(self, run: _Run, plan: Plan) -> None:
         """Run under ``plan``: reload the model only if its placement changed."""
         run.plan, run.engine, run.prompt = plan, None, None  # drop references before a reload
-        engine = run.engine = self._engine_for(run.ref, plan)
+        engine = run.engine = self._engine_for(run.job_id, run.ref, plan)
         if (engine.plan.batch_size, engine.plan.max_chunk_chars) == (plan.batch_size, plan.max_chunk_chars):
             run.plan = engine.plan  # loading calibrates a GPU plan: its memory figures are now measured
         prepared = run.prepared
+        if prepared is None:
+            return  # a LoadJob: no voice to encode
         key = voice_key(prepared.reference, prepared.reference_rate, prepared.job.voice_text, run.ref.label,
                         plan.dtype)
-        run.prompt = self.voices.fetch(key, engine.loaded.device, lambda: engine.voice_prompt(
-            prepared.reference, prepared.reference_rate, prepared.job.voice_text))
 
-    def _engine_for(self, ref: ModelRef, plan: Plan) -> Engine:
+        def encode() -> VoicePrompt:
+            self._stage(run.job_id, Stage.ENCODING_VOICE, prepared.job.voice.name)
+            return engine.voice_prompt(prepared.reference, prepared.reference_rate, prepared.job.voice_text)
+
+        run.prompt = self.voices.fetch(key, engine.loaded.device, encode)
+
+    def _engine_for(self, job_id: str, ref: ModelRef, plan: Plan) -> Engine:
         key = fingerprint(plan, placement_only=True)  # not the batch: a smaller batch needs no reload
         if self.engine is None or self._engine_key != key:
             self.unload()
+            self._stage(job_id, Stage.LOADING, f"{ref.label}: {describe_plan(plan)}")
+            started = time.perf_counter()
             self.engine, self._engine_key = Engine.load(ref, plan), key
+            log.info("loaded %s in %.1f s", ref.label, time.perf_counter() - started)
         return self.engine
 
     def unload(self) -> None:
@@ -304,18 +442,55 @@ class Worker:
         engine, self.engine, self._engine_key = self.engine, None, None
         for held in engine.keep if engine is not None else ():
             held.close()  # executors' hooks, streams and pinned buffers end here, not at GC
+        if engine is not None:
+            log.info("unloaded %s", engine.ref.label)
         del engine
         self.voices.to_host()
         memory.release_all()
 
     def _send_started(self, run: _Run) -> None:
-        self.send(JobStarted(run.submit.job_id, tuple(run.chunks), run.submit.start_chunk,
+        self.send(JobStarted(run.job_id, run.chunks, run.submit.start_chunk,
                              describe_plan(run.plan), run.plan.reasons, run.ref.adapter.sample_rate))
 
     def _send_chunk(self, run: _Run, index: int, audio: np.ndarray) -> None:
-        self.send(ChunkReady(run.submit.job_id, index, len(run.chunks), run.chunks[index],
+        self.send(ChunkReady(run.job_id, index, len(run.chunks), run.chunks[index],
                              np.ascontiguousarray(audio, dtype=np.float32), run.ref.adapter.sample_rate))
 
-    def _notice(self, run: _Run, message: str) -> None:
-        self.send(Notice(run.submit.job_id, message))
+    def _plan_changed(self, run: _Run, old: Plan, new: Plan, cause: PlanChangeCause, at_chunk: int,
+                      message: str) -> None:
+        log.warning("job %s: %s", run.job_id, message)
+        self.send(PlanChanged(run.job_id, describe_plan(old), describe_plan(new), cause, at_chunk, message))
 
+    def _notice(self, run: _Run, message: str) -> None:
+        log.info("job %s: %s", run.job_id, message)
+        self.send(Notice(run.job_id, message))
+
+    def _detail(self, submit: Submit) -> str:
+        """What "copy diagnostics" gives: versions, the job, the plan and the traceback being handled.
+
+        The client appends the worker's last log lines.
+        """
+        job = submit.job
+        lines = [f"vesper {_version('vesper')}, python {platform.python_version()}, torch {torch.__version__}, "
+                 f"transformers {_version('transformers')}, huggingface_hub {_version('huggingface_hub')}, "
+                 f"{platform.platform()}",
+                 f"job: {type(job).__name__} model={job.model!r} hardware={job.hardware!r} from chunk "
+                 f"{submit.start_chunk}" + (f", {len(job.text)} characters, voice {job.voice.name}"
+                                            if isinstance(job, SpeakJob) else "")]
+        run = self._run_state
+        if run is not None:
+            lines.append(f"plan: {describe_plan(run.plan)} (executor {run.plan.executor}, {run.plan.dtype})")
+            lines.extend(f"  {reason}" for reason in run.plan.reasons)
+        lines.append(traceback.format_exc().rstrip())
+        return "\n".join(lines)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "unknown"

@@ -19,6 +19,10 @@ After a worker crash or hang the client restarts it: a ``WorkerRestarted`` and a
 (its ``start_chunk`` the first chunk not yet delivered) follow, and chunk indices carry on where they
 stopped (none repeated or skipped).
 
+Two events concern the worker, not a job: ``Heartbeat`` (the client's watchdog) and ``WorkerLog`` (the
+worker's log records, which the client writes into its own log and keeps for ``JobFailed.detail``);
+the client consumes both and hands neither to its listener.
+
 ``LoadJob`` goes through the same queue and stages (resolving, downloading, loading) and ends in
 ``JobFinished``: it loads a model ahead of the first ``SpeakJob``. ``Unload`` frees the model and
 answers ``ModelUnloaded``; ``UpdateSettings`` applies to the next job.
@@ -80,6 +84,9 @@ class WorkerSettings:
     vram_limit_bytes: int = 0  # plan for and cap the allocator at min(free VRAM, this); 0: no limit
     heartbeat_seconds: float = 1.0  # how often a live worker says so
     hang_seconds: float = 60.0  # the watchdog restarts a worker silent this long while a job runs
+    # A cancelled job in a stage the worker cannot interrupt (loading weights, encoding the voice) ends
+    # this long after the cancel by killing the worker; the client starts a fresh one.
+    cancel_grace_seconds: float = 2.0
 
     @property
     def batch_size(self) -> int:
@@ -224,9 +231,20 @@ class Heartbeat:
 
 
 @dataclass(frozen=True)
+class WorkerLog:
+    """One of the worker's log records (``logging`` level, logger name, formatted message)."""
+
+    level: int
+    logger: str
+    message: str
+    job_id: str = ""  # the job running when it was logged, if any
+
+
+@dataclass(frozen=True)
 class ModelUnloaded:
     request_id: str
     job_id: str = ""
+
 
 @dataclass(frozen=True)
 class JobStarted:
@@ -321,7 +339,8 @@ class JobCancelled:
 
 
 Event = (StageStarted | DownloadProgress | JobStarted | ChunkPiece | ChunkReady | GenerationProgress | MemorySample
-         | PlanChanged | WorkerRestarted | Notice | Heartbeat | ModelUnloaded | JobFinished | JobFailed | JobCancelled)
+         | PlanChanged | WorkerRestarted | Notice | Heartbeat | WorkerLog | ModelUnloaded | JobFinished | JobFailed
+         | JobCancelled)
 TERMINAL_EVENTS = (JobFinished, JobFailed, JobCancelled)
 
 

@@ -55,9 +55,17 @@ class VoiceCache:
             if _device_of(prompt) != device:
                 prompt = prompt.to(device)  # replaces the entry, so the old copy is freed
         self._entries[key] = prompt
+        self._evict()
+        return prompt
+
+    def resize(self, capacity: int) -> None:
+        """Keep at most ``capacity`` prompts from now on, dropping the least recently used at once."""
+        self.capacity = capacity
+        self._evict()
+
+    def _evict(self) -> None:
         while len(self._entries) > self.capacity:
             self._entries.popitem(last=False)
-        return prompt
 
     def to_host(self) -> None:
         """Move every prompt to the CPU, so unloading a model leaves nothing of it on the GPU."""

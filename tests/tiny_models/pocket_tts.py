@@ -53,12 +53,15 @@ GENERATION = {"do_sample": True, "temperature": 0.7, "return_dict_in_generate": 
               "eos_threshold": -4.0, "min_frames_before_eos": 6}
 
 
-def build(out_dir: Path, seed: int = 0) -> Path:
-    """Write model, generation config, processor and codec into ``out_dir``."""
+def build(out_dir: Path, seed: int = 0, hidden_size: int = 32) -> Path:
+    """Write model, generation config, processor and codec into ``out_dir``.
+
+    A larger ``hidden_size`` makes weights big enough to be downloaded in several pieces (download tests).
+    """
     tokenizer = _tokenizer()
     codec_config = _codec_config()
     torch.manual_seed(seed)
-    model = PocketTTSForConditionalGeneration(_config(tokenizer)).eval()
+    model = PocketTTSForConditionalGeneration(_config(tokenizer, hidden_size)).eval()
     with torch.no_grad():
         model.eos_head.bias.fill_(EOS_BIAS)
     model.generation_config = GenerationConfig(**GENERATION)
@@ -87,15 +90,15 @@ def _tokenizer() -> TokenizersBackend:
                              padding_side="left")
 
 
-def _config(tokenizer: TokenizersBackend) -> PocketTTSConfig:
+def _config(tokenizer: TokenizersBackend, hidden_size: int) -> PocketTTSConfig:
     placeholder_ids = {f"{name}_id": tokenizer.convert_tokens_to_ids(token)
                        for name, token in AUDIO_TOKENS.items()}
     return PocketTTSConfig(
-        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, latent_dim=LATENT_DIM, pad_token_id=tokenizer.pad_token_id,
+        vocab_size=len(tokenizer), hidden_size=hidden_size, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=2 * hidden_size, latent_dim=LATENT_DIM, pad_token_id=tokenizer.pad_token_id,
         max_position_embeddings=2048,
         flow_head_config={"hidden_size": 32, "num_hidden_layers": 2, "latent_dim": LATENT_DIM,
-                          "condition_dim": 32, "frequency_embedding_size": 16},
+                          "condition_dim": hidden_size, "frequency_embedding_size": 16},
         **placeholder_ids,
     )
 
