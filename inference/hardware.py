@@ -76,6 +76,7 @@ class Hardware:
     source: str = "detected"  # "detected", "preset:<name>" or a JSON file path
     cpu_bf16: bool = False  # the CPU multiplies bf16 natively (AVX512-BF16 or AMX): CPU plans keep bf16 weights
     vram_limit_bytes: int = 0  # the user's limit, already applied to every GPU's free_bytes (0: none)
+    cpu_int8: bool = False  # int8 dot products (AVX2, VNNI): the CPU tier's projections run in int8
 
     @property
     def gpu(self) -> Gpu | None:
@@ -170,11 +171,22 @@ def _read_gpu(pynvml, index: int, driver: str) -> Gpu:
                driver if isinstance(driver, str) else driver.decode())
 
 
+def cpu_computes_int8(flags: str | None = None) -> bool:
+    """Whether torch's int8 kernels (fbgemm: AVX2 at least, VNNI where present) run here, from
+    /proc/cpuinfo's flags; elsewhere False, and the CPU tier keeps fp32."""
+    if flags is None:
+        try:
+            flags = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    return "avx2" in flags.split()
+
+
 def detect() -> Hardware:
     """Measure this machine."""
     memory = psutil.virtual_memory()
     return Hardware(platform.system(), os.cpu_count() or 1, int(memory.total), int(memory.available), probe_gpus(),
-                    cpu_bf16=cpu_computes_bf16())
+                    cpu_bf16=cpu_computes_bf16(), cpu_int8=cpu_computes_int8())
 
 
 def from_json(path: Path) -> Hardware:
@@ -191,7 +203,8 @@ def from_json(path: Path) -> Hardware:
     ram_total = spec.get("ram_total_bytes", int)
     gpus = tuple(_gpu_from_json(_Fields(path, f"gpus[{i}].", g), i) for i, g in enumerate(spec.get("gpus", list, [])))
     return Hardware(spec.get("os", str, platform.system()), spec.get("cpu_count", int, 4), ram_total,
-                    spec.get("ram_available_bytes", int, ram_total), gpus, str(path), spec.get("cpu_bf16", bool, False))
+                    spec.get("ram_available_bytes", int, ram_total), gpus, str(path),
+                    cpu_bf16=spec.get("cpu_bf16", bool, False), cpu_int8=spec.get("cpu_int8", bool, False))
 
 
 def _gpu_from_json(spec: _Fields, index: int) -> Gpu:

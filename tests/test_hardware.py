@@ -110,3 +110,11 @@ def test_readmes_example_description_reads_as_documented(tmp_path):
     machine = hw.from_json(path)
     assert machine.gpu.compute_capability == (8, 9) and machine.gpu.total_bytes == 8 * hw.GiB
     assert machine.ram_total_bytes == 16 * hw.GiB
+
+
+def test_int8_capability_comes_from_the_cpu_flags_and_round_trips(tmp_path):
+    assert hw.cpu_computes_int8("fpu sse4_2 avx2 fma avx512_vnni")
+    assert not hw.cpu_computes_int8("fpu sse4_2 avx")
+    path = tmp_path / "int8.json"
+    path.write_text(json.dumps({**hw.PRESETS["cpu-16g"].to_dict(), "cpu_int8": True}))
+    assert hw.resolve(str(path)).cpu_int8 and not hw.PRESETS["cpu-16g"].cpu_int8

@@ -555,12 +555,16 @@ def _cpu(ref: ModelRef, hardware: Hardware, work: Workload, search: _Search) -> 
         search.note(f"CPU only: not possible (needs {gib(need)} of RAM, {_ram_words(hardware)})")
         return None
     reasons = tuple(search.reasons) + (policy.reason,)
+    projections = "int8" if hardware.cpu_int8 else ""
+    if projections:
+        reasons += ("a CPU tier decodes with int8 projections (this CPU has AVX2 int8 dot products)",)
     components = {c.name: {"role": c.role.value, "bytes": c.nbytes, "dtype": policy.storage,
                            "compute_dtype": policy.compute, "placement": "cpu"}
                   for c in ref.shape.at(policy.storage).components}
     return Plan(ref.label, "cpu", "resident", "cpu", policy.storage, {"": "cpu"}, work.chunk_chars,
                 work.batch_size, kv_cache_bytes(ref.facts, ref.shape.at(policy.storage), work), MemoryBreakdown(), 0,
-                need, reasons, components, model_digest=ref.shape.digest, compute_dtype=_compute_dtype(policy))
+                need, reasons, components, model_digest=ref.shape.digest, compute_dtype=_compute_dtype(policy),
+                cpu_projections=projections)
 
 
 def _cpu_need(ref: ModelRef, work: Workload, policy: DtypePolicy) -> int:

@@ -87,6 +87,7 @@ class Plan:
     asked: tuple[int, int] = (0, 0)  # the (chunk_chars, batch_size) the ladder holding this plan was made for
     model_digest: str = ""  # the model's sizes (``ModelShape.digest``): another checkpoint is another plan
     compute_dtype: str = ""  # the dtype layers compute in when wider than ``dtype`` (upcast per layer); "": same
+    cpu_projections: str = ""  # "int8": a CPU tier's decoder runs its projections in int8 (hardware.cpu_int8)
 
     @property
     def predicted_peak_bytes(self) -> int:
