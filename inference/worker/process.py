@@ -37,7 +37,7 @@ from inference.adapters.base import VoicePrompt
 from inference.engine import Engine
 from inference.errors import VesperError
 from inference.models import ModelRef
-from inference.planner import CUDA_CONTEXT_BYTES, Plan, describe_plan, fingerprint, step_down
+from inference.planner import CUDA_RUNTIME_BYTES, Plan, describe_plan, fingerprint, step_down
 from inference.settings import fault_spec
 from inference.worker import faults, memory
 from inference.worker.channel import EventChannel
@@ -102,14 +102,15 @@ def main(commands: Connection, channel: EventChannel, settings: WorkerSettings, 
 def cap_allocator(plan: Plan, limit_bytes: int) -> None:
     """Keep torch's allocator within the user's VRAM limit on the plan's GPU, before anything loads there.
 
-    The limit is the process's whole share (NVML's view), so the CUDA context's size comes off it. Set
+    The limit is the process's whole share (NVML's view), so what CUDA holds outside the allocator comes off
+    it (``CUDA_RUNTIME_BYTES``, measured after a model ran, not the bare context). Set
     per device, once it is known; an allocation past it raises out-of-memory, which steps the plan down.
     """
     if limit_bytes <= 0 or not plan.device.startswith("cuda"):
         return
     device = torch.device(plan.device)
     total = torch.cuda.get_device_properties(device).total_memory
-    torch.cuda.set_per_process_memory_fraction(memory.allocator_fraction(limit_bytes, CUDA_CONTEXT_BYTES, total),
+    torch.cuda.set_per_process_memory_fraction(memory.allocator_fraction(limit_bytes, CUDA_RUNTIME_BYTES, total),
                                                device)
 
 
@@ -416,7 +417,7 @@ class Worker:
         if free is None:
             return
         reserved = torch.cuda.memory_reserved(run.plan.device)
-        free = memory.free_under_limit(free, self.settings.vram_limit_bytes, reserved, CUDA_CONTEXT_BYTES)
+        free = memory.free_under_limit(free, self.settings.vram_limit_bytes, reserved, CUDA_RUNTIME_BYTES)
         lower: Plan | None = run.plan
         while lower is not None and memory.shortfall(lower, free, reserved) > 0:
             lower = step_down(lower, run.ref, run.hardware)
