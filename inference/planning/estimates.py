@@ -18,7 +18,7 @@ CUDA_CONTEXT_BYTES = 600 * MiB  # read through NVML before and after the first k
 # What a process holds outside torch's allocator once a model has loaded and run (context, loaded kernel
 # modules, library workspaces): 1.30-1.38 GiB through NVML (docs/measurements.md, "CUDA context"). A VRAM
 # limit caps the allocator at the limit less this: with the 600 MiB context alone the app-level matrix
-# peaked 0.15 GiB over a 4 GiB limit (benchmarks/results/memory-matrix-h200-csm.md).
+# peaked 0.15 GiB over a 4 GiB limit (benchmarks/results/memory-matrix-h200-*.md).
 CUDA_RUNTIME_BYTES = 1400 * MiB
 UPCAST_CHUNK_ELEMENTS = 32 * 2**20  # the most weights upcast at once (128 MiB in fp32); ``executors.upcast``
 
