@@ -18,7 +18,7 @@ from desktop.state.narration import UNTITLED, ChunkStatus, NarrationState
 from desktop.widgets.player import PlayerWidget
 from inference.errors import BadInputError, VesperError
 from inference.narration import book
-from inference.narration.runner import NarrationCancelled, Progress
+from inference.narration.runner import NarrationCancelled, Progress, Runner
 from inference.voice_library import Voice
 from inference.worker import protocol as p
 
@@ -53,7 +53,7 @@ class Controller(QObject):
         self.last_result: book.NarrationResult | None = None
         self._speaking: set[str] = set()  # ids of plain speak jobs
         self._thread: threading.Thread | None = None
-        self._runner = None
+        self._runner: Runner | None = None
         self._outcome: book.NarrationResult | BaseException | None = None
         bridge.chunk_piece.connect(self._on_piece)
         bridge.chunk_ready.connect(self._on_ready)
@@ -125,7 +125,7 @@ class Controller(QObject):
 
     # The narration thread.
 
-    def _run(self, narration: book.Narration, runner) -> None:
+    def _run(self, narration: book.Narration, runner: Runner) -> None:
         try:
             self._outcome = book.narrate(narration, runner)
         except NarrationCancelled:
@@ -143,7 +143,7 @@ class Controller(QObject):
         outcome, self._outcome = self._outcome, None
         self.last_result = outcome if isinstance(outcome, book.NarrationResult) else None
         self.state.progress = None
-        self.state.refresh()
+        self.state.replan()
         self.rows_reset.emit()
         if isinstance(outcome, BaseException):
             detail = "".join(traceback.format_exception(outcome))
@@ -154,7 +154,7 @@ class Controller(QObject):
         if self._thread is None:
             return  # arrived after the narration was stopped
         self.state.progress = progress
-        self.state.refresh()
+        self.state.replan()
         self.rows_reset.emit()
 
     # Worker events (on the GUI thread, queued there by the bridge).

@@ -59,6 +59,7 @@ class NarrationState:
         self.rows: list[ChunkRow] = []
         self.progress: Progress | None = None  # the running narration's, None when none runs
         self._chunks: list[tuple[int, str]] = []  # (paragraph, text) of each chunk, in order
+        self._voice: Voice | None = None
         self._model = ""
 
     def read(self, text: str, kind: str) -> Script | None:
@@ -77,9 +78,14 @@ class NarrationState:
         paragraphs = self.script.chapters if self.script is not None else ()
         self._chunks = [(n, c.text) for n, para in enumerate(p for ch in paragraphs for p in ch.paragraphs)
                         for c in para.chunks]
-        self.planned = [] if self.script is None or voice is None else \
-            self.project.plan(self.script, {None: voice}, generation(model))
-        self._model = model
+        self._voice, self._model = voice, model
+        self.replan()
+
+    def replan(self) -> None:
+        """Key the chunks again with the takes the project has chosen now (a redo chose new ones), and
+        read the rows back."""
+        self.planned = [] if self.script is None or self._voice is None or self.project is None else \
+            self.project.plan(self.script, {None: self._voice}, generation(self._model))
         self.refresh()
 
     def refresh(self) -> None:
