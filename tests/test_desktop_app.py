@@ -279,27 +279,38 @@ def test_quitting_while_narrating_asks_then_stops_cleanly(qtbot, open_window):
         os.kill(pid, 0)  # the worker is gone
 
 
+def _answer_yes_when_asked(tries: int = 500) -> None:
+    """Click Yes on the quit question once it is shown (it opens inside ``close()``)."""
+    if (box := QApplication.activeModalWidget()) is not None:
+        box.button(QMessageBox.StandardButton.Yes).click()
+    elif tries:
+        QTimer.singleShot(10, lambda: _answer_yes_when_asked(tries - 1))
+
+
+PARAGRAPHS = 12
+
+
 def test_quitting_mid_narration_then_reopening_the_document_resumes_with_the_finished_chunks(
         qtbot, open_window, tmp_path):
     document = tmp_path / "story.txt"
-    document.write_text("\n\n".join(f"Paragraph {n} of the story goes on." for n in range(5)))
+    document.write_text("\n\n".join(f"Paragraph {n} of the story goes on." for n in range(PARAGRAPHS)))
     window = open_window()
     window.editor.open_file(document)
     window.narrate_action.trigger()
     qtbot.waitUntil(lambda: [r.status for r in window.controller.state.rows].count(ChunkStatus.DONE) >= 2,
                     timeout=JOB_TIMEOUT_MS)
-    QTimer.singleShot(0, lambda: QApplication.activeModalWidget().button(QMessageBox.StandardButton.Yes).click())
+    _answer_yes_when_asked()
     assert window.close()
     chunk_files = list((window.controller.state.project.chunks_dir).glob("*.flac"))
     finished = len(chunk_files)
-    assert 2 <= finished < 5 and window.controller.state.project.root.name == "story"
+    assert 2 <= finished < PARAGRAPHS and window.controller.state.project.root.name == "story"
     assert not list(window.controller.state.project.chunks_dir.glob(".*"))  # no partial file left behind
 
     again = open_window()
     again.editor.open_file(document)
     _narrate(qtbot, again, None)
     run = again.controller.last_result.run
-    assert (run.reused, run.generated, run.chunks_total) == (finished, 5 - finished, 5)
+    assert (run.reused, run.generated, run.chunks_total) == (finished, PARAGRAPHS - finished, PARAGRAPHS)
     assert all(r.status is ChunkStatus.DONE for r in again.controller.state.rows)
     assert set(chunk_files) <= set(again.controller.state.project.chunks_dir.glob("*.flac"))  # reused, not redone
 
