@@ -49,6 +49,7 @@ from inference.registry import adapter_for_family, specs  # noqa: E402
 
 GiB = 1024**3
 SENTENCE = "The old lighthouse keeper climbed the stairs each evening to watch the ships come home."
+CPU_WEIGHTS = {"fast_bf16_weights": torch.bfloat16, "fast_int8": torch.qint8}
 SPEC_NAMES = {"csm": "csm-1b", "vibevoice": "vibevoice-1.5b", "pocket_tts": "pocket-tts"}
 
 
@@ -272,16 +273,17 @@ def bench_family(family: str, args, device: torch.device, dtype: torch.dtype, sc
         print(json.dumps(entry), flush=True)
 
     chosen = set(args.variants.split(","))
-    sessions, sessions_bf16 = {}, {}
+    sessions, cpu_sessions = {}, {}  # cpu_sessions: (variant, batch) -> the CPU tier's weight options
     if "fast" in chosen and fastpath.support(adapter, loaded).available:
         capacity = fastpath.capacity_for(describe(SPEC_NAMES[family]), 300)
         for batch in (1, args.batch):
             start = time.perf_counter()
             sessions[batch] = fastpath.open_session(adapter, loaded, batch, capacity)
             sessions[batch].warm_up_s = time.perf_counter() - start
-            if family == "pocket_tts" and device.type == "cpu":  # bf16 weight storage, the CPU tier's option
-                sessions_bf16[batch] = fastpath.open_session(adapter, loaded, batch, capacity,
-                                                             weight_dtype=torch.bfloat16)
+            if family == "pocket_tts" and device.type == "cpu":  # the CPU tier's weight options
+                for name, weights in CPU_WEIGHTS.items():
+                    cpu_sessions[name, batch] = fastpath.open_session(adapter, loaded, batch, capacity,
+                                                                      weight_dtype=weights)
     if family == "vibevoice":  # random weights rarely choose the audio token: force it, as ForceAudio does
         for session in sessions.values():
             session.decoder.allowed.fill_(loaded.model.config.audio_token_id)
@@ -300,9 +302,9 @@ def bench_family(family: str, args, device: torch.device, dtype: torch.dtype, sc
         variants["static"] = static
     if sessions and "fast" in chosen:
         variants["fast"] = lambda texts, n: run_fast(sessions[len(texts)], adapter, prompt, texts, n)
-    if sessions_bf16 and "fast" in chosen:
-        variants["fast_bf16_weights"] = lambda texts, n: run_fast(sessions_bf16[len(texts)], adapter, prompt,
-                                                                  texts, n)
+    for name in sorted({name for name, _ in cpu_sessions}):
+        variants[name] = lambda texts, n, name=name: run_fast(cpu_sessions[name, len(texts)], adapter, prompt,
+                                                              texts, n)
 
     spin(device, args.spin)
     warm = {}

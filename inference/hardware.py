@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import platform
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import NoReturn
 
@@ -23,6 +23,17 @@ from inference.units import GiB
 # Usable host-to-device bandwidth per PCIe lane with pinned memory, GB/s: the raw lane rate times
 # the ~80% that pinned copies reach in practice (measured 41.5-55 GB/s on Gen5 x16, NOTES.md).
 _PINNED_GBPS_PER_LANE = {1: 0.2, 2: 0.4, 3: 0.79, 4: 1.58, 5: 3.15, 6: 6.3}
+
+# Memory bandwidth, GB/s, from the makers' specification sheets (laptop parts at their common memory
+# clock), first match wins: decoding one frame reads every resident weight once, so it bounds speed.
+_BANDWIDTH_BY_NAME = (("H200", 4800), ("H100 PCIe", 2000), ("H100", 3350), ("A100", 1555), ("L40", 864),
+                      ("RTX 4090", 1008), ("RTX 4080", 717), ("RTX 3090", 936), ("RTX 3080", 760),
+                      ("4060 Laptop", 256), ("4050 Laptop", 192), ("4070 Laptop", 256), ("4080 Laptop", 432),
+                      ("3060 Laptop", 336), ("3070 Laptop", 448), ("3080 Laptop", 448), ("RTX 4060", 272),
+                      ("RTX 3060", 360), ("RTX 2060", 336), ("GTX 1660", 192), ("GTX 1650", 128),
+                      ("GTX 1060", 192), ("GTX 1070", 256), ("GTX 1080", 320), ("GTX 1050", 112))
+# Without a known name: a typical card of the generation (compute capability major).
+_BANDWIDTH_BY_MAJOR = {6: 160, 7: 300, 8: 360, 9: 2000, 10: 4000, 12: 400}
 
 
 @dataclass(frozen=True)
@@ -37,6 +48,15 @@ class Gpu:
     pcie_generation: int
     pcie_width: int
     driver: str = ""
+    memory_bandwidth_gbps: float = 0.0  # 0: estimated from the name or compute capability
+
+    @property
+    def bandwidth_gbps(self) -> float:
+        """Device memory bandwidth, GB/s: the one given, else the specification sheet's for the name."""
+        if self.memory_bandwidth_gbps > 0:
+            return self.memory_bandwidth_gbps
+        known = next((gbps for part, gbps in _BANDWIDTH_BY_NAME if part in self.name), None)
+        return float(known or _BANDWIDTH_BY_MAJOR.get(self.compute_capability[0], 200))
 
     @property
     def pinned_bandwidth_gbps(self) -> float:
@@ -54,6 +74,9 @@ class Hardware:
     ram_available_bytes: int
     gpus: tuple[Gpu, ...] = field(default_factory=tuple)
     source: str = "detected"  # "detected", "preset:<name>" or a JSON file path
+    cpu_bf16: bool = False  # the CPU multiplies bf16 natively (AVX512-BF16 or AMX): CPU plans keep bf16 weights
+    vram_limit_bytes: int = 0  # the user's limit, already applied to every GPU's free_bytes (0: none)
+    cpu_int8: bool = False  # int8 dot products (AVX2, VNNI): the CPU tier's projections run in int8
 
     @property
     def gpu(self) -> Gpu | None:
@@ -65,7 +88,31 @@ class Hardware:
         for gpu, raw in zip(self.gpus, data["gpus"], strict=True):
             raw["compute_capability"] = list(gpu.compute_capability)
             raw["pinned_bandwidth_gbps"] = round(gpu.pinned_bandwidth_gbps, 1)
+            raw["expected_memory_bandwidth_gbps"] = gpu.bandwidth_gbps  # written, not read: the estimate used
         return data
+
+
+def with_vram_limit(hardware: Hardware, limit_bytes: int) -> Hardware:
+    """``hardware`` as a process allowed ``limit_bytes`` of each GPU sees it: free memory is the smaller
+    of what is free and the limit (the CUDA context counts inside it, as NVML counts it). 0: no limit."""
+    if limit_bytes <= 0 or not hardware.gpus:
+        return hardware
+    gpus = tuple(replace(g, free_bytes=min(g.free_bytes, limit_bytes)) for g in hardware.gpus)
+    return replace(hardware, gpus=gpus, vram_limit_bytes=limit_bytes)
+
+
+def cpu_computes_bf16(flags: str | None = None) -> bool:
+    """Whether the CPU has bf16 dot products (AVX512-BF16, or AMX tiles), from /proc/cpuinfo's flags.
+
+    Elsewhere (macOS, Windows) this reads False: CPU plans then keep fp32, the safe choice.
+    """
+    if flags is None:
+        try:
+            flags = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    words = set(flags.split())
+    return bool(words & {"avx512_bf16", "amx_bf16"})
 
 
 def _gpu(name: str, gib: float, cc: tuple[int, int], gen: int, width: int) -> Gpu:
@@ -90,8 +137,7 @@ PRESETS: dict[str, Hardware] = {
                            (_gpu("NVIDIA GeForce GTX 1060 6GB", 6, (6, 1), 3, 16),)),
     "cpu-16g": Hardware("Linux", 4, 16 * GiB, 11 * GiB, ()),
 }
-PRESETS = {name: Hardware(h.os, h.cpu_count, h.ram_total_bytes, h.ram_available_bytes, h.gpus, f"preset:{name}")
-           for name, h in PRESETS.items()}
+PRESETS = {name: replace(h, source=f"preset:{name}") for name, h in PRESETS.items()}
 
 
 def probe_gpus() -> tuple[Gpu, ...]:
@@ -125,10 +171,22 @@ def _read_gpu(pynvml, index: int, driver: str) -> Gpu:
                driver if isinstance(driver, str) else driver.decode())
 
 
+def cpu_computes_int8(flags: str | None = None) -> bool:
+    """Whether torch's int8 kernels (fbgemm: AVX2 at least, VNNI where present) run here, from
+    /proc/cpuinfo's flags; elsewhere False, and the CPU tier keeps fp32."""
+    if flags is None:
+        try:
+            flags = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    return "avx2" in flags.split()
+
+
 def detect() -> Hardware:
     """Measure this machine."""
     memory = psutil.virtual_memory()
-    return Hardware(platform.system(), os.cpu_count() or 1, int(memory.total), int(memory.available), probe_gpus())
+    return Hardware(platform.system(), os.cpu_count() or 1, int(memory.total), int(memory.available), probe_gpus(),
+                    cpu_bf16=cpu_computes_bf16(), cpu_int8=cpu_computes_int8())
 
 
 def from_json(path: Path) -> Hardware:
@@ -145,7 +203,8 @@ def from_json(path: Path) -> Hardware:
     ram_total = spec.get("ram_total_bytes", int)
     gpus = tuple(_gpu_from_json(_Fields(path, f"gpus[{i}].", g), i) for i, g in enumerate(spec.get("gpus", list, [])))
     return Hardware(spec.get("os", str, platform.system()), spec.get("cpu_count", int, 4), ram_total,
-                    spec.get("ram_available_bytes", int, ram_total), gpus, str(path))
+                    spec.get("ram_available_bytes", int, ram_total), gpus, str(path),
+                    cpu_bf16=spec.get("cpu_bf16", bool, False), cpu_int8=spec.get("cpu_int8", bool, False))
 
 
 def _gpu_from_json(spec: _Fields, index: int) -> Gpu:
@@ -155,11 +214,11 @@ def _gpu_from_json(spec: _Fields, index: int) -> Gpu:
         spec.fail("compute_capability", list)
     return Gpu(spec.get("index", int, index), spec.get("name", str), total, spec.get("free_bytes", int, total),
                (capability[0], capability[1]), spec.get("pcie_generation", int, 4), spec.get("pcie_width", int, 16),
-               spec.get("driver", str, ""))
+               spec.get("driver", str, ""), float(spec.get("memory_bandwidth_gbps", float, 0.0)))
 
 
 _REQUIRED = object()
-_EXPECTED = {int: "a whole number", str: "a string", list: "a list"}
+_EXPECTED = {int: "a whole number", float: "a number", bool: "true or false", str: "a string", list: "a list"}
 _UNITS = {"compute_capability": "a list of two whole numbers such as [8, 9]", "gpus": "a list of GPU objects"}
 
 
@@ -191,8 +250,12 @@ class _Fields:
 
 
 def _is_a(value: object, kind: type) -> bool:
-    """JSON's types: a bool is not a whole number, though Python's ``bool`` is an ``int``."""
-    return isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+    """JSON's types: a bool is not a number, though Python's ``bool`` is an ``int``; a whole number is one."""
+    if isinstance(value, bool):
+        return kind is bool
+    if kind is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, kind)
 
 
 def resolve(spec: str | None) -> Hardware:

@@ -46,18 +46,19 @@ class ChunkAudio:
 
 
 def prepare(job: SpeakJob, batch_size: int = 1,
-            on_resolved: Callable[[ModelRef], None] = lambda ref: None) -> PreparedJob:
+            on_resolved: Callable[[ModelRef], None] = lambda ref: None, vram_limit_bytes: int = 0) -> PreparedJob:
     """Validate input, resolve the model and plan; raises ``VesperError`` with a clear message.
 
     ``batch_size`` is how many chunks the caller decodes together (the worker's micro-batch).
     ``on_resolved(ref)`` runs once the model is known, before planning: the worker downloads it there,
-    as its own reported stage.
+    as its own reported stage. ``vram_limit_bytes`` is the user's VRAM limit (0: none), planned for as
+    the GPU's free memory.
     """
     text = clean_text(job.text)
     clean_text(job.voice_text or "", "The reference transcript")  # a lone surrogate would fail in the tokenizer
     chunk_text(text, job.chunk_chars)  # rejects empty text before anything slow happens
     reference, rate = read_reference(job.voice)
-    ref, hardware = resolve(job.model, job.hardware, on_resolved)
+    ref, hardware = resolve(job.model, job.hardware, on_resolved, vram_limit_bytes)
     plan = make_plan(ref, hardware, Workload(job.chunk_chars, batch_size))
     chunks = list(job.chunks) if job.chunks else chunk_text(text, plan.max_chunk_chars)
     for chunk in job.chunks or ():  # pinned by narration, kept as given: only refused if unreadable
@@ -72,17 +73,17 @@ def seed_of(job: SpeakJob, index: int) -> int:
     return job.seeds[index] if job.seeds is not None else chunk_seed(job.seed, index)
 
 
-def prepare_load(job: LoadJob, batch_size: int = 1,
-                 on_resolved: Callable[[ModelRef], None] = lambda ref: None) -> tuple[ModelRef, hw.Hardware, Plan]:
+def prepare_load(job: LoadJob, batch_size: int = 1, on_resolved: Callable[[ModelRef], None] = lambda ref: None,
+                 vram_limit_bytes: int = 0) -> tuple[ModelRef, hw.Hardware, Plan]:
     """The model, machine and plan a ``SpeakJob`` of default-length chunks would get, to load ahead of it."""
-    ref, hardware = resolve(job.model, job.hardware, on_resolved)
+    ref, hardware = resolve(job.model, job.hardware, on_resolved, vram_limit_bytes)
     return ref, hardware, make_plan(ref, hardware, Workload(DEFAULT_CHUNK_CHARS, batch_size))
 
 
-def resolve(model: str, hardware: str | None,
-            on_resolved: Callable[[ModelRef], None] = lambda ref: None) -> tuple[ModelRef, hw.Hardware]:
+def resolve(model: str, hardware: str | None, on_resolved: Callable[[ModelRef], None] = lambda ref: None,
+            vram_limit_bytes: int = 0) -> tuple[ModelRef, hw.Hardware]:
     ref = describe(model)
-    machine = usable_here(hw.resolve(hardware), hardware)
+    machine = hw.with_vram_limit(usable_here(hw.resolve(hardware), hardware), vram_limit_bytes)
     on_resolved(ref)
     return ref, machine
 

@@ -5,7 +5,8 @@ bad value is reported in one sentence). Environment variables override them for 
 users who script Vesper:
 
 - ``VESPER_HOME`` / ``VESPER_CACHE_DIR``: folders, read by ``inference.paths``;
-- ``VESPER_VRAM_LIMIT``: GiB the planner may use on the GPU (overrides ``vram_limit_gib``);
+- ``VESPER_VRAM_LIMIT``: the GPU memory Vesper may use, as a size ("6GiB", "6GB", "6144MiB"; a bare
+  number is GiB), overriding ``vram_limit_gib``; the command line's ``--vram-limit`` overrides both;
 - ``VESPER_FAULT``: ``oom@K`` or ``crash@K``, a fault the worker injects at chunk K (tests);
 - ``OMP_NUM_THREADS``: when set, the engine leaves torch's CPU thread count to it.
 """
@@ -21,7 +22,7 @@ from inference import paths
 from inference.defaults import DEFAULT_CHUNK_CHARS, DEFAULT_MODEL
 from inference.errors import BadInputError
 from inference.output import write_json
-from inference.units import GiB
+from inference.units import GiB, parse_size
 
 VRAM_LIMIT_ENV = "VESPER_VRAM_LIMIT"
 FAULT_ENV = "VESPER_FAULT"
@@ -37,7 +38,9 @@ class Settings:
     micro_batch: int = 4  # chunks decoded together
     low_latency: bool = False  # one chunk at a time: first audio sooner, the whole job later
     voice_cache_size: int = 4  # encoded reference recordings kept by the worker
-    vram_limit_gib: float | None = None  # GPU memory Vesper may use (None: whatever is free)
+    # The GPU memory Vesper may use, CUDA context included (the process's whole share as NVML sees it);
+    # None: whatever is free. Vesper plans for the smaller of free VRAM and the limit and caps its allocator.
+    vram_limit_gib: float | None = None
     default_model: str = DEFAULT_MODEL
     log_level: str = "warning"
 
@@ -45,8 +48,9 @@ class Settings:
     def vram_limit_bytes(self) -> int:
         """The limit in bytes, ``VESPER_VRAM_LIMIT`` first; 0 means none."""
         env = os.environ.get(VRAM_LIMIT_ENV)
-        gib = _number(VRAM_LIMIT_ENV, env) if env else self.vram_limit_gib
-        return int(gib * GiB) if gib else 0
+        if env:
+            return parse_size(env, VRAM_LIMIT_ENV)
+        return int(self.vram_limit_gib * GiB) if self.vram_limit_gib else 0
 
 
 def load(path: Path | None = None) -> Settings:
@@ -95,12 +99,3 @@ def _check(settings: Settings, path: Path) -> None:
     if problems:
         raise BadInputError(f"Settings file {path}: {'; '.join(problems)}.")
 
-
-def _number(name: str, text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if value <= 0:
-        raise BadInputError(f"{name}={text!r} is not a positive number of GiB: unset it or give one such as 5.5.")
-    return value

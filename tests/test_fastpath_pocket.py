@@ -78,3 +78,46 @@ def test_bf16_weight_storage_stays_close(loaded, prompt):
         halved = halved.generate(inputs, [0], 8)[0]
     assert halved.dtype == exact.dtype and halved.shape == exact.shape
     assert (halved - exact).norm() / exact.norm() < 0.05
+
+
+def _sampling_decoder(loaded, weights):
+    decoder = PocketFastDecoder(loaded.model, 1, 64, weight_dtype=weights)
+    decoder.noise_scale = 0.7 ** 0.5  # the released temperature: the noise path the app runs
+    return decoder
+
+
+def test_int8_projections_stay_close_to_fp32_and_are_deterministic(loaded, prompt):
+    """int8 backbone and flow head (the CPU tier's setting): latents within 10% relative error of fp32's
+    (the real-size model measures 36 dB SNR, benchmarks/results/cpu-tier-*), and the same seed gives the
+    same latents twice."""
+    _, inputs = _inputs(loaded, prompt, TEXTS[:1])
+    with torch.inference_mode():
+        exact = _sampling_decoder(loaded, None).generate(inputs, [3], 8)[0]
+        int8 = _sampling_decoder(loaded, torch.qint8)
+        first, again = (int8.generate(inputs, [3], 8)[0].clone() for _ in range(2))
+    assert first.dtype == exact.dtype and first.shape == exact.shape
+    assert (first - exact).norm() / exact.norm() < 0.1
+    assert torch.equal(first, again)
+    assert loaded.model.flow_head.layers[0].fc1.__class__ is torch.nn.Linear  # the model itself is untouched
+
+
+def test_cpu_plan_on_an_int8_cpu_opens_the_int8_session_and_its_audio_stays_close(tiny_checkpoint, reference_voice):
+    from dataclasses import replace
+
+    from inference.engine import Engine
+    from inference.hardware import PRESETS
+    from inference.models import describe
+    from inference.planner import make_plan
+
+    ref = describe(str(tiny_checkpoint("pocket_tts")))
+    plans = {flag: make_plan(ref, replace(PRESETS["cpu-16g"], cpu_int8=flag)) for flag in (True, False)}
+    assert plans[True].cpu_projections == "int8" and plans[False].cpu_projections == ""
+    audio = {}
+    for flag, plan in plans.items():
+        engine = Engine.load(ref, plan)
+        assert ("int8" in engine.fast.kind) == flag
+        voice = engine.voice_prompt(*reference_voice, None)
+        audio[flag] = engine.synthesize_batch(voice, TEXTS[:1], [5])[0]
+    assert audio[True].shape == audio[False].shape
+    error = np.linalg.norm(audio[True] - audio[False]) / np.linalg.norm(audio[False])
+    assert error < 0.2

@@ -20,8 +20,8 @@ REAL_CARDS = [
     ("NVIDIA GeForce RTX 2070", (7, 5), "float16", "float16"),
     ("Tesla T4", (7, 5), "float16", "float16"),
     ("Tesla V100-SXM2-16GB", (7, 0), "float16", "float16"),
-    ("NVIDIA GeForce GTX 1650", (7, 5), "float32", "float32"),
-    ("NVIDIA GeForce GTX 1660 Ti", (7, 5), "float32", "float32"),
+    ("NVIDIA GeForce GTX 1650", (7, 5), "float16", "float32"),  # fp16 math gives NaNs: upcast per module
+    ("NVIDIA GeForce GTX 1660 Ti", (7, 5), "float16", "float32"),
     ("NVIDIA GeForce GTX 1060 6GB", (6, 1), "float16", "float32"),
     ("Tesla P100-PCIE-16GB", (6, 0), "float16", "float32"),
     ("NVIDIA GeForce GTX 980", (5, 2), "float32", "float32"),
@@ -110,3 +110,11 @@ def test_readmes_example_description_reads_as_documented(tmp_path):
     machine = hw.from_json(path)
     assert machine.gpu.compute_capability == (8, 9) and machine.gpu.total_bytes == 8 * hw.GiB
     assert machine.ram_total_bytes == 16 * hw.GiB
+
+
+def test_int8_capability_comes_from_the_cpu_flags_and_round_trips(tmp_path):
+    assert hw.cpu_computes_int8("fpu sse4_2 avx2 fma avx512_vnni")
+    assert not hw.cpu_computes_int8("fpu sse4_2 avx")
+    path = tmp_path / "int8.json"
+    path.write_text(json.dumps({**hw.PRESETS["cpu-16g"].to_dict(), "cpu_int8": True}))
+    assert hw.resolve(str(path)).cpu_int8 and not hw.PRESETS["cpu-16g"].cpu_int8

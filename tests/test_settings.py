@@ -46,7 +46,7 @@ def test_the_environment_overrides_the_vram_limit_and_names_the_fault(monkeypatc
     monkeypatch.setenv(settings.VRAM_LIMIT_ENV, "4")
     assert settings.Settings(vram_limit_gib=6).vram_limit_bytes == 4 * GiB
     monkeypatch.setenv(settings.VRAM_LIMIT_ENV, "lots")
-    with pytest.raises(BadInputError, match="VESPER_VRAM_LIMIT='lots' is not a positive number"):
+    with pytest.raises(BadInputError, match="VESPER_VRAM_LIMIT 'lots' is not a size"):
         _ = settings.Settings().vram_limit_bytes
     monkeypatch.setenv(settings.FAULT_ENV, "oom@2")
     assert settings.fault_spec() == "oom@2"

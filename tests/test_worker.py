@@ -285,6 +285,19 @@ def test_lower_plan_is_remembered_per_model_and_machine(tmp_path, tiny):
     assert plans.recall(ref, hardware, top) is top
 
 
+def test_a_step_down_under_a_vram_limit_is_remembered_for_that_limit_only(tmp_path, tiny):
+    from inference.hardware import with_vram_limit
+
+    ref, roomy = describe(str(tiny)), PRESETS["laptop-4060-8g"]
+    tight = with_vram_limit(roomy, 4 * 2**30)
+    top = make_plan(ref, tight, Workload(300, 4))
+    plans = PlanMemory(tmp_path / "plans.json")
+    plans.remember(ref, tight, step_down(top, ref, tight))
+    assert plans.recall(ref, tight, top) is not top
+    unlimited = make_plan(ref, roomy, Workload(300, 4))
+    assert plans.recall(ref, roomy, unlimited) is unlimited  # the same GPU without the limit starts at the top
+
+
 def test_out_of_memory_without_a_lower_plan_fails_clearly(tmp_path, tiny, one_thread):
     worker, events = _local_worker(tmp_path, WorkerSettings(max_batch=1), Fault("oom", 2))
     out = _run_local(worker, events, _job(tiny))

@@ -1,4 +1,4 @@
-"""Vesper's command line: one module per command (``say``, ``narrate``, ``voices``, ``plan``, ...).
+"""Vesper's command line: one module per command (``say``, ``narrate``, ``voices``, ``plan``, ``models``, ...).
 
 Errors the user can fix come out as one line on stderr and exit status 2; nothing is written
 unless the whole job succeeded. Commands the messages suggest are spelled the way the user runs
@@ -16,13 +16,13 @@ from importlib import metadata
 from pathlib import Path
 
 from inference import logs, paths
-from inference.cli import hardware, narrate, plan, say, voices
+from inference.cli import hardware, models, narrate, plan, say, voices
 from inference.errors import VesperError
 from inference.worker.client import WorkerError
 
 log = logging.getLogger(__name__)
 
-COMMANDS = (say, narrate, voices, plan, hardware)  # each module has add_parser(subparsers) and sets ``run``
+COMMANDS = (say, narrate, voices, plan, models, hardware)  # each module has add_parser(subparsers), sets ``run``
 
 
 def program_name(argv0: str) -> str:

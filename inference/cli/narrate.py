@@ -12,6 +12,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from inference.cli import options
 from inference.defaults import DEFAULT_MODEL
 
 INPUT_SUFFIXES = (".txt", ".md", ".markdown", ".epub")
@@ -43,6 +44,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     narrate.add_argument("--read-code", action=argparse.BooleanOptionalAction, default=None,
                          help="read Markdown code blocks instead of skipping them (the project remembers)")
     narrate.add_argument("--hardware", help="plan for a preset or JSON machine description instead of this one")
+    options.add_vram_limit(narrate)
     narrate.set_defaults(run=run)
 
 
@@ -65,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     if len(batch) == 1:  # bad input fails before a worker starts
         narration = _prepare(args, batch[0], args.project, chunk_limit(args.model, args.hardware))
         relay = Relay()
-        with WorkerClient(on_event=relay) as client:
+        with WorkerClient(options.worker_settings(args), on_event=relay) as client:
             result = _narrate(client, relay, narration)
         print(_summary(narration, result))
         return 0
@@ -82,7 +84,7 @@ def _run_batch(args: argparse.Namespace, batch: list[_Job]) -> int:
     failed, generated, reused = 0, 0, 0
     limit = chunk_limit(args.model, args.hardware)  # one model for the batch: an unknown one stops it here
     relay = Relay()
-    with WorkerClient(on_event=relay) as client:
+    with WorkerClient(options.worker_settings(args), on_event=relay) as client:
         for job in batch:
             try:
                 narration = _prepare(args, job, args.project / _stem(job) if args.project else None, limit)

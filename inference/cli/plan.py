@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from inference.cli import options
 from inference.defaults import DEFAULT_CHUNK_CHARS, DEFAULT_MODEL
 from inference.units import gib
 
@@ -19,19 +20,19 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     plan.add_argument("--chars", type=int, default=DEFAULT_CHUNK_CHARS,
                       help=f"longest chunk in characters (default {DEFAULT_CHUNK_CHARS})")
     plan.add_argument("--batch", type=int, default=1, help="chunks decoded together (default 1)")
+    options.add_vram_limit(plan)
     plan.add_argument("--json", action="store_true", help="print JSON")
     plan.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from inference import catalogue
-    from inference import hardware as hw
     from inference.errors import BadInputError
     from inference.planner import MIN_CHUNK_CHARS, Workload, describe_plan
 
     if args.chars < MIN_CHUNK_CHARS or args.batch < 1:
         raise BadInputError(f"--chars must be at least {MIN_CHUNK_CHARS} and --batch at least 1.")
-    ladder = catalogue.preview(args.model, hw.resolve(args.hardware), Workload(args.chars, args.batch))
+    ladder = catalogue.preview(args.model, options.machine(args), Workload(args.chars, args.batch))
     plan = ladder[0]
     if args.json:
         data = plan.to_dict()
@@ -40,7 +41,9 @@ def run(args: argparse.Namespace) -> int:
                              for p in ladder[1:]]
         print(json.dumps(data, indent=2))
         return 0
-    print(f"model      {plan.model}\nplan       {plan.level} (executor {plan.executor}) on {plan.device}, {plan.dtype}")
+    computed = f" (computed in {plan.compute_dtype}, upcast per module)" if plan.compute_dtype else ""
+    print(f"model      {plan.model}\nplan       {plan.level} (executor {plan.executor}) on {plan.device}, {plan.dtype}"
+          f"{computed}")
     print(f"chunks     up to {plan.max_chunk_chars} characters, batch {plan.batch_size}; "
           f"KV cache budget {gib(plan.kv_budget_bytes)}")
     if plan.device == "cpu":

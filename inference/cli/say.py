@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+from inference.cli import options
 from inference.defaults import DEFAULT_MODEL
 from inference.text_input import decode_text, from_argument
 
@@ -24,6 +25,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     say.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same audio")
     say.add_argument("--play", action="store_true", help="play the narration while it is generated")
     say.add_argument("--hardware", help="plan for a preset or JSON machine description instead of this one")
+    options.add_vram_limit(say)
     say.set_defaults(run=run)
 
 
@@ -41,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     transcript = None if args.voice_text is None else from_argument(args.voice_text, "The --voice-text argument")
     job = SpeakJob(_text(args.text), args.voice, transcript, args.model, args.seed, args.hardware)
     check_job(job)  # bad input fails before a worker process is started
+    settings = options.worker_settings(args)
     started = time.perf_counter()
     player = LivePlayer() if args.play else None
     shown = Progress(sys.stderr)
@@ -60,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
             player = None
 
     try:
-        with WorkerClient() as client:
+        with WorkerClient(settings) as client:
             result = client.speak(job, progress)
     finally:
         shown.close()

@@ -9,6 +9,9 @@ same plan and seed they give the same output as ``resident``:
 - ``deepspeed``: ZeRO-3 parameter offload of the backbone layers to CPU or NVMe, in this process;
 - ``accelerate``: accelerate's device-map hooks, the baseline and the fallback where DeepSpeed cannot run.
 
+The resident and streamed executors also run plans whose weights are stored in fp16/bf16 and computed
+in fp32 (``upcast``: old GPUs, CPUs short of RAM).
+
 This module imports neither torch extensions nor deepspeed: the planner asks it what can run.
 """
 
@@ -22,6 +25,7 @@ if TYPE_CHECKING:
     from inference.hardware import Hardware
 
 NAMES = ("resident", "streamed", "deepspeed", "accelerate")
+UPCASTING = ("resident", "streamed")  # executors that store weights narrower than they compute (``upcast``)
 
 
 def get(name: str) -> Executor:

@@ -73,6 +73,23 @@ class Executor(ABC):
         """Move ``loaded.model`` (on the CPU) as ``plan`` says; the result computes on ``plan.device``."""
 
 
+def computes_upcast(loaded: LoadedModel, plan: Plan, place) -> list[Keeper]:
+    """Run ``place()`` (the executor's own placement) for a plan whose weights are stored in a narrower
+    dtype than they compute in, upcasting per module (``upcast``); returns the hooks to keep.
+
+    Plans with one dtype just run ``place()``.
+    """
+    if not plan.compute_dtype or plan.compute_dtype == plan.dtype:
+        return place()
+    from inference.executors import upcast
+
+    storage, compute = getattr(torch, plan.dtype), getattr(torch, plan.compute_dtype)
+    upcast.settle_small(loaded.model, storage, compute, plan.compute_on_cpu)
+    keep = place()
+    loaded.dtype = compute  # adapters bring inputs to the compute dtype
+    return keep + [Hooks(upcast.upcast_per_layer(loaded.model, storage, compute, plan.compute_on_cpu))]
+
+
 def under(path: str, prefixes: tuple[str, ...] | set[str]) -> bool:
     """Whether module path ``path`` is one of ``prefixes`` or inside one."""
     return any(path == p or path.startswith(p + ".") for p in prefixes)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from inference.adapters.base import LoadedModel
-from inference.executors.base import Executor, Placed, place_resident_part
+from inference.executors.base import Executor, Placed, computes_upcast, place_resident_part
 
 if TYPE_CHECKING:
     from inference.models import ModelRef
@@ -22,13 +22,19 @@ class ResidentExecutor(Executor):
         """Straight onto the compute device when nothing stays on the CPU: no detour through host memory."""
         if plan.compute_on_cpu or plan.lookups_on_cpu:
             return super().load(ref, plan, path)
-        return Placed(ref.adapter.load(path, getattr(torch, plan.dtype), torch.device(plan.device)))
+        loaded = ref.adapter.load(path, getattr(torch, plan.dtype), torch.device(plan.device))
+        return Placed(loaded, computes_upcast(loaded, plan, list))
 
     def place(self, loaded: LoadedModel, plan: Plan) -> Placed:
         device = torch.device(plan.device)
-        keep = place_resident_part(loaded.model, plan, device)
-        loaded.device = device
-        return Placed(loaded, keep)
+
+
+        def place() -> list:
+            keep = place_resident_part(loaded.model, plan, device)
+            loaded.device = device
+            return keep
+
+        return Placed(loaded, computes_upcast(loaded, plan, place))
 
 
 EXECUTOR = ResidentExecutor()

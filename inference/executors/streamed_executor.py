@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import torch
 
 from inference.adapters.base import LoadedModel
-from inference.executors.base import Executor, Placed, place_resident_part
+from inference.executors.base import Executor, Placed, computes_upcast, place_resident_part
 
 ALIGN = 512  # bytes: as CUDA's caching allocator aligns blocks, so kernels see the alignment resident weights have
 SLOTS = 2
@@ -208,12 +208,17 @@ class StreamedExecutor(Executor):
     def place(self, loaded: LoadedModel, plan) -> Placed:
         device = torch.device(plan.device)
         model = loaded.model
-        keep = place_resident_part(model, plan, device, plan.streamed_layers)
-        if plan.streamed_layers:
-            layers = [model.get_submodule(p) for p in plan.streamed_layers]
-            keep.append(LayerStream(layers, device, int(plan.offload.get("slots", SLOTS))))
-        loaded.device = device
-        return Placed(loaded, keep)
+
+
+        def place() -> list:
+            keep = place_resident_part(model, plan, device, plan.streamed_layers)
+            if plan.streamed_layers:
+                layers = [model.get_submodule(p) for p in plan.streamed_layers]
+                keep.append(LayerStream(layers, device, int(plan.offload.get("slots", SLOTS))))
+            loaded.device = device
+            return keep
+
+        return Placed(loaded, computes_upcast(loaded, plan, place))
 
 
 EXECUTOR = StreamedExecutor()

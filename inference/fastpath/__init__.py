@@ -47,6 +47,9 @@ def support(adapter: ModelAdapter, loaded: LoadedModel | None = None, plan=None)
             return Support(False, f"fast decode: not with the {plan.executor} executor"
                                   f"{' and embeddings read on the CPU' if plan.lookups_on_cpu else ''} "
                                   f"({plan.level} plan), plain generate")
+        if plan.compute_dtype and plan.compute_dtype != plan.dtype:
+            return Support(False, "fast decode: its layers read weights directly, not through the per-module "
+                                  "upcast of fp16-stored weights, plain generate")
         model_step = bool(plan.streamed_layers)
         if model_step and not session.steps_offloaded_models:
             return Support(False, f"fast decode: needs the language model resident ({plan.level} plan), "

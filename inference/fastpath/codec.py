@@ -23,8 +23,11 @@ class MimiStream:
     ``latent_proj`` over continuous latents instead (``for_pocket``).
     """
 
-    def __init__(self, codec: torch.nn.Module, context_steps: int = 16, to_latents=None):
+    def __init__(self, codec: torch.nn.Module, context_steps: int = 16, to_latents=None,
+                 transformer: torch.nn.Module | None = None):
+        """``transformer`` stands in for the decoder's own (an int8 copy on the CPU tier)."""
         self.decoder = codec.decoder
+        self.transformer = transformer or codec.decoder.decoder_transformer
         self.to_latents = to_latents or self._codes_to_latents
         self.quantizer = getattr(codec, "quantizer", None)
         self.codebook_size = getattr(codec.config, "codebook_size", 0)
@@ -39,11 +42,12 @@ class MimiStream:
         self._context: torch.Tensor | None = None
 
     @classmethod
-    def for_pocket(cls, codec: torch.nn.Module, context_steps: int = 16) -> MimiStream:
+    def for_pocket(cls, codec: torch.nn.Module, context_steps: int = 16,
+                   transformer: torch.nn.Module | None = None) -> MimiStream:
         """Pocket TTS's codec: (rows, frames, latent_dim) continuous latents in, as ``codec.decode`` takes."""
         def project(latents: torch.Tensor) -> torch.Tensor:
             return codec.latent_proj(latents.to(codec.latent_proj.weight.dtype).transpose(1, 2))
-        return cls(codec, context_steps, project)
+        return cls(codec, context_steps, project, transformer)
 
     @property
     def samples_per_frame(self) -> int:
@@ -59,8 +63,7 @@ class MimiStream:
         device = next(self.decoder.parameters()).device
         latents = self.to_latents(frames.to(device))
         steps = self._upsample(latents)
-        out = self.decoder.decoder_transformer(steps.transpose(1, 2), cache=self._cache,
-                                               use_cache=True)
+        out = self.transformer(steps.transpose(1, 2), cache=self._cache, use_cache=True)
         self._cache = out.cache
         hidden = out.last_hidden_state.transpose(1, 2)
         overlap = 0 if self._context is None else self._context.shape[-1]

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 import torch
 
 from inference.fastpath.frames import FrameBlock, StopState
-from inference.fastpath.layers import FastLayer
+from inference.fastpath.layers import FastLayer, int8_linears
 from inference.fastpath.sampling import normal
 from inference.fastpath.stack import CachedStack, prompt_positions
 
@@ -48,6 +48,7 @@ class PocketFastDecoder(StopState):
         config, generation = model.config, model.generation_config
         self.latent_dim = config.latent_dim
         self.layers = [FastLayer(layer, weight_dtype) for layer in self.inner.layers]
+        self.flow_head = int8_linears(model.flow_head) if weight_dtype == torch.qint8 else model.flow_head
         self.dtype = self.inner.audio_latent_proj.weight.dtype
         self.device = self.inner.audio_latent_proj.weight.device
         self.noise_scale = math.sqrt(generation.temperature or 1.0) if generation.do_sample else 0.0
@@ -91,7 +92,7 @@ class PocketFastDecoder(StopState):
     # ------------------------------------------------------------------------------- one frame
     def _flow(self, condition: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """``sample_latent``: Euler steps of the flow head from ``noise``, conditioned on the backbone."""
-        head = self.model.flow_head
+        head = self.flow_head
         if self.drifting:
             return head(noise, condition)
         latents = noise

@@ -19,6 +19,7 @@ from inference.adapters.base import LoadedModel, ModelAdapter, VoicePrompt
 from inference.fastpath.codec import MimiStream
 from inference.fastpath.csm import CsmFastDecoder, sampling_of
 from inference.fastpath.frames import FrameBlock
+from inference.fastpath.layers import int8_linears
 from inference.fastpath.pocket import PocketFastDecoder
 from inference.fastpath.vibevoice import VibeVoiceFastDecoder, noise_scheduler
 
@@ -189,8 +190,13 @@ class PocketSession(FastSession):
         self.loaded = loaded
         self.check_every, self.first_block = check_every, first_block
         self.decoder = PocketFastDecoder(loaded.model, batch_size, capacity, weight_dtype)
+        codec = loaded.processor.audio_tokenizer.decoder.decoder_transformer
+        # the codec transformer in int8 too: the codec's CPU time per frame 12.0 -> 9.4 ms (1 thread, 8-frame pushes)
+        self.codec_transformer = int8_linears(codec) if weight_dtype == torch.qint8 else None
         self.kind = "pocket_tts: static KV cache, lean step loop"
-        if weight_dtype is not None:
+        if weight_dtype == torch.qint8:
+            self.kind += ", int8 projections (backbone, flow head, codec transformer)"
+        elif weight_dtype is not None:
             self.kind += f", {weight_dtype} weights"
 
     def warm_up(self) -> float:
@@ -206,7 +212,7 @@ class PocketSession(FastSession):
         processor, model = self.loaded.processor, self.loaded.model
         inputs = self.adapter.prompt_inputs(self.loaded, prompt, texts)
         budget = max_frames or max(self.adapter.frames_for_text(text) for text in texts)
-        codec = MimiStream.for_pocket(processor.audio_tokenizer)
+        codec = MimiStream.for_pocket(processor.audio_tokenizer, transformer=self.codec_transformer)
         blocks = self.decoder.stream(inputs, seeds, budget, block=self.check_every,
                                      first_block=self.first_block)
         rate = processor.feature_extractor.sampling_rate

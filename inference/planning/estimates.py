@@ -14,7 +14,13 @@ from inference.planning.shapes import ModelSize
 from inference.planning.types import Workload
 from inference.units import MiB
 
-CUDA_CONTEXT_BYTES = 600 * MiB  # read through NVML before and after the first kernel
+CUDA_CONTEXT_BYTES = 600 * MiB  # read through NVML before and after the first kernel (docs/measurements.md)
+# What a process holds outside torch's allocator once a model has loaded and run (context, loaded kernel
+# modules, library workspaces): 1.30-1.38 GiB through NVML (docs/measurements.md, "CUDA context"). A VRAM
+# limit caps the allocator at the limit less this: with the 600 MiB context alone the app-level matrix
+# peaked 0.15 GiB over a 4 GiB limit (benchmarks/results/memory-matrix-h200-*.md).
+CUDA_RUNTIME_BYTES = 1400 * MiB
+UPCAST_CHUNK_ELEMENTS = 32 * 2**20  # the most weights upcast at once (128 MiB in fp32); ``executors.upcast``
 
 
 def prompt_tokens(facts: Family, chunk_chars: int) -> int:
@@ -48,6 +54,16 @@ def codec_activation_bytes(facts: Family, work: Workload, policy: DtypePolicy) -
 def activation_bytes(facts: Family, size: ModelSize, work: Workload, policy: DtypePolicy) -> int:
     """The largest transient tensors on the GPU with every component there: prefill plus codec."""
     return prefill_bytes(facts, size, work, policy) + codec_activation_bytes(facts, work, policy)
+
+
+def upcast_bytes(size: ModelSize, policy: DtypePolicy) -> int:
+    """The widest temporary of per-module upcasting: one module's weights in the compute dtype, or one
+    slice of them (a linear layer larger than ``UPCAST_CHUNK_ELEMENTS`` is upcast and applied in slices of
+    output rows, so a 150k-word output projection never needs its whole fp32 copy); 0 without upcasting.
+    """
+    if policy.storage == policy.compute:
+        return 0
+    return UPCAST_CHUNK_ELEMENTS * policy.compute_bytes
 
 
 def pcie_bound_ms(nbytes: int, gbps: float) -> float:

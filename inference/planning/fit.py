@@ -26,9 +26,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field, replace
 
-from inference.dtypes import DtypePolicy, dtype_policy
+from inference.dtypes import DtypePolicy, cpu_policy, dtype_policy, upcast_policy
 from inference.errors import VesperError
-from inference.executors import unavailable_reason
+from inference.executors import UPCASTING, unavailable_reason
 from inference.families import Role
 from inference.hardware import Gpu, Hardware
 from inference.models import ModelRef
@@ -41,9 +41,11 @@ from inference.planning.estimates import (
     pcie_bound_ms,
     prefill_bytes,
     safety_margin,
+    upcast_bytes,
 )
 from inference.planning.shapes import ComponentSize, stored
 from inference.planning.types import MemoryBreakdown, Plan, Workload, describe_plan, fingerprint
+from inference.speed import DISK_READ_GBPS
 from inference.units import gib
 
 log = logging.getLogger(__name__)
@@ -104,6 +106,9 @@ def candidates(ref: ModelRef, hardware: Hardware, workload: Workload = Workload(
     """
     search = _Search(ref)
     plans: list[Plan] = []
+    if hardware.vram_limit_bytes and hardware.gpu is not None:
+        search.note(f"VRAM limit {gib(hardware.vram_limit_bytes)} (CUDA context included): planning for "
+                    f"{gib(hardware.gpu.free_bytes)} of the GPU")
     if hardware.gpu is None:
         search.note("no NVIDIA GPU found: running on the CPU")
     else:
@@ -124,27 +129,39 @@ def _gpu_plans(ref: ModelRef, hardware: Hardware, workload: Workload, executor: 
     Fewer chunks at a time on the GPU beat the CPU by far, so the CPU comes only after batch 1.
     """
     batch = workload.batch_size
+    policy = dtype_policy(hardware.gpu)
     while True:
-        ctx = _Context(ref, hardware, hardware.gpu, _loadable(dtype_policy(hardware.gpu)),
-                       Workload(workload.chunk_chars, batch), executor)
-        plans = [p for step in STEPS for p in step(ctx, search)]
+        work = Workload(workload.chunk_chars, batch)
+        upcasting = _Context(ref, hardware, hardware.gpu, policy, work, executor)
+        plain = _Context(ref, hardware, hardware.gpu, _loadable(policy), work, executor)
+        plans = [p for step in STEPS for p in step(upcasting if _upcasts(step, executor) else plain, search)]
         if plans or batch == 1:
             return plans
         search.note(f"nothing fits the GPU at batch {batch}: trying batch {batch // 2}")
         batch //= 2
 
 
-def _loadable(policy: DtypePolicy) -> DtypePolicy:
-    """The policy the executors can honour today: weights stored in the dtype they are computed in.
+def _upcasts(step, executor: str | None) -> bool:
+    """Whether ``step``'s executor upcasts stored weights per layer (``executors.UPCASTING``).
 
-    Pascal's fp16-storage/fp32-compute split needs an executor that upcasts each layer before use;
-    until one exists, loading fp16 there would compute in fp16 at a sixty-fourth of the fp32 rate,
-    so such GPUs load fp32 weights (and offload sooner).
+    ZeRO-3 partitions and accelerate's hooks replace parameters behind the upcasting hooks' back, so
+    their steps store weights in the dtype they compute in.
+    """
+    if step in (_zero3_cpu, _zero3_nvme):
+        return False
+    return executor is None or executor in UPCASTING
+
+
+def _loadable(policy: DtypePolicy) -> DtypePolicy:
+    """``policy`` for an executor that cannot upcast: weights stored in the dtype they are computed in.
+
+    Computing fp16 on Pascal runs at a sixty-fourth of the fp32 rate (and gives NaNs on GTX 16xx), so
+    those GPUs load fp32 weights for such executors.
     """
     if policy.storage == policy.compute:
         return policy
     return DtypePolicy(policy.compute, policy.compute,
-                       f"{policy.reason}; weights load in {policy.compute} (no upcasting executor yet)")
+                       f"{policy.reason}; this executor cannot upcast, so weights load in {policy.compute}")
 
 
 def step_down(plan: Plan, ref: ModelRef, hardware: Hardware) -> Plan | None:
@@ -219,14 +236,14 @@ class _Context:
         offloaded = sum(n for _, n in placement.offloaded_layers)
         codec_on_gpu = any(c.role is Role.CODEC for c in self.size.components
                            if c not in placement.cpu_components)
-        activations = prefill_bytes(self.facts, self.size, work, self.policy)
+        activations = prefill_bytes(self.facts, self.size, work, self.policy) + upcast_bytes(self.size, self.policy)
         if codec_on_gpu:
             activations += codec_activation_bytes(self.facts, work, self.policy)
         return MemoryBreakdown(
             cuda_context=CUDA_CONTEXT_BYTES,
             weights_resident=self.size.total_bytes - moved - offloaded + placement.resident_layer_bytes,
             streamed_buffers=placement.buffers,
-            kv_cache=kv_cache_bytes(self.facts, self.size, work),
+            kv_cache=kv_cache_bytes(self.facts, self.ref.shape.at(self.policy.compute), work),
             activations=activations,
             safety_margin=safety_margin(self.budget),
         )
@@ -238,7 +255,8 @@ class _Context:
                     placement.ram, tuple(reasons), self.components(placement),
                     tuple(p for c in placement.cpu_components for p in c.component.module_paths),
                     tuple(p for p, _ in placement.offloaded_layers), tuple(p for p, _ in placement.lookups),
-                    dict(placement.offload), False, gpu_identity(self.gpu), model_digest=self.ref.shape.digest)
+                    dict(placement.offload), False, gpu_identity(self.gpu), model_digest=self.ref.shape.digest,
+                    compute_dtype=_compute_dtype(self.policy))
         return corrected(plan)
 
     def device_map(self, placement: _Placement) -> dict[str, str]:
@@ -503,27 +521,62 @@ def _zero3_plans(ctx: _Context, search: _Search, level: str, executor: str, devi
             ctx.policy.reason]
         if device == "nvme":
             reasons.append("loading reads the checkpoint through the page cache once (safetensors are mapped)")
+            if executor == "accelerate":
+                reasons.append(_disk_speed(host - persist, ctx.facts.frame_rate))
         if lookups:
             reasons.append(f"embedding tables {', '.join(p for p, _ in lookups)} are read on the CPU")
         plans.append(replace(plan, reasons=tuple(reasons)))
     return plans
 
 
+def _disk_speed(nbytes: int, frame_rate: float) -> str:
+    """The expected speed of a plan that reads ``nbytes`` of layers from disk every decode step."""
+    seconds = nbytes / (DISK_READ_GBPS * 1e9)
+    return (f"expected speed: each decode step reads {gib(nbytes)} of layers from disk (accelerate's disk offload "
+            f"through the page cache), about {seconds:.1f} s per frame at an assumed {DISK_READ_GBPS:g} GB/s NVMe "
+            f"read, {seconds * frame_rate:.0f}x slower than real time; layers the page cache holds read faster")
+
+
 def _cpu(ref: ModelRef, hardware: Hardware, work: Workload, search: _Search) -> Plan | None:
-    """Everything on the CPU, or None (with the reason noted) when it needs more RAM than may be used."""
-    policy = dtype_policy(None)
-    size = ref.shape.at(policy.storage)
-    kv = kv_cache_bytes(ref.facts, size, work)
-    need = size.total_bytes + kv + activation_bytes(ref.facts, size, work, policy)
+    """Everything on the CPU, or None (with the reason noted) when it needs more RAM than may be used.
+
+    bf16 where the CPU computes it natively; else fp32, and when fp32 weights do not fit, bf16 storage
+    upcast per layer to fp32 (half the RAM, fp32 arithmetic).
+    """
+    policy = cpu_policy(hardware.cpu_bf16)
+    need = _cpu_need(ref, work, policy)
+    if need > usable_ram(hardware) and policy.storage == "float32":
+        search.note(f"CPU in fp32: needs {gib(need)} of RAM, more than the {_ram_words(hardware)}; "
+                    "trying bf16 weights upcast per layer")
+        policy = upcast_policy(policy)
+        need = _cpu_need(ref, work, policy)
     search.cpu_need = need
     if need > usable_ram(hardware):
         search.note(f"CPU only: not possible (needs {gib(need)} of RAM, {_ram_words(hardware)})")
         return None
     reasons = tuple(search.reasons) + (policy.reason,)
+    projections = "int8" if hardware.cpu_int8 else ""
+    if projections:
+        reasons += ("a CPU tier decodes with int8 projections (this CPU has AVX2 int8 dot products)",)
     components = {c.name: {"role": c.role.value, "bytes": c.nbytes, "dtype": policy.storage,
-                           "compute_dtype": policy.storage, "placement": "cpu"} for c in size.components}
+                           "compute_dtype": policy.compute, "placement": "cpu"}
+                  for c in ref.shape.at(policy.storage).components}
     return Plan(ref.label, "cpu", "resident", "cpu", policy.storage, {"": "cpu"}, work.chunk_chars,
-                work.batch_size, kv, MemoryBreakdown(), 0, need, reasons, components, model_digest=ref.shape.digest)
+                work.batch_size, kv_cache_bytes(ref.facts, ref.shape.at(policy.storage), work), MemoryBreakdown(), 0,
+                need, reasons, components, model_digest=ref.shape.digest, compute_dtype=_compute_dtype(policy),
+                cpu_projections=projections)
+
+
+def _cpu_need(ref: ModelRef, work: Workload, policy: DtypePolicy) -> int:
+    """RAM of a CPU plan: weights in storage, KV cache and activations in compute, the upcast temporaries."""
+    size = ref.shape.at(policy.storage)
+    compute = ref.shape.at(policy.compute)
+    return size.total_bytes + kv_cache_bytes(ref.facts, compute, work) \
+        + activation_bytes(ref.facts, compute, work, policy) + upcast_bytes(compute, policy)
+
+
+def _compute_dtype(policy: DtypePolicy) -> str:
+    return policy.compute if policy.compute != policy.storage else ""
 
 
 _PART_WORDS = {"weights_resident": "its weights", "kv_cache": "the KV cache", "activations": "activations",
@@ -549,11 +602,32 @@ def _refusal(ref: ModelRef, hardware: Hardware, work: Workload, search: _Search)
             advice.insert(0, f"use shorter chunks ({MIN_CHUNK_CHARS} characters)")
         if work.batch_size > 1:
             advice.insert(0, "decode one chunk at a time")
-    smallest = min(stored(), key=lambda name: stored()[name].parameters)
-    if ref.label != smallest:
-        advice.append(f"choose a smaller model (`vesper plan --model {smallest}` shows what it needs)")
+    smaller = _largest_smaller_fitting(ref, hardware, work)
+    if smaller:
+        advice.append(f"choose {smaller}, the largest model that fits here (`vesper models` lists them all)")
+    elif ref.label != min(stored(), key=lambda name: stored()[name].parameters):
+        advice.append("choose a smaller model (`vesper models` shows which fit)")
     return f"{ref.label} does not fit this machine: {where}; {', '.join(advice[:-1])} or {advice[-1]}." \
         if len(advice) > 1 else f"{ref.label} does not fit this machine: {where}; {advice[0]}."
+
+
+def _largest_smaller_fitting(ref: ModelRef, hardware: Hardware, work: Workload) -> str | None:
+    """The registered model with the most parameters, fewer than ``ref``'s, that gets a plan here.
+
+    Advice, not a silent switch: a user who named a model gets that model or a refusal that says what
+    would fit (the default model is already the smallest).
+    """
+    from inference.models import describe
+
+    own = ref.shape.parameters
+    for name in sorted(stored(), key=lambda n: stored()[n].parameters, reverse=True):
+        if stored()[name].parameters < own:
+            try:
+                candidates(describe(name), hardware, work)
+            except NoPlanFitsError:
+                continue
+            return name
+    return None
 
 
 def _names(components) -> str:

@@ -86,6 +86,8 @@ class Plan:
     gpu_id: str = ""  # the GPU model and driver the plan was made for (calibration records are per machine)
     asked: tuple[int, int] = (0, 0)  # the (chunk_chars, batch_size) the ladder holding this plan was made for
     model_digest: str = ""  # the model's sizes (``ModelShape.digest``): another checkpoint is another plan
+    compute_dtype: str = ""  # the dtype layers compute in when wider than ``dtype`` (upcast per layer); "": same
+    cpu_projections: str = ""  # "int8": a CPU tier's decoder runs its projections in int8 (hardware.cpu_int8)
 
     @property
     def predicted_peak_bytes(self) -> int:
@@ -116,6 +118,8 @@ def fingerprint(plan: Plan, placement_only: bool = False) -> str:
         "streamed": list(plan.streamed_layers), "lookups": list(plan.lookups_on_cpu),
         "offload": sorted((k, str(v)) for k, v in plan.offload.items()),
     }
+    if plan.compute_dtype and plan.compute_dtype != plan.dtype:  # absent otherwise: older records stay valid
+        parts["compute"] = plan.compute_dtype
     if not placement_only:
         parts.update(chunk=plan.max_chunk_chars, batch=plan.batch_size)
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]

@@ -58,6 +58,23 @@ def shortfall(plan: Plan, free_bytes: int, reserved_bytes: int) -> int:
     return plan.memory.allocator_peak - reserved_bytes - free_bytes
 
 
+def allocator_fraction(limit_bytes: int, context_bytes: int, total_bytes: int) -> float:
+    """The share of a GPU torch's allocator may hold so that the process stays within ``limit_bytes``.
+
+    The limit counts the CUDA context (NVML's view of the process); the allocator's share is what is
+    left of it, as a fraction of the whole GPU (``torch.cuda.set_per_process_memory_fraction``).
+    """
+    return min(1.0, max(0.0, (limit_bytes - context_bytes) / total_bytes))
+
+
+def free_under_limit(free_bytes: int, limit_bytes: int, reserved_bytes: int, context_bytes: int) -> int:
+    """What the pre-flight may count as free: NVML's free memory, and no more than the limit leaves
+    beside the context and what torch already holds (0 limit: NVML's figure)."""
+    if limit_bytes <= 0:
+        return free_bytes
+    return max(0, min(free_bytes, limit_bytes - context_bytes - reserved_bytes))
+
+
 def gpu_free_bytes(device: str) -> int | None:
     """Free memory on a CUDA device through NVML (it sees other programs; torch's own stats do not)."""
     info = _nvml_memory(device)

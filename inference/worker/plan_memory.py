@@ -20,10 +20,12 @@ _MAX_STEPS = 64  # a ladder is a handful of plans; this only guards against a pl
 
 
 def machine_key(hardware: Hardware) -> str:
-    """What makes plans differ between machines: the GPU model and its memory, or no GPU."""
+    """What makes plans differ between machines: the GPU model and its memory, or no GPU, and the user's
+    VRAM limit (a step-down taken under a 4 GiB limit says nothing about the same GPU with no limit)."""
     gpu = hardware.gpu
     device = f"{gpu.name} {gpu.total_bytes // 2**20} MiB" if gpu else "cpu"
-    return f"{device} | RAM {hardware.ram_total_bytes // 2**30} GiB"
+    limit = f" | limit {hardware.vram_limit_bytes // 2**20} MiB" if gpu and hardware.vram_limit_bytes else ""
+    return f"{device}{limit} | RAM {hardware.ram_total_bytes // 2**30} GiB"
 
 
 class PlanMemory:

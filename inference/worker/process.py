@@ -37,7 +37,7 @@ from inference.adapters.base import VoicePrompt
 from inference.engine import Engine
 from inference.errors import VesperError
 from inference.models import ModelRef
-from inference.planner import Plan, describe_plan, fingerprint, step_down
+from inference.planner import CUDA_RUNTIME_BYTES, Plan, describe_plan, fingerprint, step_down
 from inference.settings import fault_spec
 from inference.worker import faults, memory
 from inference.worker.channel import EventChannel
@@ -97,6 +97,21 @@ def main(commands: Connection, channel: EventChannel, settings: WorkerSettings, 
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+def cap_allocator(plan: Plan, limit_bytes: int) -> None:
+    """Keep torch's allocator within the user's VRAM limit on the plan's GPU, before anything loads there.
+
+    The limit is the process's whole share (NVML's view), so what CUDA holds outside the allocator comes off
+    it (``CUDA_RUNTIME_BYTES``, measured after a model ran, not the bare context). Set
+    per device, once it is known; an allocation past it raises out-of-memory, which steps the plan down.
+    """
+    if limit_bytes <= 0 or not plan.device.startswith("cuda"):
+        return
+    device = torch.device(plan.device)
+    total = torch.cuda.get_device_properties(device).total_memory
+    torch.cuda.set_per_process_memory_fraction(memory.allocator_fraction(limit_bytes, CUDA_RUNTIME_BYTES, total),
+                                               device)
 
 
 def _receive(commands: Connection, inbox: queue.Queue[Command]) -> None:
@@ -283,7 +298,8 @@ class Worker:
         job = submit.job
         self._stage(submit.job_id, Stage.RESOLVING, job.model)
         ref, hardware, plan = jobs.prepare_load(job, self.settings.batch_size,
-                                                lambda ref: self._resolved(submit.job_id, ref))
+                                                lambda ref: self._resolved(submit.job_id, ref),
+                                                vram_limit_bytes=self.settings.vram_limit_bytes)
         run = self._run_state = _Run(submit, ref, hardware, self.plans.recall(ref, hardware, plan))
         self._use(run, run.plan, 0, "while loading the model")
         self._stage(submit.job_id, Stage.DONE)
@@ -293,7 +309,8 @@ class Worker:
         job = submit.job
         assert isinstance(job, SpeakJob)
         self._stage(submit.job_id, Stage.RESOLVING, job.model)
-        prepared = jobs.prepare(job, self.settings.batch_size, lambda ref: self._resolved(submit.job_id, ref))
+        prepared = jobs.prepare(job, self.settings.batch_size, lambda ref: self._resolved(submit.job_id, ref),
+                                vram_limit_bytes=self.settings.vram_limit_bytes)
         chunks = tuple(submit.chunks or prepared.chunks)
         plan = self.plans.recall(prepared.ref, prepared.hardware, prepared.plan)
         run = self._run_state = _Run(submit, prepared.ref, prepared.hardware, plan, prepared, chunks)
@@ -381,6 +398,7 @@ class Worker:
         while True:
             self._check_commands()  # a cancel before a (long, uninterruptible) load
             try:
+                cap_allocator(plan, self.settings.vram_limit_bytes)
                 self._switch(run, plan)
                 return
             except Exception as exc:  # noqa: BLE001 - anything but out-of-memory is re-raised
@@ -399,6 +417,7 @@ class Worker:
         if free is None:
             return
         reserved = torch.cuda.memory_reserved(run.plan.device)
+        free = memory.free_under_limit(free, self.settings.vram_limit_bytes, reserved, CUDA_RUNTIME_BYTES)
         lower: Plan | None = run.plan
         while lower is not None and memory.shortfall(lower, free, reserved) > 0:
             lower = step_down(lower, run.ref, run.hardware)

@@ -1,0 +1,247 @@
+"""A plan for every machine: the VRAM limit, old GPUs' fp16 storage, bf16 CPU plans, the machines the
+planner used to refuse, and ``vesper models``' verdicts. All on machine descriptions, no GPU needed."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from dataclasses import replace
+
+import pytest
+import torch
+
+from inference import catalogue, paths, registry
+from inference.cli import main
+from inference.errors import BadInputError
+from inference.executors import upcast
+from inference.hardware import PRESETS, GiB, Gpu, Hardware, cpu_computes_bf16, with_vram_limit
+from inference.models import describe
+from inference.planner import CUDA_CONTEXT_BYTES, NoPlanFitsError, candidates, make_plan, usable_ram
+from inference.planning.shapes import stored
+from inference.worker import memory
+from inference.worker.process import cap_allocator
+
+MODELS = list(registry.specs())
+LIMITS = (4 * GiB, 6 * GiB)
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv(paths.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(paths.HOME_ENV, str(tmp_path / "home"))  # no settings file of the developer's
+    monkeypatch.delenv("VESPER_VRAM_LIMIT", raising=False)
+
+
+def _card(name: str, total_gib: float, cc: tuple[int, int], free_gib: float | None = None) -> Gpu:
+    total = int(total_gib * GiB)
+    free = int(free_gib * GiB) if free_gib is not None else total - 256 * 2**20
+    return Gpu(0, name, total, free, cc, 3, 16, "test-driver")
+
+
+@pytest.mark.parametrize("text, expected", [("6GiB", 6 * GiB), ("6GB", 6 * 10**9), ("6144MiB", 6 * GiB),
+                                            ("5.5", int(5.5 * GiB)), (" 4 gib ", 4 * GiB), ("512MB", 512 * 10**6)])
+def test_sizes_are_read_as_typed(text, expected):
+    from inference.units import parse_size
+
+    assert parse_size(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "lots", "-4GiB", "0", "6 GiBs", "6XB"])
+def test_a_bad_size_is_one_sentence_saying_how_to_write_one(text):
+    from inference.units import parse_size
+
+    with pytest.raises(BadInputError, match=r"is not a size: give a positive one such as 6GiB"):
+        parse_size(text, "--vram-limit")
+
+
+@pytest.mark.parametrize("preset", [p for p in PRESETS if PRESETS[p].gpus])
+@pytest.mark.parametrize("limit", LIMITS)
+def test_the_vram_limit_is_honoured_for_every_model_and_preset(preset, limit):
+    """Every rung of every ladder predicts a peak within the limit (CUDA context included), or none fits."""
+    hardware = with_vram_limit(PRESETS[preset], limit)
+    assert hardware.gpu.free_bytes == min(PRESETS[preset].gpu.free_bytes, limit)
+    for model in MODELS:
+        try:
+            ladder = candidates(describe(model), hardware)
+        except NoPlanFitsError:
+            continue
+        for plan in ladder:
+            if plan.device != "cpu":
+                assert plan.memory.cuda_context == CUDA_CONTEXT_BYTES
+                assert plan.predicted_peak_bytes <= limit, (model, preset, plan.level)
+        assert any("VRAM limit" in r for r in ladder[0].reasons) or ladder[0].device == "cpu"
+
+
+def test_the_limit_comes_from_the_flag_then_the_environment_then_the_settings_file(monkeypatch, capsys):
+    monkeypatch.setenv("VESPER_VRAM_LIMIT", "6GiB")
+    assert main(["plan", "--model", "vibevoice-1.5b", "--hardware", "laptop-4060-8g", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["vram_budget_bytes"] == 6 * GiB
+    assert main(["plan", "--model", "vibevoice-1.5b", "--hardware", "laptop-4060-8g", "--vram-limit", "4096MiB",
+                 "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["vram_budget_bytes"] == 4 * GiB and plan["predicted_peak_bytes"] <= 4 * GiB
+    assert main(["plan", "--hardware", "laptop-4060-8g", "--vram-limit", "lots"]) == 2
+    assert "vesper: --vram-limit 'lots' is not a size" in capsys.readouterr().err
+
+
+def test_the_worker_caps_its_allocator_to_the_limit_less_the_context():
+    assert memory.allocator_fraction(6 * GiB, CUDA_CONTEXT_BYTES, 24 * GiB) == pytest.approx(
+        (6 * GiB - CUDA_CONTEXT_BYTES) / (24 * GiB))
+    assert memory.allocator_fraction(64 * GiB, CUDA_CONTEXT_BYTES, 24 * GiB) == 1.0
+    # The pre-flight sees no more than the limit leaves beside the context and what torch holds.
+    assert memory.free_under_limit(20 * GiB, 6 * GiB, 2 * GiB, CUDA_CONTEXT_BYTES) == 4 * GiB - CUDA_CONTEXT_BYTES
+    assert memory.free_under_limit(3 * GiB, 6 * GiB, 0, CUDA_CONTEXT_BYTES) == 3 * GiB
+    assert memory.free_under_limit(3 * GiB, 0, 2 * GiB, CUDA_CONTEXT_BYTES) == 3 * GiB
+    cpu_plan = make_plan(describe("pocket-tts"), PRESETS["cpu-16g"])
+    cap_allocator(cpu_plan, 4 * GiB)  # nothing to cap on the CPU, and no CUDA is touched
+    assert not torch.cuda.is_initialized()
+
+
+@pytest.mark.parametrize("preset", ["gtx1060-6g", "gtx1650-4g"])
+def test_old_gpus_store_fp16_and_compute_fp32(preset):
+    for model in ("pocket-tts", "csm-1b"):
+        plan = make_plan(describe(model), PRESETS[preset])
+        assert plan.device == "cuda:0" and plan.executor in ("resident", "streamed")
+        assert (plan.dtype, plan.compute_dtype) == ("float16", "float32")
+        assert all(c["compute_dtype"] == "float32" for c in plan.components.values())
+    # Half the weights of fp32: CSM-1B is now resident on the 6 GB Pascal card.
+    assert make_plan(describe("csm-1b"), PRESETS["gtx1060-6g"]).level == "resident"
+
+
+def test_sliced_upcast_of_a_large_linear_layer_gives_the_fp32_result(monkeypatch):
+    monkeypatch.setattr(upcast, "UPCAST_CHUNK_ELEMENTS", 64)  # the 640-weight projection: 4 rows per slice
+    monkeypatch.setattr(upcast, "SMALL", 16)  # the norm's 16 weights settle in fp32; the rest stays fp16
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Embedding(10, 16), torch.nn.LayerNorm(16), torch.nn.Linear(16, 40))
+    model.half()
+    reference = [p.detach().float().clone() for p in model.parameters()]
+    ids = torch.tensor([[1, 2, 3]])
+    upcast.settle_small(model, torch.float16, torch.float32)
+    handles = upcast.upcast_per_layer(model, torch.float16, torch.float32)
+    assert model[2].weight.dtype == torch.float16 and model[1].weight.dtype == torch.float32
+    out = model(ids)
+    plain = torch.nn.Sequential(torch.nn.Embedding(10, 16), torch.nn.LayerNorm(16), torch.nn.Linear(16, 40))
+    for param, value in zip(plain.parameters(), reference, strict=True):
+        param.data = value
+    assert out.dtype == torch.float32 and handles
+    torch.testing.assert_close(out, plain(ids), rtol=1e-6, atol=1e-6)
+
+
+def test_the_cpu_keeps_bf16_where_it_computes_it_and_upcasts_bf16_when_fp32_does_not_fit():
+    assert cpu_computes_bf16("fpu sse avx512f avx512_bf16") and cpu_computes_bf16("amx_bf16 amx_tile")
+    assert not cpu_computes_bf16("fpu sse avx2")
+    machine = PRESETS["cpu-16g"]
+    assert make_plan(describe("csm-1b"), machine).dtype == "float32"
+    native = make_plan(describe("csm-1b"), replace(machine, cpu_bf16=True))
+    assert (native.dtype, native.compute_dtype) == ("bfloat16", "")
+    squeezed = make_plan(describe("vibevoice-1.5b"), machine)  # fp32 needs 10.3 GiB of the 9.35 usable
+    assert (squeezed.dtype, squeezed.compute_dtype) == ("bfloat16", "float32")
+    assert squeezed.ram_needed_bytes <= usable_ram(machine)
+
+
+def test_a_refusal_names_the_largest_model_that_fits():
+    with pytest.raises(NoPlanFitsError, match="choose csm-1b, the largest model that fits here"):
+        make_plan(describe("vibevoice-1.5b"), PRESETS["gtx1650-4g"])
+
+
+def test_the_machines_the_issue_found_refused_get_plans():
+    four_gb = Hardware("Linux", 4, 8 * GiB, 6 * GiB, (_card("NVIDIA GeForce RTX 3050 Laptop GPU", 4, (8, 6)),))
+    plan = make_plan(describe("vibevoice-1.5b"), four_gb)
+    assert plan.device == "cuda:0" and plan.predicted_peak_bytes <= four_gb.gpu.free_bytes
+
+    gtx16 = Hardware("Linux", 4, 16 * GiB, 11 * GiB, (_card("NVIDIA GeForce GTX 1660 SUPER", 6, (7, 5)),))
+    plan = make_plan(describe("vibevoice-1.5b"), gtx16)
+    assert plan.device == "cuda:0" and (plan.dtype, plan.compute_dtype) == ("float16", "float32")
+
+    # An 8 GB card half taken by other programs, on a 32 GB desktop: the pinned-to-GPU towers and the
+    # output projection (4.2 GiB) leave no GPU plan in 4 GiB, but the bf16 weights fit RAM: a CPU plan
+    # instead of the fp32 refusal (35 GiB).
+    half = Hardware("Linux", 8, 32 * GiB, 24 * GiB, (_card("NVIDIA GeForce RTX 3070", 8, (8, 6), free_gib=4),))
+    plan = make_plan(describe("vibevoice-7b"), half)
+    assert plan.device == "cpu" and plan.dtype == "bfloat16" and plan.ram_needed_bytes <= usable_ram(half)
+
+
+def test_vibevoice_7b_streams_from_disk_on_an_8_gb_gpu_with_16_gb_of_ram_and_says_how_fast():
+    machine = Hardware("Linux", 8, 16 * GiB, 12 * GiB, (_card("NVIDIA GeForce RTX 3070", 8, (8, 6)),))
+    plan = make_plan(describe("vibevoice-7b"), machine)
+    assert plan.level == "zero3-nvme" and "disk" in plan.device_map.values()
+    assert plan.predicted_peak_bytes <= machine.gpu.free_bytes and plan.ram_needed_bytes <= usable_ram(machine)
+    assert any(re.search(r"expected speed: .* s per frame at an assumed 2 GB/s NVMe read", r) for r in plan.reasons)
+
+
+def _figures(message: str) -> list[float]:
+    return [float(x) for x in re.findall(r"(\d+\.\d\d) GiB", message)]
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_every_preset_and_model_gets_a_plan_or_a_justified_refusal(preset):
+    """A refusal only where the GPU plan's figure exceeds the free VRAM and the weights alone, at the
+    narrowest dtype (bf16), exceed the RAM that may be used: no plan, however frugal, could hold them."""
+    hardware = PRESETS[preset]
+    for model in MODELS:
+        try:
+            ladder = candidates(describe(model), hardware)
+        except NoPlanFitsError as refusal:
+            assert stored()[model].at("bfloat16").total_bytes > usable_ram(hardware), (model, preset)
+            if hardware.gpu is not None:
+                need, free = _figures(str(refusal))[:2]
+                assert need > free == round(hardware.gpu.free_bytes / GiB, 2), (model, preset)
+            continue
+        for plan in ladder:
+            assert plan.predicted_peak_bytes <= (hardware.gpu.free_bytes if hardware.gpu else 0)
+            assert plan.ram_needed_bytes <= usable_ram(hardware)
+
+
+VERDICTS = {  # (preset, model) -> verdict, for the four verdicts on the presets
+    ("laptop-4060-8g", "vibevoice-1.5b"): "fits fully", ("laptop-4050-6g", "vibevoice-1.5b"): "needs offload",
+    ("laptop-4060-8g", "vibevoice-7b"): "too slow for real time", ("gtx1650-4g", "vibevoice-7b"): "does not fit",
+    ("cpu-16g", "pocket-tts"): "fits fully", ("cpu-16g", "csm-1b"): "too slow for real time",
+}
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_models_gives_a_verdict_for_every_model_on_every_preset(preset):
+    rows = catalogue.verdicts(PRESETS[preset])
+    assert [r.model for r in rows] == MODELS
+    for row in rows:
+        assert row.fit in catalogue.Fit
+        expected = VERDICTS.get((preset, row.model))
+        assert expected is None or row.fit.value == expected, (preset, row.model, row.fit)
+        if row.plan is None:
+            assert row.fit is catalogue.Fit.NO_FIT and "does not fit this machine" in row.why
+            continue
+        assert row.real_time_factor > 0 and row.peak_vram_bytes == row.plan.predicted_peak_bytes
+        assert (row.real_time_factor > 1) == (row.fit is catalogue.Fit.TOO_SLOW)
+
+
+def test_models_json_lists_one_object_per_model(capsys):
+    assert main(["models", "--hardware", "laptop-4050-6g", "--vram-limit", "4GiB", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["model"] for r in rows] == MODELS
+    assert set(rows[0]) == {"model", "verdict", "level", "device", "dtype", "peak_vram_bytes", "peak_ram_bytes",
+                            "real_time_factor", "why"}
+    assert all(r["peak_vram_bytes"] <= 4 * GiB for r in rows)
+    assert {r["verdict"] for r in rows} <= {f.value for f in catalogue.Fit}
+    assert main(["models", "--hardware", "gtx1060-6g"]) == 0
+    table = capsys.readouterr().out
+    assert "pocket-tts" in table and "fits fully" in table and "RTF" in table
+
+
+def test_models_runs_without_torch_in_well_under_a_second():
+    code = ("import sys, time\nstart = time.perf_counter()\nfrom inference.cli import main\n"
+            "main(['models', '--hardware', 'laptop-4060-8g'])\n"
+            "print('torch' in sys.modules, 'transformers' in sys.modules, time.perf_counter() - start,\n"
+            "      file=sys.stderr)\n")
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    torch_loaded, transformers_loaded, seconds = done.stderr.split()[-3:]
+    assert (torch_loaded, transformers_loaded) == ("False", "False")
+    assert float(seconds) < 1.0, seconds
+    assert time.perf_counter() - started < 10
+
+
+
