@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 
 from PySide6.QtCore import QObject, Signal
 
+from inference.narration.runner import Progress, Relay, Runner
 from inference.worker import protocol as p
 from inference.worker.client import WorkerClient
 
@@ -48,12 +50,14 @@ class WorkerBridge(QObject):
             p.Heartbeat: self.heartbeat, p.ModelUnloaded: self.model_unloaded, p.JobFinished: self.job_finished,
             p.JobFailed: self.job_failed, p.JobCancelled: self.job_cancelled,
         }
+        self._relay = Relay()  # the narration runner sees every event first, on the reader thread
         self._client = WorkerClient(settings, on_event=self._on_event)
         self._started = False
         self.job_started.connect(self._yield_cpu)  # a restarted worker is a new process: lower it too
 
     def _on_event(self, event: p.Event) -> None:
-        """Runs on the client's reader thread: emit, nothing else."""
+        """Runs on the client's reader thread: hand it to the runner (it only queues), emit, nothing else."""
+        self._relay(event)
         signal = self._routes.get(type(event))
         if signal is None:
             log.warning("unroutable worker event %r", type(event).__name__)
@@ -96,10 +100,10 @@ class WorkerBridge(QObject):
         """Queue a job; bad text or recordings raise ``VesperError`` at once. Returns the job id."""
         return self._client_started().submit(job)
 
-    def narrate(self, jobs: list[p.SpeakJob]) -> list[str]:
-        """Queue one job per chunk, in order; their events carry their own ids."""
-        client = self._client_started()
-        return [client.submit(job) for job in jobs]
+    def runner(self, on_progress: Callable[[Progress], None]) -> Runner:
+        """A narration runner on this bridge's worker, served this bridge's events from now on (one
+        narration at a time); ``on_progress`` runs on the runner's thread."""
+        return self._relay.serve(Runner(self._client_started(), on_progress))
 
     def cancel(self, job_ids: list[str]) -> None:
         for job_id in job_ids:

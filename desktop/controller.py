@@ -1,21 +1,24 @@
-"""Speak and narrate through the bridge: builds the jobs, routes their events to the narration state
-and to the player, and says when work starts and ends. No widget code: the window draws what it emits.
-
-Until ``inference.narration``'s runner is on main, a narration runs as one ``SpeakJob`` per chunk,
-each with its chunk and seed pinned (so a chunk can be regenerated alone and its take reproduced).
+"""Speak and narrate through the bridge. Speak is one job played as it comes; Narrate runs the shared
+narration (``inference.narration.book`` with a ``Runner``) on a thread of its own, on the document's
+project folder, so what is generated is kept there and a later Narrate resumes. No widget code: the
+window draws what this emits.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import threading
+import traceback
+from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
 from desktop.bridge import WorkerBridge
-from desktop.state.narration import ChunkStatus, NarrationProgress
+from desktop.state.narration import UNTITLED, ChunkStatus, NarrationState
 from desktop.widgets.player import PlayerWidget
-from inference.errors import BadInputError
+from inference.errors import BadInputError, VesperError
+from inference.narration import book
+from inference.narration.runner import NarrationCancelled, Progress, Runner
 from inference.voice_library import Voice
 from inference.worker import protocol as p
 
@@ -26,36 +29,51 @@ class VoiceChoice:
     model: str
 
 
+@dataclasses.dataclass(frozen=True)
+class Document:
+    """What the editor holds: its text, how to read it, and the file it came from (None: typed)."""
+
+    text: str
+    kind: str = "text"
+    path: Path | None = None
+
+
 class Controller(QObject):
-    rows_reset = Signal()  # the narration's rows were rebuilt
-    row_changed = Signal(int)
+    rows_reset = Signal()  # the narration's rows were read again from the project
     busy_changed = Signal(bool)
     failed = Signal(object)  # JobFailed
+    _progressed = Signal(object)  # Progress, emitted on the narration thread, handled on the GUI thread
+    _ended = Signal()  # the narration thread is over
 
     def __init__(self, bridge: WorkerBridge, player: PlayerWidget, chunk_chars: int,
                  parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.bridge, self.player = bridge, player
-        self.progress = NarrationProgress("", chunk_chars)
-        self._speaking: set[str] = set()  # ids of plain speak jobs (not narration rows)
-        self._failed: set[str] = set()
-        self._quiet: set[str] = set()  # jobs stopped because an earlier chunk failed: their failure is not news
+        self.state = NarrationState(chunk_chars)
+        self.last_result: book.NarrationResult | None = None
+        self._speaking: set[str] = set()  # ids of plain speak jobs
+        self._thread: threading.Thread | None = None
+        self._runner: Runner | None = None
+        self._outcome: book.NarrationResult | BaseException | None = None
         bridge.chunk_piece.connect(self._on_piece)
         bridge.chunk_ready.connect(self._on_ready)
         bridge.job_failed.connect(self._on_failed)
         bridge.job_ended.connect(self._on_ended)
+        self._progressed.connect(self._on_progress)
+        self._ended.connect(self._finish)
 
     @property
     def busy(self) -> bool:
-        return bool(self._speaking or self.progress.active_jobs)
+        return bool(self._speaking) or self._thread is not None
 
     # Commands.
 
-    def set_text(self, text: str, kind: str = "text") -> None:
-        """The editor's text changed: re-cut paragraphs (kept takes stay, edited paragraphs are marked)."""
-        if self.progress.active_jobs:
-            return  # rows are being generated; revised when the narration ends
-        self.progress.revise(text, kind)
+    def set_text(self, document: Document, choice: VoiceChoice | None) -> None:
+        """The editor's text (or the voice or model) changed: plan it against its project again."""
+        if self._thread is not None:
+            return  # the project is being filled in; read again when the narration ends
+        self.state.revise(document.text, document.kind, document.path, choice and choice.voice,
+                          choice.model if choice else "")
         self.rows_reset.emit()
 
     def speak(self, text: str, choice: VoiceChoice) -> None:
@@ -66,92 +84,104 @@ class Controller(QObject):
         self.player.start_live()
         self.busy_changed.emit(True)
 
-    def narrate(self, text: str, kind: str, choice: VoiceChoice) -> None:
-        """Generate every chunk without a take (new, edited or failed), in order, playing as it comes."""
+    def narrate(self, document: Document, choice: VoiceChoice, redo: tuple[int, ...] = ()) -> None:
+        """Generate every chunk the project has no file for (``redo``: new takes of those chunk numbers),
+        in order, playing as it comes; a finished narration plays."""
         self.stop()
-        self.set_text(text, kind)
-        rows = self.progress.to_generate()
-        if not self.progress.rows:
+        self.set_text(document, choice)
+        state = self.state
+        if state.script is None or state.project is None:
             raise BadInputError("The text is empty: type or open something to narrate.")
-        if not rows:
-            return self.player.play_audio(*self.progress.assembled())
-        self._submit(rows, choice)
+        if not redo and all(r.status is ChunkStatus.DONE for r in state.rows):
+            return self.player.play_audio(*state.assembled())
+        narration = book.Narration(str(document.path or UNTITLED), state.script, {None: choice.voice},
+                                   state.project.root, choice.model, redo=redo)
+        self._runner = self.bridge.runner(self._progressed.emit)
+        self._thread = threading.Thread(target=self._run, args=(narration, self._runner), name="narration",
+                                        daemon=True)
+        self.player.start_live()
+        self.busy_changed.emit(True)
+        self._thread.start()
 
-    def regenerate(self, row: int, choice: VoiceChoice) -> None:
-        """A new take of one chunk from the next seed; it is chosen and played when it arrives."""
-        self.stop()
-        self._submit([row], choice)
+    def regenerate(self, row: int, document: Document, choice: VoiceChoice) -> None:
+        """A new take of one chunk (the project's redo); it is chosen and played as it arrives."""
+        self.narrate(document, choice, redo=(self.state.rows[row].number,))
 
     def choose_take(self, row: int, take: int) -> None:
-        self.progress.choose(row, take)
-        self.row_changed.emit(row)
+        self.state.choose(row, take)
+        self.rows_reset.emit()
         self.play_row(row)
 
     def play_row(self, row: int) -> None:
-        take = self.progress.rows[row].audio
-        if take is not None:
-            self.player.play_audio(take.audio, take.sample_rate)
+        if (chosen := self.state.chosen_audio(row)) is not None:
+            self.player.play_audio(*chosen)
 
     def stop(self) -> None:
-        """Cancel everything queued or running; each job ends in JobCancelled."""
-        self.bridge.cancel([*self._speaking, *self.progress.active_jobs])
+        """Cancel the speech and the narration; waits for the narration thread (one micro-batch at most)."""
+        self.bridge.cancel(list(self._speaking))
+        if self._runner is not None:
+            self._runner.cancel()
+        self._finish()
 
-    def _submit(self, rows: list[int], choice: VoiceChoice) -> None:
-        jobs = []
-        for row in rows:
-            chunk, seed = self.progress.rows[row], self.progress.take_seed(row)
-            jobs.append(p.SpeakJob(chunk.text, choice.voice.recording, choice.voice.transcript, choice.model, seed=seed,
-                                   chunks=(chunk.text,), seeds=(seed,)))
-        ids = self.bridge.narrate(jobs)
-        for job_id, row, job in zip(ids, rows, jobs, strict=True):
-            self.progress.assign(job_id, row, job.seed)
-            self.row_changed.emit(row)
-        self.player.start_live()
-        self.busy_changed.emit(True)
+    # The narration thread.
 
-    # Events (on the GUI thread, queued there by the bridge).
+    def _run(self, narration: book.Narration, runner: Runner) -> None:
+        try:
+            self._outcome = book.narrate(narration, runner)
+        except NarrationCancelled:
+            self._outcome = None
+        except Exception as exc:  # noqa: BLE001 - whatever ends the thread is shown, not lost
+            self._outcome = exc
+        self._ended.emit()
+
+    def _finish(self) -> None:
+        """The narration thread is over (or is told to stop): join it, read the project back, say so."""
+        if self._thread is None:
+            return
+        self._thread.join()
+        self._thread, self._runner = None, None
+        outcome, self._outcome = self._outcome, None
+        self.last_result = outcome if isinstance(outcome, book.NarrationResult) else None
+        self.state.progress = None
+        self.state.replan()
+        self.rows_reset.emit()
+        if isinstance(outcome, BaseException):
+            detail = "".join(traceback.format_exception(outcome))
+            self.failed.emit(p.JobFailed("", str(outcome), isinstance(outcome, VesperError), detail))
+        self._idle()
+
+    def _on_progress(self, progress: Progress) -> None:
+        if self._thread is None:
+            return  # arrived after the narration was stopped
+        self.state.progress = progress
+        self.state.replan()
+        self.rows_reset.emit()
+
+    # Worker events (on the GUI thread, queued there by the bridge).
 
     def _on_piece(self, event: p.ChunkPiece) -> None:
-        self._route(event.job_id, event.index, lambda key: self.player.feed(key, event.offset, event.audio,
-                                                                           event.sample_rate))
+        if self._live(event.job_id):
+            self.player.feed((event.job_id, event.index), event.offset, event.audio, event.sample_rate)
 
     def _on_ready(self, event: p.ChunkReady) -> None:
-        row = self.progress.ready(event.job_id, event.audio, event.sample_rate)
-        self._route(event.job_id, event.index, lambda key: self.player.feed(key, 0, event.audio, event.sample_rate))
-        if row is not None:
-            self.row_changed.emit(row)
+        if self._live(event.job_id):
+            self.player.feed((event.job_id, event.index), 0, event.audio, event.sample_rate)
 
-    def _route(self, job_id: str, index: int, feed: Callable[[object], None]) -> None:
-        """Feed the player under the chunk's key: (job, index) for speech, the row for narration."""
-        if job_id in self._speaking:
-            feed((job_id, index))
-            return
-        row = self.progress.row_of(job_id)
-        if row is None:
-            return
-        if self.progress.rows[row].status is ChunkStatus.PENDING:  # its first audio
-            self.progress.generating(job_id)
-            self.row_changed.emit(row)
-        feed(row)
+    def _live(self, job_id: str) -> bool:
+        """Audio to play now: a speak job's, or the running narration's (the only other jobs with audio)."""
+        return job_id in self._speaking or self._thread is not None
 
     def _on_failed(self, event: p.JobFailed) -> None:
-        """Shown once; a failed narration chunk stops the rest (they would fail the same way)."""
-        self._failed.add(event.job_id)
-        if event.job_id in self._quiet:
-            return
-        if self.progress.row_of(event.job_id) is not None:
-            others = [j for j in self.progress.active_jobs if j != event.job_id]
-            self._quiet.update(others)
-            self.bridge.cancel(others)
-        self.failed.emit(event)
+        """A speak job's failure; the narration's comes back through its runner."""
+        if event.job_id in self._speaking:
+            self.failed.emit(event)
 
     def _on_ended(self, job_id: str) -> None:
-        self._speaking.discard(job_id)
-        row = self.progress.ended(job_id, failed=job_id in self._failed)
-        self._failed.discard(job_id)
-        self._quiet.discard(job_id)
-        if row is not None:
-            self.row_changed.emit(row)
+        if job_id in self._speaking:
+            self._speaking.discard(job_id)
+            self._idle()
+
+    def _idle(self) -> None:
         if not self.busy:
             self.player.end_live()
             self.busy_changed.emit(False)

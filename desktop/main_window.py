@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 
 from desktop import model_fit
 from desktop.bridge import WorkerBridge
-from desktop.controller import Controller, VoiceChoice
+from desktop.controller import Controller, Document, VoiceChoice
 from desktop.export import export_narration
 from desktop.plan_view import PlanViewModel, catalogue_choices
 from desktop.settings import Key, Settings
@@ -70,6 +70,7 @@ class MainWindow(QMainWindow):
         self.status = StatusBar(StatusModel(gpu_name=machine.gpus[0].name if machine.gpus else "CPU only"), self)
         self.setStatusBar(self.status)
         self.controller = Controller(bridge, self.player, options.chunk_chars, self)
+        self._document: Path | None = None  # the file the editor's text came from (names its project)
         self._default_model = options.default_model
         self.tabs = QTabWidget(self)
         self.tabs.setAccessibleName("Sections")
@@ -163,14 +164,17 @@ class MainWindow(QMainWindow):
     def _wire(self) -> None:
         c = self.controller
         self._revise = QTimer(self, singleShot=True, interval=REVISE_MS)
-        self._revise.timeout.connect(lambda: c.set_text(self.editor.text(), self.editor.kind))
+        self._revise.timeout.connect(lambda: c.set_text(self.document(), self._choice_or_none()))
         self.editor.edit.textChanged.connect(self._revise.start)
-        c.rows_reset.connect(lambda: self.chunks.show_progress(c.progress))
-        c.row_changed.connect(self._row_changed)
+        self.editor.opened.connect(self._opened)
+        for picker in (self.voice, self.model):
+            picker.changed.connect(self._revise.start)  # other keys: other chunks are done
+        c.rows_reset.connect(lambda: self.chunks.show_progress(c.state))
         c.busy_changed.connect(self._busy)
         c.failed.connect(self.show_failure)
         self.chunks.play_requested.connect(c.play_row)
-        self.chunks.regenerate_requested.connect(lambda row: self._guard(lambda: c.regenerate(row, self.choice())))
+        self.chunks.regenerate_requested.connect(
+            lambda row: self._guard(lambda: c.regenerate(row, self.document(), self.choice())))
         self.chunks.take_chosen.connect(c.choose_take)
         self.player.failed.connect(lambda message: self.status.showMessage(message, 15000))
         self.player.play_requested.connect(self._play_narration)
@@ -186,19 +190,30 @@ class MainWindow(QMainWindow):
             raise BadInputError("Choose a voice first: record one (Voices tab) or pick a recording file.")
         return VoiceChoice(voice, self.model.model())
 
+    def document(self) -> Document:
+        return Document(self.editor.text(), self.editor.kind, self._document)
+
+    def _choice_or_none(self) -> VoiceChoice | None:
+        voice = self.voice.voice()
+        return VoiceChoice(voice, self.model.model()) if voice is not None else None
+
+    def _opened(self, path: Path) -> None:
+        self._document = path
+        self._revise.start()
+
     def speak(self) -> None:
         self.controller.speak(self.editor.speakable(), self.choice())
 
     def narrate(self) -> None:
         self._revise.stop()
-        self.controller.narrate(self.editor.text(), self.editor.kind, self.choice())
+        self.controller.narrate(self.document(), self.choice())
 
     def stop(self) -> None:
         self.controller.stop()
         self.player.stop()
 
     def export(self) -> None:
-        assembled = self.controller.progress.assembled()
+        assembled = self.controller.state.assembled()
         if assembled is None:
             raise BadInputError("Narrate every chunk before exporting: some have no audio yet.")
         folder = Path(self.settings.text(Key.LAST_EXPORT_DIR) or Path.home())
@@ -206,7 +221,7 @@ class MainWindow(QMainWindow):
         if dialog.exec() != ExportDialog.DialogCode.Accepted:
             return
         request = dialog.request()
-        cues = [Cue(*span) for span in self.controller.progress.cues()]
+        cues = [Cue(*span) for span in self.controller.state.cues()]
         written, report = export_narration(request, *assembled, cues)
         self.settings.set(Key.LAST_EXPORT_FORMAT, request.format)
         self.settings.set(Key.LAST_EXPORT_DIR, str(written.parent))
@@ -223,12 +238,8 @@ class MainWindow(QMainWindow):
             ErrorDialog(str(exc), "", True, self).open()
 
     def _play_narration(self) -> None:
-        if (assembled := self.controller.progress.assembled()) is not None:
+        if (assembled := self.controller.state.assembled()) is not None:
             self.player.play_audio(*assembled)
-
-    def _row_changed(self, row: int) -> None:
-        self.chunks.update_row(row)
-        self.chunks.update_summary()
 
     def _busy(self, busy: bool) -> None:
         self.stop_action.setEnabled(busy)
@@ -255,7 +266,8 @@ class MainWindow(QMainWindow):
         self.settings.sync()
 
     def confirm_quit(self) -> bool:
-        """Quitting while a job runs asks first; yes stops the work before the window closes."""
+        """Quitting while a job runs asks first; yes stops the work before the window closes (a narration
+        keeps its finished chunks in its project: narrating the same document again resumes)."""
         if not self.controller.busy:
             return True
         answer = QMessageBox.question(self, "Quit Vesper", "A narration is being generated. Stop it and quit?")

@@ -55,8 +55,8 @@ def main_window_shot(out: Path, model: str) -> bool:
     shots: dict[str, object] = {}
 
     def grab_during_narration() -> None:
-        """Once two chunks are done and the third is streaming: the list shows every status but failed."""
-        statuses = [r.status for r in window.controller.progress.rows]
+        """Once two chunks are done and the third is streaming: the list shows every status."""
+        statuses = [r.status for r in window.controller.state.rows]
         if "main-window" not in shots and statuses.count(ChunkStatus.DONE) >= 2 and ChunkStatus.GENERATING in statuses:
             window.chunks.table.setCurrentCell(0, 0)
             shots["main-window"] = window.grab()

@@ -98,8 +98,10 @@ def _idle(qtbot, window: MainWindow) -> None:
     qtbot.waitUntil(lambda: not window.controller.busy, timeout=JOB_TIMEOUT_MS)
 
 
-def _narrate(qtbot, window: MainWindow, text: str = THREE_PARAGRAPHS) -> None:
-    window.editor.set_text(text)
+def _narrate(qtbot, window: MainWindow, text: str | None = THREE_PARAGRAPHS) -> None:
+    """Narrate ``text`` (None: what the editor holds) and wait until it is over."""
+    if text is not None:
+        window.editor.set_text(text)
     window.narrate_action.trigger()
     _idle(qtbot, window)
 
@@ -161,9 +163,10 @@ def test_narrate_regenerate_export_without_blocking_the_event_loop(qtbot, open_w
     watch = LoopWatch()
     _narrate(qtbot, window)
     watch.timer.stop()
-    progress = window.controller.progress
+    progress = window.controller.state
     assert [r.paragraph for r in progress.rows] == [0, 1, 2]
-    assert all(r.status is ChunkStatus.DONE and len(r.takes) == 1 for r in progress.rows)
+    assert all(r.status is ChunkStatus.DONE and r.takes == 1 for r in progress.rows)
+    assert window.controller.last_result.run.generated == 3
     assert window.chunks.table.rowCount() == 3 and window.chunks.table.item(1, 1).text() == "done"
     assert "3/3 chunks done" in window.chunks.progress_label.text()
     assert len(watch.gaps) > 50 and max(watch.stalls) < 0.1, (
@@ -174,11 +177,12 @@ def test_narrate_regenerate_export_without_blocking_the_event_loop(qtbot, open_w
     window.chunks.regenerate_button.click()
     _idle(qtbot, window)
     second = progress.rows[1]
-    assert len(second.takes) == 2 and second.chosen == 1 and second.takes[1].seed != second.takes[0].seed
-    assert not np.array_equal(second.takes[0].audio, second.takes[1].audio)
+    assert (second.takes, second.take) == (2, 1) and window.controller.last_result.run.generated == 1
+    assert not np.array_equal(progress.take_audio(1, 0)[0], progress.take_audio(1, 1)[0])
     assert window.chunks.takes.count() == 2
     window.chunks.takes.activated.emit(0)  # the user picks the first take again
-    assert second.chosen == 0 and window.chunks.table.item(1, 2).text() == "1/2"
+    assert progress.rows[1].take == 0 and window.chunks.table.item(1, 2).text() == "1/2"
+    assert progress.project.takes()[progress.planned[1].base_key] == {"chosen": 0, "takes": 2}  # kept there
 
     target = tmp_path / "book.flac"
 
@@ -202,17 +206,17 @@ def test_narrate_regenerate_export_without_blocking_the_event_loop(qtbot, open_w
     assert [c.splitlines()[2] for c in cues if c] == [r.text for r in progress.rows]
 
 
-def test_editing_a_paragraph_marks_it_for_regeneration(qtbot, open_window):
+def test_editing_a_paragraph_generates_only_that_paragraph_again(qtbot, open_window):
     window = open_window()
     _narrate(qtbot, window, "One paragraph.\n\nAnother one.")
     window.editor.set_text("One paragraph.\n\nAnother one, edited.")
     qtbot.waitUntil(lambda: window.chunks.table.item(1, 3).text() == "Another one, edited.", timeout=5000)
-    assert window.chunks.table.item(1, 1).text() == "pending (edited)"
-    kept = window.controller.progress.rows[0].takes[0]
+    assert [window.chunks.table.item(r, 1).text() for r in range(2)] == ["done", "pending"]
     window.narrate_action.trigger()
     _idle(qtbot, window)
-    rows = window.controller.progress.rows
-    assert rows[0].takes == [kept] and len(rows[1].takes) == 1 and not rows[1].stale
+    run = window.controller.last_result.run
+    assert (run.reused, run.generated) == (1, 1)
+    assert all(r.status is ChunkStatus.DONE for r in window.controller.state.rows)
 
 
 def test_stop_cancels_the_narration(qtbot, open_window):
@@ -221,9 +225,9 @@ def test_stop_cancels_the_narration(qtbot, open_window):
     window.bridge.chunk_ready.connect(lambda _e: window.stop_action.trigger())
     window.narrate_action.trigger()
     _idle(qtbot, window)
-    statuses = [r.status for r in window.controller.progress.rows]
+    statuses = [r.status for r in window.controller.state.rows]
     assert statuses.count(ChunkStatus.DONE) < 8 and ChunkStatus.PENDING in statuses
-    assert ChunkStatus.GENERATING not in statuses and ChunkStatus.FAILED not in statuses
+    assert ChunkStatus.GENERATING not in statuses
     assert not window.stop_action.isEnabled()
 
 
@@ -233,7 +237,7 @@ def test_a_worker_killed_mid_job_shows_a_notice_and_the_narration_finishes(qtbot
     first_pid = []
     window.bridge.job_started.connect(lambda _e: first_pid or first_pid.append(window.bridge.worker_pid))
     _narrate(qtbot, window)
-    assert all(r.status is ChunkStatus.DONE for r in window.controller.progress.rows)
+    assert all(r.status is ChunkStatus.DONE for r in window.controller.state.rows)
     assert window.bridge.worker_pid != first_pid[0]
     assert any("restarted" in n for n in window.status.model.notices)
     assert "restarted" in window.status.currentMessage()
@@ -273,6 +277,42 @@ def test_quitting_while_narrating_asks_then_stops_cleanly(qtbot, open_window):
     assert window.close()
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # the worker is gone
+
+
+def _answer_yes_when_asked(tries: int = 500) -> None:
+    """Click Yes on the quit question once it is shown (it opens inside ``close()``)."""
+    if (box := QApplication.activeModalWidget()) is not None:
+        box.button(QMessageBox.StandardButton.Yes).click()
+    elif tries:
+        QTimer.singleShot(10, lambda: _answer_yes_when_asked(tries - 1))
+
+
+PARAGRAPHS = 12
+
+
+def test_quitting_mid_narration_then_reopening_the_document_resumes_with_the_finished_chunks(
+        qtbot, open_window, tmp_path):
+    document = tmp_path / "story.txt"
+    document.write_text("\n\n".join(f"Paragraph {n} of the story goes on." for n in range(PARAGRAPHS)))
+    window = open_window()
+    window.editor.open_file(document)
+    window.narrate_action.trigger()
+    qtbot.waitUntil(lambda: [r.status for r in window.controller.state.rows].count(ChunkStatus.DONE) >= 2,
+                    timeout=JOB_TIMEOUT_MS)
+    _answer_yes_when_asked()
+    assert window.close()
+    chunk_files = list((window.controller.state.project.chunks_dir).glob("*.flac"))
+    finished = len(chunk_files)
+    assert 2 <= finished < PARAGRAPHS and window.controller.state.project.root.name == "story"
+    assert not list(window.controller.state.project.chunks_dir.glob(".*"))  # no partial file left behind
+
+    again = open_window()
+    again.editor.open_file(document)
+    _narrate(qtbot, again, None)
+    run = again.controller.last_result.run
+    assert (run.reused, run.generated, run.chunks_total) == (finished, PARAGRAPHS - finished, PARAGRAPHS)
+    assert all(r.status is ChunkStatus.DONE for r in again.controller.state.rows)
+    assert set(chunk_files) <= set(again.controller.state.project.chunks_dir.glob("*.flac"))  # reused, not redone
 
 
 def test_geometry_and_last_choices_persist(qtbot, open_window, tiny_checkpoint):

@@ -1,13 +1,20 @@
-"""The desktop window's plain-Python state, without Qt: narration rows and takes, the player's track, the status bar."""
+"""The desktop window's plain-Python state, without Qt: narration rows read from a real project, the
+player's track, the status bar."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from desktop.state.narration import TAKE_SEED_STRIDE, ChunkStatus, NarrationProgress, paragraphs_of
+from desktop.state.narration import ChunkStatus, NarrationState, generation
 from desktop.state.player import PlayerState, PlayState
 from desktop.state.status import GiB, StatusModel
+from inference import paths
+from inference.errors import BadInputError
+from inference.narration.runner import Progress
+from inference.voice_library import Voice, voice_hash
 from inference.worker.protocol import (
     CHUNK_GAP_SECONDS,
     JobStarted,
@@ -18,84 +25,95 @@ from inference.worker.protocol import (
     RestartCause,
     WorkerRestarted,
 )
+from tests.conftest import SAMPLE_VOICE
 
 TEXT = "First paragraph. It has two sentences.\n\nSecond one.\n\n\n  Third,\nover two lines.  "
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+VOICE = Voice("sample", SAMPLE_VOICE, None, voice_hash(SAMPLE_VOICE, None))
+MODEL = "pocket-tts"
 
 
-def test_paragraphs_are_split_at_blank_lines_and_chunked():
-    assert paragraphs_of(TEXT, "text", 300) == [["First paragraph. It has two sentences."], ["Second one."],
-                                                ["Third, over two lines."]]
-    assert paragraphs_of("# A heading\n\nIt cost $5.", "markdown", 300) == [["A heading"], ["It cost five dollars."]]
-    assert paragraphs_of(" \n ", "text", 300) == []  # nothing to say yet: no rows, no error
-    progress = NarrationProgress(TEXT, chunk_chars=25)
-    assert [(r.paragraph, r.text) for r in progress.rows] == [
-        (0, "First paragraph."), (0, "It has two sentences."), (1, "Second one."), (2, "Third, over two lines.")]
-    assert [r.seed for r in progress.rows] == [0, 1, 2, 3]
-    assert progress.to_generate() == [0, 1, 2, 3]
+@pytest.fixture(autouse=True)
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("VESPER_HOME", str(tmp_path / "home"))
 
 
-def test_jobs_move_rows_through_their_statuses_and_keep_every_take():
-    clock = Clock()
-    progress = NarrationProgress(TEXT, chunk_chars=300, clock=clock)
-    for row, job in enumerate(("a", "b", "c")):
-        progress.assign(job, row, progress.take_seed(row))
-    assert progress.generating("a") == 0 and progress.rows[0].status is ChunkStatus.GENERATING
-    clock.now += 2.0
-    progress.ready("a", np.ones(24000, np.float32), 24000)  # 1 s of audio in 2 s: 0.5x real time
-    progress.ended("a")
-    assert progress.rows[0].status is ChunkStatus.DONE and progress.audio_seconds == 1.0
-    assert progress.speed == pytest.approx(0.5) and progress.eta_seconds == pytest.approx(4.0)  # 2 jobs left
-    assert "1/3 chunks done" in progress.summary() and "about 4 s left" in progress.summary()
-    progress.ended("b", failed=True)
-    progress.ended("c")  # cancelled before it started
-    assert [r.status for r in progress.rows] == [ChunkStatus.DONE, ChunkStatus.FAILED, ChunkStatus.PENDING]
-    assert progress.to_generate() == [1, 2] and progress.assembled() is None
+def _state(text: str, document: Path | None = None, chunk_chars: int = 300) -> NarrationState:
+    state = NarrationState(chunk_chars)
+    state.revise(text, "text", document, VOICE, MODEL)
+    return state
 
-    seed = progress.take_seed(0)
-    assert seed == progress.rows[0].seed + TAKE_SEED_STRIDE  # a new take, a new seed
-    progress.assign("a2", 0, seed)
-    progress.ready("a2", np.full(12000, 0.5, np.float32), 24000)
-    progress.ended("a2")
-    assert [t.seed for t in progress.rows[0].takes] == [0, seed] and progress.rows[0].chosen == 1
-    progress.choose(0, 0)
-    assert progress.rows[0].audio.seed == 0
-    with pytest.raises(IndexError):
-        progress.choose(0, 2)
+
+def _write(state: NarrationState, row: int, value: float, samples: int = 100) -> None:
+    """What the runner does when a chunk's audio arrives: the project gets the chunk's file."""
+    state.project.open().write_chunk(state.planned[row], np.full(samples, value, np.float32), 1000)
+
+
+def test_rows_are_the_projects_chunks_by_paragraph():
+    state = _state(TEXT, chunk_chars=25)
+    assert [(r.number, r.paragraph, r.text, r.status) for r in state.rows] == [
+        (1, 0, "First paragraph.", ChunkStatus.PENDING), (2, 0, "It has two sentences.", ChunkStatus.PENDING),
+        (3, 1, "Second one.", ChunkStatus.PENDING), (4, 2, "Third, over two lines.", ChunkStatus.PENDING)]
+    assert _state(" \n ").rows == [] and _state(" \n ").script is None  # nothing to say yet: no rows, no error
+    markdown = NarrationState(300)
+    markdown.revise("# A heading\n\nIt cost $5.", "markdown", None, None, MODEL)  # no voice yet: listed, pending
+    assert [r.text for r in markdown.rows] == ["A heading", "It cost five dollars."]
+
+
+def test_a_document_names_its_project_as_the_cli_does(tmp_path):
+    assert _state("One.", tmp_path / "My Book.md").project.root == paths.projects_dir() / "My-Book"
+    assert _state("One.").project.root == paths.projects_dir() / "untitled"
+
+
+def test_statuses_and_progress_come_from_the_project():
+    state = _state(TEXT)
+    _write(state, 0, 0.25)
+    state.progress = Progress(1, 3, 1, 0, 0.1, 2.0, 0.05, 4.0)  # what the runner reports while it runs
+    state.refresh()
+    assert [r.status for r in state.rows] == [ChunkStatus.DONE, ChunkStatus.GENERATING, ChunkStatus.PENDING]
+    assert state.summary() == "1/3 chunks done, 0.1 s of audio, 0.05x real time, about 4 s left"
+    state.progress = None
+    state.refresh()
+    assert [r.status for r in state.rows] == [ChunkStatus.DONE, ChunkStatus.PENDING, ChunkStatus.PENDING]
+    assert state.summary() == "1/3 chunks done" and state.assembled() is None and state.cues() == []
+
+
+def test_a_new_take_is_the_projects_redo_and_an_older_one_can_be_chosen_again():
+    state = _state("One.\n\nTwo.")
+    _write(state, 0, 0.25)
+    state.planned = state.project.redo(state.planned, [1], generation(MODEL))
+    _write(state, 0, 0.5)
+    state.refresh()
+    assert (state.rows[0].take, state.rows[0].takes) == (1, 2)
+    assert state.chosen_audio(0)[0][0] == 0.5 and state.take_audio(0, 0)[0][0] == 0.25
+    state.choose(0, 0)
+    assert state.rows[0].take == 0 and state.chosen_audio(0)[0][0] == 0.25
+    assert _state("One.\n\nTwo.").rows[0].take == 0  # kept in the project, not in the window
+    with pytest.raises(BadInputError, match="has 2 takes"):
+        state.choose(0, 2)
 
 
 def test_assembled_joins_chosen_takes_with_the_chunk_pause():
-    progress = NarrationProgress("One.\n\nTwo.", chunk_chars=300)
+    state = _state("One.\n\nTwo.")
     for row, value in enumerate((0.25, -0.25)):
-        progress.assign(f"j{row}", row, row)
-        progress.ready(f"j{row}", np.full(100, value, np.float32), 1000)
-    audio, rate = progress.assembled()
+        _write(state, row, value)
+    state.refresh()
+    audio, rate = state.assembled()
     gap = int(CHUNK_GAP_SECONDS * 1000)
     assert rate == 1000 and len(audio) == 200 + gap
-    assert (audio[:100] == 0.25).all() and not audio[100:100 + gap].any() and (audio[100 + gap:] == -0.25).all()
-    assert progress.cues() == [(0.0, 0.1, "One."), (0.1 + gap / 1000, 0.2 + gap / 1000, "Two.")]
+    assert np.allclose(audio[:100], 0.25, atol=1e-6) and not audio[100:100 + gap].any()
+    assert np.allclose(audio[100 + gap:], -0.25, atol=1e-6)
+    assert state.cues() == [(0.0, 0.1, "One."), (0.1 + gap / 1000, 0.2 + gap / 1000, "Two.")]
 
 
-def test_an_edited_paragraph_is_cut_again_and_marked_for_regeneration():
-    progress = NarrationProgress("Keep me.\n\nChange me.", chunk_chars=300)
+def test_an_edited_paragraph_needs_generating_and_the_others_are_reused():
+    state = _state("Keep me.\n\nChange me.")
     for row in range(2):
-        progress.assign(f"j{row}", row, row)
-        progress.ready(f"j{row}", np.zeros(10, np.float32), 1000)
-        progress.ended(f"j{row}")
-    kept = progress.rows[0]
-    progress.revise("Keep me.\n\nChanged now.\n\nAnd a new one.")
-    assert progress.rows[0] is kept and progress.rows[0].takes
-    assert [(r.text, r.stale, bool(r.takes)) for r in progress.rows[1:]] == [
-        ("Changed now.", True, False), ("And a new one.", False, False)]
-    assert progress.to_generate() == [1, 2]
-    assert "(edited)" not in progress.summary()  # the summary counts; the list shows the mark
+        _write(state, row, 0.1)
+    again = _state("Keep me.\n\nChanged now.\n\nAnd a new one.")
+    assert [(r.text, r.status) for r in again.rows] == [
+        ("Keep me.", ChunkStatus.DONE), ("Changed now.", ChunkStatus.PENDING), ("And a new one.", ChunkStatus.PENDING)]
 
 
 def test_player_state_skips_what_a_retried_chunk_streams_again():
@@ -154,12 +172,3 @@ def test_status_model_reads_memory_plan_and_notices():
     assert model.apply(WorkerRestarted("j", RestartCause.CRASHED, -9, 2, "")) == \
         "The inference worker crashed and was restarted."
     assert model.apply(Notice("j", "Hello.")) == "Hello." and len(model.notices) == 3
-
-
-def test_a_cancelled_job_does_not_reset_a_row_a_newer_job_is_generating():
-    progress = NarrationProgress("One.", chunk_chars=300)
-    progress.assign("old", 0, 0)
-    progress.assign("new", 0, TAKE_SEED_STRIDE)  # regenerate pressed: the old job is being cancelled
-    progress.generating("new")
-    progress.ended("old")
-    assert progress.rows[0].status is ChunkStatus.GENERATING and progress.active_jobs == ["new"]

@@ -9,7 +9,7 @@ from PySide6.QtGui import QTextCursor
 
 from desktop.export import FORMATS, ExportRequest, export_narration
 from desktop.model_fit import fits
-from desktop.state.narration import NarrationProgress
+from desktop.state.narration import NarrationState, generation
 from desktop.widgets.chunk_list import ChunkList
 from desktop.widgets.editor import TextEditor
 from desktop.widgets.export_dialog import ExportDialog
@@ -18,7 +18,7 @@ from desktop.widgets.voice_picker import VoicePicker
 from inference.hardware import PRESETS
 from inference.narration.assembly import Cue
 from inference.narration.mastering import Mode
-from inference.voice_library import VoiceLibrary
+from inference.voice_library import Voice, VoiceLibrary, voice_hash
 from tests.conftest import SAMPLE_TRANSCRIPT, SAMPLE_VOICE
 
 
@@ -39,12 +39,17 @@ def test_speak_takes_the_selection_or_else_the_paragraph_under_the_cursor(qtbot)
     assert editor.speakable() == "line\nof one para"
 
 
-def test_chunk_list_shows_status_takes_and_hands_on_choices(qtbot):
-    progress = NarrationProgress("One.\n\nTwo.", chunk_chars=300)
-    for seed in (0, 7):
-        progress.assign("j", 0, seed)
-        progress.ready("j", np.zeros(10, np.float32), 1000)
-        progress.ended("j")
+def test_chunk_list_shows_status_takes_and_hands_on_choices(qtbot, tmp_path, monkeypatch):
+    monkeypatch.setenv("VESPER_HOME", str(tmp_path))
+    voice = Voice("sample", SAMPLE_VOICE, None, voice_hash(SAMPLE_VOICE, None))
+    progress = NarrationState(chunk_chars=300)
+    progress.revise("One.\n\nTwo.", "text", None, voice, "pocket-tts")
+    project = progress.project.open()
+    for take in (0, 1):  # a chunk narrated, then regenerated (the project's redo): two takes
+        project.write_chunk(progress.planned[0], np.zeros(10, np.float32), 1000)
+        if not take:
+            progress.planned = project.redo(progress.planned, [1], generation("pocket-tts"))
+    progress.refresh()
     chunks = ChunkList()
     qtbot.addWidget(chunks)
     chunks.show_progress(progress)

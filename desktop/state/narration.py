@@ -1,221 +1,168 @@
-"""A narration in the window: paragraphs of chunks, each with its status and its takes.
+"""A narration in the window: the project's chunks as rows (status, takes), read from the project itself.
 
-The window generates every chunk as its own worker job (one chunk pinned per ``SpeakJob``), so a
-chunk can be regenerated alone and routed by job id; this object maps jobs to chunks, keeps every
-take a chunk has had and which one is chosen, and derives the progress line (chunks by status, audio
-seconds, speed, time left) from the events alone. It knows nothing of Qt or of the worker process.
+The project folder (``inference.narration.project``) is the one record of what is generated: a chunk
+is done when its file exists, its takes and chosen take are in the manifest. This object only plans
+the editor's text against the project and reads that back as rows and a progress line; it keeps no
+audio and no job ids of its own. It knows nothing of Qt or of the worker process.
 """
 
 from __future__ import annotations
 
 import enum
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from inference.errors import BadInputError
-from inference.narration.build import build_script
+from inference.narration import book
+from inference.narration.project import Generation, PlannedChunk, Project, default_root, model_revision
+from inference.narration.runner import Progress
+from inference.narration.script import Script
+from inference.voice_library import Voice
 from inference.worker.protocol import CHUNK_GAP_SECONDS
 
-TAKE_SEED_STRIDE = 7919  # a new take of a chunk uses seed + take * stride: far from its neighbours' seeds
+UNTITLED = "untitled"  # the project of a text typed without opening a document
 
 
 class ChunkStatus(str, enum.Enum):
     PENDING = "pending"
     GENERATING = "generating"
     DONE = "done"
-    FAILED = "failed"
 
 
-@dataclass
-class Take:
-    audio: np.ndarray  # mono float32
-    sample_rate: int
-    seed: int
-
-
-@dataclass
+@dataclass(frozen=True)
 class ChunkRow:
-    """One chunk of one paragraph; ``stale`` marks a chunk whose paragraph was edited since its take."""
+    """One chunk as the window lists it; ``take`` is the chosen one (0-based) of ``takes`` made so far."""
 
+    number: int  # 1-based, the project's chunk number (what a redo names)
     paragraph: int
     text: str
-    seed: int
-    status: ChunkStatus = ChunkStatus.PENDING
-    takes: list[Take] = field(default_factory=list)
-    chosen: int | None = None  # index into ``takes``
-    stale: bool = False
-
-    @property
-    def audio(self) -> Take | None:
-        return self.takes[self.chosen] if self.chosen is not None else None
+    status: ChunkStatus
+    take: int
+    takes: int
 
 
-def paragraphs_of(text: str, kind: str, chunk_chars: int) -> list[list[str]]:
-    """The chunks to speak, by paragraph, as the narration package reads the text (markup, numbers and
-    dates written out, sentences packed into chunks); nothing at all for a text with no words yet."""
-    try:
-        script = build_script(text, kind=kind, max_chunk_chars=chunk_chars)
-    except BadInputError:
-        return []
-    return [[c.text for c in p.chunks] for chapter in script.chapters for p in chapter.paragraphs if p.chunks]
+def project_root(document: Path | None) -> Path:
+    """Where a document's narration lives: named from the document, as ``vesper narrate`` names it."""
+    return default_root(str(document) if document is not None else UNTITLED)
 
 
-class NarrationProgress:
-    """Chunk rows and the jobs generating them. ``clock`` is injectable so speed and ETA are testable."""
+class NarrationState:
+    """The editor's text planned against its project: ``rows`` and ``summary`` for the window."""
 
-    def __init__(self, text: str, chunk_chars: int, base_seed: int = 0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.rows: list[ChunkRow] = []
+    def __init__(self, chunk_chars: int) -> None:
         self.chunk_chars = chunk_chars
-        self._base_seed = base_seed
-        self._jobs: dict[str, tuple[int, int]] = {}  # job id -> (row index, seed of the take)
-        self._clock = clock
-        self._started_at: float | None = None
-        self._generated_seconds = 0.0  # audio produced by the jobs of this run
-        self.revise(text)
+        self.script: Script | None = None
+        self.project: Project | None = None
+        self.planned: list[PlannedChunk] = []
+        self.rows: list[ChunkRow] = []
+        self.progress: Progress | None = None  # the running narration's, None when none runs
+        self._chunks: list[tuple[int, str]] = []  # (paragraph, text) of each chunk, in order
+        self._voice: Voice | None = None
+        self._model = ""
 
-    # Jobs.
-
-    def take_seed(self, row: int) -> int:
-        """The seed of row ``row``'s next take: its own seed first, then one far from it per take."""
-        return self.rows[row].seed + len(self.rows[row].takes) * TAKE_SEED_STRIDE
-
-    def assign(self, job_id: str, row: int, seed: int) -> None:
-        """``job_id`` generates a take of row ``row`` from ``seed``."""
-        self._jobs[job_id] = (row, seed)
-        self.rows[row].status = ChunkStatus.PENDING
-        if self._started_at is None:
-            self._started_at = self._clock()
-
-    def row_of(self, job_id: str) -> int | None:
-        entry = self._jobs.get(job_id)
-        return entry[0] if entry is not None else None
-
-    @property
-    def active_jobs(self) -> list[str]:
-        return list(self._jobs)
-
-    def generating(self, job_id: str) -> int | None:
-        """The job's first audio (or its start): its row is generating now."""
-        row = self.row_of(job_id)
-        if row is not None:
-            self.rows[row].status = ChunkStatus.GENERATING
-        return row
-
-    def ready(self, job_id: str, audio: np.ndarray, sample_rate: int) -> int | None:
-        """A finished take: kept, chosen, and the row is done."""
-        if job_id not in self._jobs:
+    def read(self, text: str, kind: str) -> Script | None:
+        """``text`` as the narration reads it (None: no words yet, or markup it cannot read)."""
+        try:
+            script = book.read_script(text, book.TextSettings(), (), self.chunk_chars, kind=kind)
+        except BadInputError:
             return None
-        row, seed = self._jobs[job_id]
-        chunk = self.rows[row]
-        chunk.takes.append(Take(audio, sample_rate, seed))
-        chunk.chosen, chunk.status, chunk.stale = len(chunk.takes) - 1, ChunkStatus.DONE, False
-        self._generated_seconds += len(audio) / sample_rate
-        return row
+        return script if script.chunks else None
 
-    def ended(self, job_id: str, failed: bool = False) -> int | None:
-        """The job is over (finished, failed or cancelled); an unfinished row goes back to pending or failed."""
-        row, _ = self._jobs.pop(job_id, (None, 0))
-        taken_over = any(other == row for other, _ in self._jobs.values())  # a newer job makes a take of it
-        if row is not None and not taken_over and self.rows[row].status is not ChunkStatus.DONE:
-            self.rows[row].status = ChunkStatus.FAILED if failed else (
-                ChunkStatus.DONE if self.rows[row].takes else ChunkStatus.PENDING)
-        if not self._jobs:
-            self._started_at, self._generated_seconds = None, 0.0
-        return row
+    def revise(self, text: str, kind: str, document: Path | None, voice: Voice | None, model: str) -> None:
+        """Plan ``text`` for ``document``'s project with ``voice`` and ``model`` and read back the rows
+        (without a voice yet, the chunks are listed, all pending)."""
+        self.script = self.read(text, kind)
+        self.project = Project(project_root(document))
+        paragraphs = self.script.chapters if self.script is not None else ()
+        self._chunks = [(n, c.text) for n, para in enumerate(p for ch in paragraphs for p in ch.paragraphs)
+                        for c in para.chunks]
+        self._voice, self._model = voice, model
+        self.replan()
 
-    # Editing.
+    def replan(self) -> None:
+        """Key the chunks again with the takes the project has chosen now (a redo chose new ones), and
+        read the rows back."""
+        self.planned = [] if self.script is None or self._voice is None or self.project is None else \
+            self.project.plan(self.script, {None: self._voice}, generation(self._model))
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Read the rows back from the project (after a chunk is written or a take chosen)."""
+        if self.project is None:
+            return
+        if not self.planned:
+            self.rows = [ChunkRow(i + 1, n, text, ChunkStatus.PENDING, 0, 0)
+                         for i, (n, text) in enumerate(self._chunks)]
+            return
+        takes = self.project.takes()
+        rows, generating = [], self.progress is not None
+        for item, (paragraph, _) in zip(self.planned, self._chunks, strict=True):
+            status = ChunkStatus.DONE if self.project.is_done(item) else ChunkStatus.PENDING
+            if status is ChunkStatus.PENDING and generating:
+                status, generating = ChunkStatus.GENERATING, False
+            rows.append(ChunkRow(item.number, paragraph, item.chunk.text, status, item.take,
+                                 takes.get(item.base_key, {}).get("takes", 1)))
+        self.rows = rows
 
     def choose(self, row: int, take: int) -> None:
-        if not 0 <= take < len(self.rows[row].takes):
-            raise IndexError(f"chunk {row + 1} has no take {take + 1}")
-        self.rows[row].chosen = take
+        """Make take ``take`` of row ``row`` the one the narration uses (kept in the project)."""
+        assert self.project is not None
+        self.project.choose(self.planned[row], take)
+        self.planned[row] = self.project.with_take(self.planned[row], take, generation(self._model))
+        self.refresh()
 
-    def revise(self, text: str, kind: str = "text") -> None:
-        """Cut ``text`` into rows (``kind``: "text" or "markdown"). After an edit, paragraphs left as they
-        were keep their chunks and takes; a changed paragraph is cut again, and its chunks are marked for
-        regeneration if it had been narrated."""
-        old: dict[int, list[ChunkRow]] = {}
-        for row in self.rows:
-            old.setdefault(row.paragraph, []).append(row)
-        self.rows = []
-        for number, chunks in enumerate(paragraphs_of(text, kind, self.chunk_chars)):
-            before = old.get(number, [])
-            if [r.text for r in before] == chunks:
-                self.rows.extend(before)
-                continue
-            narrated = any(r.takes for r in before)
-            for chunk in chunks:
-                self.rows.append(ChunkRow(number, chunk, self._base_seed + len(self.rows), stale=narrated))
+    def take_audio(self, row: int, take: int) -> tuple[np.ndarray, int] | None:
+        """Take ``take`` of row ``row`` (None while it has no file)."""
+        assert self.project is not None
+        item = self.project.with_take(self.planned[row], take, generation(self._model))
+        return self.project.read_chunk(item) if self.project.is_done(item) else None
 
-    # What the window shows.
-
-    def to_generate(self) -> list[int]:
-        """Rows that need a take: never generated (or edited since), or failed."""
-        return [i for i, r in enumerate(self.rows) if not r.takes or r.status is ChunkStatus.FAILED]
-
-    def counts(self) -> dict[ChunkStatus, int]:
-        tally = dict.fromkeys(ChunkStatus, 0)
-        for row in self.rows:
-            tally[row.status] += 1
-        return tally
-
-    @property
-    def audio_seconds(self) -> float:
-        return sum(len(t.audio) / t.sample_rate for r in self.rows if (t := r.audio) is not None)
-
-    @property
-    def speed(self) -> float | None:
-        """Audio seconds generated per wall-clock second since this run's first job (None before audio)."""
-        if self._started_at is None or self._generated_seconds == 0:
+    def chosen_audio(self, row: int) -> tuple[np.ndarray, int] | None:
+        if not self.planned or self.project is None:
             return None
-        elapsed = self._clock() - self._started_at
-        return self._generated_seconds / elapsed if elapsed > 0 else None
-
-    @property
-    def eta_seconds(self) -> float | None:
-        """Time left for the queued jobs, assuming they speak as long per chunk as those done so far."""
-        done = [len(t.audio) / t.sample_rate for r in self.rows if (t := r.audio) is not None]
-        speed = self.speed
-        if not done or not speed:
-            return None
-        return len(self._jobs) * (sum(done) / len(done)) / speed
+        item = self.planned[row]
+        return self.project.read_chunk(item) if self.project.is_done(item) else None
 
     def summary(self) -> str:
         """One line for the progress label."""
-        tally = self.counts()
-        line = (f"{tally[ChunkStatus.DONE]}/{len(self.rows)} chunks done, "
-                f"{tally[ChunkStatus.GENERATING]} generating, {tally[ChunkStatus.FAILED]} failed; "
-                f"{self.audio_seconds:.1f} s of audio")
-        if (speed := self.speed) is not None:
-            line += f", {speed:.2f}x real time"
-        if (eta := self.eta_seconds) is not None and self._jobs:
-            line += f", about {eta:.0f} s left"
+        done = sum(r.status is ChunkStatus.DONE for r in self.rows)
+        line = f"{done}/{len(self.rows)} chunks done"
+        if (progress := self.progress) is not None:
+            line += f", {progress.audio_seconds:.1f} s of audio"
+            if progress.speed is not None:
+                line += f", {progress.speed:.2f}x real time"
+            if progress.eta_seconds is not None:
+                line += f", about {progress.eta_seconds:.0f} s left"
         return line
 
     def cues(self) -> list[tuple[float, float, str]]:
         """(start, end, text) of each chunk in ``assembled()``'s audio, in seconds."""
         spans, start = [], 0.0
-        for row in self.rows:
-            take = row.audio
-            if take is None:
+        for index, row in enumerate(self.rows):
+            chosen = self.chosen_audio(index)
+            if chosen is None:
                 return []
-            end = start + len(take.audio) / take.sample_rate
+            audio, rate = chosen
+            end = start + len(audio) / rate
             spans.append((start, end, row.text))
-            start = end + int(CHUNK_GAP_SECONDS * take.sample_rate) / take.sample_rate
+            start = end + int(CHUNK_GAP_SECONDS * rate) / rate
         return spans
 
     def assembled(self) -> tuple[np.ndarray, int] | None:
         """The chosen takes in order with the chunk pause between them (None until every chunk has one)."""
-        takes = [r.audio for r in self.rows]
+        takes = [self.chosen_audio(i) for i in range(len(self.rows))]
         if not takes or any(t is None for t in takes):
             return None
-        rate = takes[0].sample_rate
+        rate = takes[0][1]
         gap = np.zeros(int(CHUNK_GAP_SECONDS * rate), dtype=np.float32)
         parts: list[np.ndarray] = []
-        for take in takes:
-            parts.extend([gap, take.audio] if parts else [take.audio])
+        for audio, _ in takes:
+            parts.extend([gap, audio] if parts else [audio])
         return np.concatenate(parts).astype(np.float32, copy=False), rate
+
+
+def generation(model: str) -> Generation:
+    """What the window's chunks depend on besides text and voice (the CLI's default seed)."""
+    return Generation(model, model_revision(model))

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.state.narration import ChunkRow, NarrationProgress
+from desktop.state.narration import ChunkRow, ChunkStatus, NarrationState
 
 COLUMNS = ("¶", "Status", "Take", "Text")
 
@@ -62,9 +62,9 @@ class ChunkList(QWidget):
         layout.addWidget(self.progress_label)
         layout.addWidget(self.table, 1)
         layout.addLayout(bar)
-        self._progress: NarrationProgress | None = None
+        self._progress: NarrationState | None = None
 
-    def show_progress(self, progress: NarrationProgress) -> None:
+    def show_progress(self, progress: NarrationState) -> None:
         """Redraw every row (a new or edited narration)."""
         self._progress = progress
         self.table.setRowCount(len(progress.rows))
@@ -100,11 +100,9 @@ class ChunkList(QWidget):
         if self._progress is None or not 0 <= index < len(self._progress.rows):
             return
         row = self._progress.rows[index]
-        self.takes.addItems([str(n + 1) for n in range(len(row.takes))])
-        for n, take in enumerate(row.takes):
-            self.takes.setItemData(n, f"seed {take.seed}", Qt.ItemDataRole.ToolTipRole)
-        if row.chosen is not None:
-            self.takes.setCurrentIndex(row.chosen)
+        if row.status is ChunkStatus.DONE:
+            self.takes.addItems([str(n + 1) for n in range(row.takes)])
+            self.takes.setCurrentIndex(row.take)
 
     def _regenerate(self) -> None:
         if (row := self.selected_row()) is not None:
@@ -116,6 +114,5 @@ class ChunkList(QWidget):
 
 
 def _cells(row: ChunkRow) -> tuple[str, str, str, str]:
-    status = row.status.value + (" (edited)" if row.stale else "")
-    take = f"{row.chosen + 1}/{len(row.takes)}" if row.chosen is not None else "-"
-    return str(row.paragraph + 1), status, take, row.text
+    take = f"{row.take + 1}/{row.takes}" if row.status is ChunkStatus.DONE else "-"
+    return str(row.paragraph + 1), row.status.value, take, row.text

@@ -162,12 +162,24 @@ class Project:
             if item.number in wanted:
                 record = takes.setdefault(item.base_key, {"chosen": 0, "takes": 1})
                 record["chosen"], record["takes"] = record["takes"], record["takes"] + 1
-                key = chunk_key(item.chunk.text, item.voice.content_hash, generation, record["chosen"])
-                item = PlannedChunk(item.number, item.chapter, item.chunk, item.voice, item.base_key,
-                                    record["chosen"], key, seed_for(key))
+                item = self.with_take(item, record["chosen"], generation)
             out.append(item)
         self._write_manifest(manifest)
         return out
+
+    def with_take(self, item: PlannedChunk, take: int, generation: Generation) -> PlannedChunk:
+        """``item`` keyed as its take ``take`` (0: the first), e.g. to hear a take that is not chosen."""
+        key = chunk_key(item.chunk.text, item.voice.content_hash, generation, take) if take else item.base_key
+        return PlannedChunk(item.number, item.chapter, item.chunk, item.voice, item.base_key, take, key, seed_for(key))
+
+    def choose(self, item: PlannedChunk, take: int) -> None:
+        """Make take ``take`` (0-based, one already made) the one ``item``'s chunk uses from now on."""
+        manifest = self.manifest()
+        record = manifest.setdefault("takes", {}).setdefault(item.base_key, {"chosen": 0, "takes": 1})
+        if not 0 <= take < record["takes"]:
+            raise BadInputError(f"Chunk {item.number} has {record['takes']} takes; choose one of them.")
+        record["chosen"] = take
+        self._write_manifest(manifest)
 
     @property
     def dictionary_path(self) -> Path:
