@@ -21,7 +21,8 @@ from inference.errors import HardwareSpecError
 from inference.units import GiB
 
 # Usable host-to-device bandwidth per PCIe lane with pinned memory, GB/s: the raw lane rate times
-# the ~80% that pinned copies reach in practice (measured 41.5-55 GB/s on Gen5 x16, NOTES.md).
+# the ~80% that pinned copies reach in practice (measured 54.4-55.5 GB/s on Gen5 x16:
+# docs/measurements.md, "Host-to-device bandwidth").
 _PINNED_GBPS_PER_LANE = {1: 0.2, 2: 0.4, 3: 0.79, 4: 1.58, 5: 3.15, 6: 6.3}
 
 # Memory bandwidth, GB/s, from the makers' specification sheets (laptop parts at their common memory
