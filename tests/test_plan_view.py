@@ -54,7 +54,7 @@ def test_verdicts_for_every_preset(preset):
 
 
 def test_components_and_reasons_of_an_offloaded_plan():
-    [csm] = [c for c in choices_for("gtx1060-6g") if c.name == "csm-1b"]
+    [csm] = [c for c in choices_for("gtx1650-4g") if c.name == "csm-1b"]
     plan = csm.plan
     assert plan.level == "streamed" and plan.reasons
     assert any("layers" in c.placement for c in plan.components)  # the backbone is streamed in
@@ -100,11 +100,11 @@ def test_plan_view_does_not_import_torch():
 def test_plan_panel_shows_the_view_and_reports_choices(qtbot):
     from desktop.widgets.plan_panel import PlanPanel
 
-    view = PlanViewModel(PRESETS["gtx1060-6g"], choices_for("gtx1060-6g"))
+    view = PlanViewModel(PRESETS["gtx1650-4g"], choices_for("gtx1650-4g"))
     panel = PlanPanel(view)
     qtbot.addWidget(panel)
     assert panel.models.rowCount() == len(registry.specs())
-    assert "GTX 1060" in panel.hardware.text()
+    assert "GTX 1650" in panel.hardware.text()
     row = [panel.models.item(r, 0).text() for r in range(panel.models.rowCount())].index("csm-1b")
     with qtbot.waitSignal(panel.model_chosen) as chosen:
         panel.models.selectRow(row)
@@ -114,9 +114,9 @@ def test_plan_panel_shows_the_view_and_reports_choices(qtbot):
     panel.on_event(MemorySample("j", 1, cuda_reserved_bytes=3 * GiB, nvml_used_bytes=4 * GiB))
     assert "3.00 GiB allocator" in panel.memory.text()
     with qtbot.waitSignal(panel.vram_limit_changed) as limit:
-        panel.limit.setValue(2.0)
-    assert limit.args == [2 * GiB]
-    # Under a 2 GiB limit every model is planned again: CSM no longer fits on the GPU even streamed.
+        panel.limit.setValue(1.5)
+    assert limit.args == [int(1.5 * GiB)]
+    # Under a 1.5 GiB limit every model is planned again: CSM no longer fits on the GPU even streamed.
     qtbot.waitUntil(lambda: view.plan.level == "cpu", timeout=20000)
     assert view.current == "csm-1b" and "CPU" in panel.models.item(row, 1).text()
     with qtbot.waitSignal(panel.override_changed) as override:
