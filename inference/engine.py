@@ -119,6 +119,8 @@ def _open_fast_session(ref: ModelRef, plan: Plan, loaded: LoadedModel) -> tuple[
     if plan.device == "cpu" and plan.cpu_projections == "int8":
         # 0.58x fp32's time on one thread (load 4.4), audio 35 dB SNR: results/cpu-tier-local-1threads
         options["weight_dtype"] = torch.qint8
+    if plan.device == "cpu" and plan.cpu_codec_dtype:
+        options["codec_dtype"] = getattr(torch, plan.cpu_codec_dtype)
     return fastpath.open_session(ref.adapter, loaded, plan.batch_size, capacity, **options), support.reason
 
 

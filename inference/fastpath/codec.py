@@ -8,11 +8,20 @@ context it needs: the previous frame's latent for the upsampler, the transformer
 and the last ``context_steps`` transformer outputs for the SEANet (its receptive field is about
 7.5 steps for Mimi's kernels; 16 leaves room). The SEANet re-runs over that overlap and the
 overlapping samples are dropped.
+
+On a CPU tier the decode runs on a copy of Pocket TTS's decoding half (``pocket_decoding_copy``): in
+bf16 where the CPU computes bf16 natively, its transformer's projections in int8 where it has int8 dot
+products. The loaded codec itself stays as it is, for encoding voices and for plain ``generate``.
 """
 
 from __future__ import annotations
 
+import copy
+
 import torch
+from torch import nn
+
+from inference.fastpath.layers import int8_linears
 
 
 class MimiStream:
@@ -23,11 +32,9 @@ class MimiStream:
     ``latent_proj`` over continuous latents instead (``for_pocket``).
     """
 
-    def __init__(self, codec: torch.nn.Module, context_steps: int = 16, to_latents=None,
-                 transformer: torch.nn.Module | None = None):
-        """``transformer`` stands in for the decoder's own (an int8 copy on the CPU tier)."""
+    def __init__(self, codec: torch.nn.Module, context_steps: int = 16, to_latents=None):
         self.decoder = codec.decoder
-        self.transformer = transformer or codec.decoder.decoder_transformer
+        self.transformer = codec.decoder.decoder_transformer
         self.to_latents = to_latents or self._codes_to_latents
         self.quantizer = getattr(codec, "quantizer", None)
         self.codebook_size = getattr(codec.config, "codebook_size", 0)
@@ -42,12 +49,12 @@ class MimiStream:
         self._context: torch.Tensor | None = None
 
     @classmethod
-    def for_pocket(cls, codec: torch.nn.Module, context_steps: int = 16,
-                   transformer: torch.nn.Module | None = None) -> MimiStream:
-        """Pocket TTS's codec: (rows, frames, latent_dim) continuous latents in, as ``codec.decode`` takes."""
+    def for_pocket(cls, codec: torch.nn.Module, context_steps: int = 16) -> MimiStream:
+        """Pocket TTS's codec (or its ``pocket_decoding_copy``): (rows, frames, latent_dim) continuous
+        latents in, as ``codec.decode`` takes."""
         def project(latents: torch.Tensor) -> torch.Tensor:
             return codec.latent_proj(latents.to(codec.latent_proj.weight.dtype).transpose(1, 2))
-        return cls(codec, context_steps, project, transformer)
+        return cls(codec, context_steps, project)
 
     @property
     def samples_per_frame(self) -> int:
@@ -83,3 +90,39 @@ class MimiStream:
         if previous is None:
             return upsample(latents)
         return upsample(torch.cat([previous, latents], dim=-1))[..., self.stride:]
+
+
+class _DecodingHalf(nn.Module):
+    """What ``MimiStream.for_pocket`` reads of a Pocket TTS codec: configs, latent projection, upsampler,
+    transformer and SEANet (the codec's own modules where they keep its dtype, else copies)."""
+
+    def __init__(self, codec: nn.Module, dtype: torch.dtype | None, transformer: nn.Module):
+        super().__init__()
+        self.config = codec.config
+        self.latent_proj = _in_dtype(codec.latent_proj, dtype)
+        self.decoder = nn.Module()
+        self.decoder.config = codec.decoder.config
+        self.decoder.upsample = _in_dtype(codec.decoder.upsample, dtype)
+        self.decoder.decoder_transformer = transformer
+        self.decoder.decoder_seanet = _in_dtype(codec.decoder.decoder_seanet, dtype)
+
+
+def _in_dtype(module: nn.Module | None, dtype: torch.dtype | None) -> nn.Module | None:
+    if module is None or dtype is None or next(module.parameters()).dtype == dtype:
+        return module
+    return copy.deepcopy(module).to(dtype)
+
+
+def pocket_decoding_copy(codec: nn.Module, dtype: torch.dtype | None = None,
+                         int8_transformer: bool = False) -> nn.Module:
+    """The decoding half of Pocket TTS's codec in ``dtype`` (None: the codec's), its transformer's linear
+    layers in int8 if ``int8_transformer`` (quantized from the codec's own weights; the layers around them
+    compute in ``dtype``).
+
+    On a CPU with bf16 dot products (AVX512-BF16, AMX) oneDNN convolves bf16 in about 0.6x fp32's time,
+    without them in 2-10x (benchmarks/results/cpu-tier-*, the codec variants); the int8 transformer takes
+    about 0.45x fp32's time either way.
+    """
+    transformer = codec.decoder.decoder_transformer
+    transformer = int8_linears(transformer).to(dtype) if int8_transformer else _in_dtype(transformer, dtype)
+    return _DecodingHalf(codec, dtype, transformer)

@@ -16,10 +16,9 @@ import numpy as np
 import torch
 
 from inference.adapters.base import LoadedModel, ModelAdapter, VoicePrompt
-from inference.fastpath.codec import MimiStream
+from inference.fastpath.codec import MimiStream, pocket_decoding_copy
 from inference.fastpath.csm import CsmFastDecoder, sampling_of
 from inference.fastpath.frames import FrameBlock
-from inference.fastpath.layers import int8_linears
 from inference.fastpath.pocket import PocketFastDecoder
 from inference.fastpath.vibevoice import VibeVoiceFastDecoder, noise_scheduler
 
@@ -185,19 +184,24 @@ class PocketSession(FastSession):
         return "static KV cache sized by the plan, lean step loop, streamed codec"
 
     def __init__(self, adapter: ModelAdapter, loaded: LoadedModel, batch_size: int, capacity: int,
-                 check_every: int = 8, first_block: int = 2, weight_dtype: torch.dtype | None = None):
+                 check_every: int = 8, first_block: int = 2, weight_dtype: torch.dtype | None = None,
+                 codec_dtype: torch.dtype | None = None):
+        """``weight_dtype``: the backbone's projections (``PocketFastDecoder``); int8 also quantizes the
+        codec transformer's (the codec's CPU time per frame 12.0 -> 9.4 ms, 1 thread, 8-frame pushes).
+        ``codec_dtype``: the codec decodes in that dtype (bf16 where the CPU computes it natively)."""
         self.adapter = adapter
         self.loaded = loaded
         self.check_every, self.first_block = check_every, first_block
         self.decoder = PocketFastDecoder(loaded.model, batch_size, capacity, weight_dtype)
-        codec = loaded.processor.audio_tokenizer.decoder.decoder_transformer
-        # the codec transformer in int8 too: the codec's CPU time per frame 12.0 -> 9.4 ms (1 thread, 8-frame pushes)
-        self.codec_transformer = int8_linears(codec) if weight_dtype == torch.qint8 else None
+        codec, int8 = loaded.processor.audio_tokenizer, weight_dtype == torch.qint8
+        self.codec = pocket_decoding_copy(codec, codec_dtype, int8) if int8 or codec_dtype else codec
         self.kind = "pocket_tts: static KV cache, lean step loop"
-        if weight_dtype == torch.qint8:
+        if int8:
             self.kind += ", int8 projections (backbone, flow head, codec transformer)"
         elif weight_dtype is not None:
             self.kind += f", {weight_dtype} weights"
+        if codec_dtype is not None:
+            self.kind += f", codec in {str(codec_dtype).removeprefix('torch.')}"
 
     def warm_up(self) -> float:
         return 0.0  # nothing to capture; the caches exist from the start
@@ -212,7 +216,7 @@ class PocketSession(FastSession):
         processor, model = self.loaded.processor, self.loaded.model
         inputs = self.adapter.prompt_inputs(self.loaded, prompt, texts)
         budget = max_frames or max(self.adapter.frames_for_text(text) for text in texts)
-        codec = MimiStream.for_pocket(processor.audio_tokenizer, transformer=self.codec_transformer)
+        codec = MimiStream.for_pocket(self.codec)
         blocks = self.decoder.stream(inputs, seeds, budget, block=self.check_every,
                                      first_block=self.first_block)
         rate = processor.feature_extractor.sampling_rate

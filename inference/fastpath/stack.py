@@ -46,8 +46,9 @@ class CachedStack:
         self.slot.fill_(1)
 
     def prefill(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Run left-padded prompts (rows, seq, hidden) into the cache; returns each row's last state, normed."""
-        seq = embeds.shape[1]
+        """Run left-padded prompts (rows, seq, hidden) into the first rows of the cache; returns each row's
+        last state, normed."""
+        rows, seq = embeds.shape[:2]
         valid = mask.bool()
         positions = prompt_positions(mask)
         cos, sin = self.cos[positions], self.sin[positions]
@@ -59,26 +60,14 @@ class CachedStack:
         for i, layer in enumerate(self.layers):
             q, k, v = layer.qkv(x, cos, sin)
             k, v = k.transpose(1, 2), v.transpose(1, 2)
-            self.cache.k[i, :, :, :seq] = k
-            self.cache.v[i, :, :, :seq] = v
+            self.cache.k[i, :rows, :, :seq] = k
+            self.cache.v[i, :rows, :, :seq] = v
             x = layer.finish(x, layer.attend_many(q, k, v, attn_mask))
         self.key_valid.zero_()
-        self.key_valid[:, :seq] = valid
+        self.key_valid[:rows, :seq] = valid
         self.slot.fill_(seq)
-        self.pos.copy_(positions[:, -1] + 1)
+        self.pos[:rows].copy_(positions[:, -1] + 1)
         return rms_norm(self.norm, x[:, -1:])[:, 0]
-
-    def adopt(self, cache, mask: torch.Tensor) -> None:
-        """Take left-padded prompts the model ran itself: the keys and values of its transformers cache
-        (for models that place more than token embeddings in a prompt, as Pocket TTS places the voice)."""
-        rows, seq = mask.shape
-        for i, layer in enumerate(cache.layers):
-            self.cache.k[i, :rows, :, :seq] = layer.keys
-            self.cache.v[i, :rows, :, :seq] = layer.values
-        self.key_valid.zero_()
-        self.key_valid[:rows, :seq] = mask.bool()
-        self.slot.fill_(seq)
-        self.pos[:rows].copy_(prompt_positions(mask)[:, -1] + 1)
 
     def step(self, x: torch.Tensor, length: int | None = None) -> torch.Tensor:
         """One position for the first rows: (rows, 1, hidden) in, each row's new state (rows, hidden) out,

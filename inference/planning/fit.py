@@ -558,13 +558,16 @@ def _cpu(ref: ModelRef, hardware: Hardware, work: Workload, search: _Search) -> 
     projections = "int8" if hardware.cpu_int8 else ""
     if projections:
         reasons += ("a CPU tier decodes with int8 projections (this CPU has AVX2 int8 dot products)",)
+    codec_dtype = "bfloat16" if hardware.cpu_bf16 else ""
+    if codec_dtype:
+        reasons += ("a CPU tier decodes audio with its codec in bf16 (this CPU computes bf16 natively)",)
     components = {c.name: {"role": c.role.value, "bytes": c.nbytes, "dtype": policy.storage,
                            "compute_dtype": policy.compute, "placement": "cpu"}
                   for c in ref.shape.at(policy.storage).components}
     return Plan(ref.label, "cpu", "resident", "cpu", policy.storage, {"": "cpu"}, work.chunk_chars,
                 work.batch_size, kv_cache_bytes(ref.facts, ref.shape.at(policy.storage), work), MemoryBreakdown(), 0,
                 need, reasons, components, model_digest=ref.shape.digest, compute_dtype=_compute_dtype(policy),
-                cpu_projections=projections)
+                cpu_projections=projections, cpu_codec_dtype=codec_dtype)
 
 
 def _cpu_need(ref: ModelRef, work: Workload, policy: DtypePolicy) -> int:

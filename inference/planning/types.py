@@ -88,6 +88,7 @@ class Plan:
     model_digest: str = ""  # the model's sizes (``ModelShape.digest``): another checkpoint is another plan
     compute_dtype: str = ""  # the dtype layers compute in when wider than ``dtype`` (upcast per layer); "": same
     cpu_projections: str = ""  # "int8": a CPU tier's decoder runs its projections in int8 (hardware.cpu_int8)
+    cpu_codec_dtype: str = ""  # "bfloat16": a CPU tier decodes audio with its codec in bf16 (hardware.cpu_bf16)
 
     @property
     def predicted_peak_bytes(self) -> int:
