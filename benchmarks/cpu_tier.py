@@ -1,15 +1,29 @@
-"""Pocket TTS's CPU tier: real-time factor of each weight option against fp32, and how far its audio moves.
+"""Pocket TTS's CPU tier: the real-time factor of what each kind of CPU's plan runs, against fp32, where the time
+goes, and how far each variant's audio moves from fp32's.
 
-Real-size Pocket TTS (random weights, its real codec config) through ``PocketSession``, the session the
-CPU plan opens, at batch 1 on ``--threads`` threads: fp32, bf16 weight storage and int8 projections
-(``weight_dtype=torch.qint8``: backbone and flow head). Variants are interleaved and repeated; each
-figure is a median, next to its ratio to fp32 from the same run, with the machine's load average and the
-process CPU time per thread (on a shared machine the better estimate of an idle one). The audio and the
-latents of every variant are compared with fp32's for the same seed (sampling on, the released
-temperature): SNR in dB, max and mean absolute difference. Random weights never end a chunk, so
-every chunk runs its full budget.
+A random full-size checkpoint (``tests.tiny_models.full_size``, written to a temporary folder: no download) is
+loaded through the app's own path: ``make_plan`` for this machine with its CPU flags set each way, then
+``Engine.load``, which opens the plan's ``PocketSession`` at batch 1. The variants the app runs:
 
-    taskset -c 0,1 python benchmarks/cpu_tier.py --threads 2            # about 2 minutes on a quiet host
+- ``fp32``: a CPU with neither flag, the reference;
+- ``int8``: int8 dot products but no native bf16 (AVX2): fp32 model, int8 projections (backbone, flow head,
+  codec transformer);
+- ``bf16+int8``: native bf16 too (AVX512-BF16, AMX): bf16 model, int8 projections, the codec's SEANet in bf16.
+  Only where this CPU computes bf16 natively (elsewhere no plan picks it, and bf16 convolutions are emulated).
+
+and, beside it on the same loaded model, what each of its parts is worth: ``bf16+int8, codec fp32`` (the codec
+as before: fp32 SEANet) and ``int8, codec bf16`` (the fp32 model with the bf16 codec). Every variant decodes
+the same chunk (``--frames`` frames of one sentence after a 5 s voice, sampling on, seed 7; random weights never
+end it early); the timed runs are interleaved, ``--repeats`` per variant, each figure a median, its ratio to
+fp32's median of the same run, the process CPU time per thread (on a shared machine the better estimate of an
+idle one) and the load average. Then one more run per variant with timers around the session's parts splits its
+time: prompt prefill, backbone steps, flow head, codec transformer, codec SEANet, and the rest (Python, noise,
+copies, the upsampler). The audio of every variant is compared with fp32's (``tests.audio_difference``: SNR,
+max and mean absolute difference, mel spectrogram relative and dB difference).
+
+    taskset -c 0,1 python3 benchmarks/cpu_tier.py --threads 2 --repeats 3 --tag HOST-2cores
+
+Writes ``benchmarks/results/cpu-tier-<tag>-<threads>threads.{json,md}``.
 """
 
 from __future__ import annotations
@@ -21,6 +35,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,29 +46,94 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.realtime import SENTENCE, build_model, machine  # noqa: E402
+from benchmarks.realtime import SENTENCE, machine  # noqa: E402
 from inference import fastpath  # noqa: E402
+from inference.engine import Engine  # noqa: E402
+from inference.hardware import Hardware, cpu_computes_bf16, cpu_computes_int8, detect  # noqa: E402
+from inference.models import describe  # noqa: E402
+from inference.planner import make_plan  # noqa: E402
+from tests.audio_difference import difference  # noqa: E402
+from tests.tiny_models.full_size import build_full  # noqa: E402
 
-VARIANTS = {"fp32": None, "bf16_weights": torch.bfloat16, "int8": torch.qint8}
 FRAME_S = 0.08  # Pocket TTS: 12.5 frames per second
+SEED = 7
+PARTS = ("prefill", "backbone", "flow_head", "codec_transformer", "codec_seanet")
 
 
-def snr_db(reference: np.ndarray, other: np.ndarray) -> float:
-    noise = float(np.sum((reference - other) ** 2))
-    return float("inf") if noise == 0 else 10 * np.log10(float(np.sum(reference ** 2)) / noise)
+@dataclass
+class Variant:
+    name: str
+    what: str  # one line for the table
+    session: fastpath.FastSession
+    rate: int
 
 
-def difference(reference: np.ndarray, other: np.ndarray) -> dict:
-    return {"snr_db": snr_db(reference, other), "max_abs": float(np.abs(reference - other).max()),
-            "mean_abs": float(np.abs(reference - other).mean())}
+def _plan_variants(ref, hardware: Hardware, threads: int) -> dict[str, Variant]:
+    """The app's variants (Engine.load of the plan for each flag set) and the ablations beside them."""
+    flags = {"fp32": (False, False), "int8": (False, True)}
+    if hardware.cpu_bf16:
+        flags["bf16+int8"] = (True, True)
+    variants, engines = {}, {}
+    for name, (bf16, int8) in flags.items():
+        plan = make_plan(ref, replace(hardware, cpu_bf16=bf16, cpu_int8=int8))
+        engines[name] = engine = Engine.load(ref, plan)
+        what = f"plan: {plan.dtype}, projections {plan.cpu_projections or 'as the model'}, codec " \
+               f"{plan.cpu_codec_dtype or 'float32'}"
+        variants[name] = Variant(name, what, engine.fast, engine.sample_rate)
+    if hardware.cpu_bf16:
+        ablations = {"bf16+int8, codec fp32": ("bf16+int8", None), "int8, codec bf16": ("int8", torch.bfloat16)}
+        for name, (base, codec) in ablations.items():
+            engine = engines[base]
+            session = fastpath.open_session(engine.ref.adapter, engine.loaded, 1, engine.fast.decoder.capacity,
+                                            weight_dtype=torch.qint8, codec_dtype=codec)
+            variants[name] = Variant(name, f"{base}'s model, codec {'bfloat16' if codec else 'float32'}",
+                                     session, engine.sample_rate)
+    torch.set_num_threads(threads)  # Engine.load picks the machine's cores; the benchmark pins its own count
+    return variants
 
 
-def run(session, prompt, frames: int, seed: int) -> tuple[dict, np.ndarray]:
+def _chunk(variant: Variant, prompt, frames: int) -> tuple[float, float, np.ndarray]:
+    """Wall and CPU seconds of one chunk, and its audio."""
     start, cpu = time.perf_counter(), time.process_time()
-    audio = session.generate(prompt, [SENTENCE], [seed], max_frames=frames)[0]
-    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
-    seconds = frames * FRAME_S
-    return {"rtf": wall / seconds, "cpu_rtf_per_thread": cpu / torch.get_num_threads() / seconds}, audio
+    audio = variant.session.generate(prompt, [SENTENCE], [SEED], max_frames=frames)[0]
+    return time.perf_counter() - start, time.process_time() - cpu, audio
+
+
+def _timed(totals: dict[str, float], part: str, call: Callable) -> Callable:
+    def run(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return call(*args, **kwargs)
+        finally:
+            totals[part] += time.perf_counter() - start
+    return run
+
+
+def _split(variant: Variant, prompt, frames: int) -> dict[str, float]:
+    """One chunk with timers around the session's parts: each part's share of the chunk's wall time."""
+    session, totals = variant.session, defaultdict(float)
+    decoder, codec = session.decoder, session.codec.decoder
+    targets = {"prefill": (decoder, "_prefill"), "backbone": (decoder.stack, "step"),
+               "flow_head": (decoder, "_flow"), "codec_transformer": (codec.decoder_transformer, "forward"),
+               "codec_seanet": (codec.decoder_seanet, "forward")}
+    for part, (owner, name) in targets.items():
+        setattr(owner, name, _timed(totals, part, getattr(owner, name)))
+    try:
+        wall = _chunk(variant, prompt, frames)[0]
+    finally:
+        for owner, name in targets.values():
+            delattr(owner, name)  # the instance attribute only: the class's method shows through again
+    shares = {part: totals[part] / wall for part in PARTS}
+    shares["rest"] = 1 - sum(shares.values())
+    return {"rtf": wall / (frames * FRAME_S), **shares}
+
+
+def _cpu_name() -> str:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return ""
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,58 +144,73 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     p.add_argument("--tag", default="local")
     args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    from inference.adapters.pocket_tts import ADAPTER
-    from inference.models import describe
-
+    hardware = detect()
+    seconds = args.frames * FRAME_S
     with tempfile.TemporaryDirectory() as scratch:
-        adapter, loaded = build_model("pocket_tts", torch.device("cpu"), torch.float32, False, Path(scratch))
-    loaded.model.generation_config.do_sample, loaded.model.generation_config.temperature = True, 0.7
-    audio, rate = np.random.default_rng(0).standard_normal(24000 * 5).astype(np.float32) * 0.1, 24000
-    with torch.inference_mode():
-        prompt = adapter.build_voice_prompt(loaded, audio, rate, None)
-    capacity = fastpath.capacity_for(describe("pocket-tts"), 300)
-    sessions, opened = {}, {}
-    for name, weights in VARIANTS.items():
-        start = time.perf_counter()
-        sessions[name] = fastpath.open_session(ADAPTER, loaded, 1, capacity, weight_dtype=weights)
-        opened[name] = time.perf_counter() - start
-    runs: dict[str, list[dict]] = {name: [] for name in VARIANTS}
-    audio_of, latents_of = {}, {}
-    for name, session in sessions.items():  # first calls, and the audio and latents for the same seed
-        audio_of[name] = run(session, prompt, args.frames, seed=7)[1]
+        checkpoint = build_full("pocket-tts", Path(scratch) / "pocket-tts", device="cpu")
+        ref = describe(str(checkpoint))
+        variants = _plan_variants(ref, hardware, args.threads)
+    voice = np.random.default_rng(0).standard_normal(24000 * 5).astype(np.float32) * 0.1
+    prompts = {}
+    audio_of = {}
+    for name, variant in variants.items():  # first calls; the audio for the same seed
         with torch.inference_mode():
-            inputs = adapter.prompt_inputs(loaded, prompt, [SENTENCE])
-            latents_of[name] = session.decoder.generate(inputs, [7], args.frames)[0].numpy().copy()
+            prompts[name] = variant.session.adapter.build_voice_prompt(variant.session.loaded, voice,
+                                                                              24000, None)
+        audio_of[name] = _chunk(variant, prompts[name], args.frames)[2]
+    runs: dict[str, list[dict]] = {name: [] for name in variants}
     for _ in range(args.repeats):
-        for name, session in sessions.items():
-            figures, _ = run(session, prompt, args.frames, seed=7)
-            runs[name].append({**figures, "load_1min": os.getloadavg()[0]})
-    results = []
+        for name, variant in variants.items():
+            wall, cpu, _ = _chunk(variant, prompts[name], args.frames)
+            runs[name].append({"rtf": wall / seconds, "cpu_rtf_per_thread": cpu / args.threads / seconds,
+                               "load_1min": os.getloadavg()[0]})
+    splits = {name: _split(variant, prompts[name], args.frames) for name, variant in variants.items()}
     base = statistics.median(r["rtf"] for r in runs["fp32"])
-    for name in VARIANTS:
+    results = []
+    for name, variant in variants.items():
         rtf = statistics.median(r["rtf"] for r in runs[name])
-        results.append({"variant": name, "rtf": rtf, "ratio_to_fp32": rtf / base,
+        results.append({"variant": name, "what": variant.what, "kind": variant.session.kind, "rtf": rtf,
+                        "ratio_to_fp32": rtf / base,
                         "cpu_rtf_per_thread": statistics.median(r["cpu_rtf_per_thread"] for r in runs[name]),
-                        "load_1min": [r["load_1min"] for r in runs[name]], "open_s": opened[name],
-                        "audio_vs_fp32": difference(audio_of["fp32"], audio_of[name]),
-                        "latents_vs_fp32": difference(latents_of["fp32"], latents_of[name])})
-    info = {**machine(torch.device("cpu"), torch.get_num_threads()), "frames": args.frames,
-            "repeats": args.repeats, "uptime": os.popen("uptime").read().strip()}
+                        "load_1min": [r["load_1min"] for r in runs[name]], "split": splits[name],
+                        "audio_vs_fp32": difference(audio_of["fp32"], audio_of[name], variant.rate)})
+    info = {**machine(torch.device("cpu"), torch.get_num_threads()), "cpu_name": _cpu_name(),
+            "cpu_bf16": cpu_computes_bf16(), "cpu_int8": cpu_computes_int8(), "affinity": _affinity(),
+            "frames": args.frames, "repeats": args.repeats, "uptime": os.popen("uptime").read().strip()}
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"cpu-tier-{args.tag}-{args.threads}threads"
-    (args.out / f"{stem}.json").write_text(json.dumps({"machine": info, "results": results}, indent=1))
-    lines = [f"# Pocket TTS CPU tier, batch 1, {args.threads} threads", "", "```", json.dumps(info, indent=1),
-             "```", "", "| variant | RTF (median) | vs fp32 | CPU s per thread per audio s | load | audio SNR dB "
-             "| audio max abs | latents SNR dB | latents max abs |", "|---|---|---|---|---|---|---|---|---|"]
-    for r in results:
-        a, lat = r["audio_vs_fp32"], r["latents_vs_fp32"]
-        lines.append(f"| {r['variant']} | {r['rtf']:.3f} | {r['ratio_to_fp32']:.2f} | {r['cpu_rtf_per_thread']:.3f} "
-                     f"| {', '.join(f'{x:.1f}' for x in r['load_1min'])} | {a['snr_db']:.1f} | {a['max_abs']:.3g} "
-                     f"| {lat['snr_db']:.1f} | {lat['max_abs']:.3g} |")
-    (args.out / f"{stem}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    (args.out / f"{stem}.json").write_text(json.dumps({"machine": info, "results": results}, indent=1) + "\n")
+    text = markdown(results, info, args.threads)
+    (args.out / f"{stem}.md").write_text(text)
+    print(text)
+    print(f"Written: {args.out / stem}.{{json,md}}. On a quiet host, pinned to two cores:\n"
+          "taskset -c 0,1 python3 benchmarks/cpu_tier.py --threads 2 --repeats 3 --tag h200host-2cores")
     return 0
+
+
+def _affinity() -> int | None:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+
+
+def markdown(results: list[dict], info: dict, threads: int) -> str:
+    lines = [f"# Pocket TTS CPU tier, batch 1, {threads} threads", "", "```", json.dumps(info, indent=1), "```", "",
+             "| variant | what runs | RTF (median) | vs fp32 | CPU s per thread per audio s | load | audio SNR dB "
+             "| audio max abs | mel relative | mel dB mean abs |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        a = r["audio_vs_fp32"]
+        lines.append(f"| {r['variant']} | {r['what']} | {r['rtf']:.3f} | {r['ratio_to_fp32']:.2f} "
+                     f"| {r['cpu_rtf_per_thread']:.3f} | {', '.join(f'{x:.1f}' for x in r['load_1min'])} "
+                     f"| {a['snr_db']:.1f} | {a['max_abs']:.3g} | {a['mel_relative']:.3f} "
+                     f"| {a['mel_db_mean_abs']:.2f} |")
+    lines += ["", "Where one chunk's time goes (one extra run per variant, timers around the session's parts; "
+              "shares of its wall time):", "",
+              "| variant | RTF of this run | " + " | ".join(PARTS) + " | rest |",
+              "|---|---|" + "---|" * (len(PARTS) + 1)]
+    for r in results:
+        s = r["split"]
+        lines.append(f"| {r['variant']} | {s['rtf']:.3f} | "
+                     + " | ".join(f"{100 * s[part]:.0f}%" for part in (*PARTS, "rest")) + " |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

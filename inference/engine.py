@@ -125,5 +125,11 @@ def _open_fast_session(ref: ModelRef, plan: Plan, loaded: LoadedModel) -> tuple[
 
 
 def _physical_cores() -> int:
-    """Decode steps are matrix-vector products: hyper-threads share a core's vector units and only contend."""
-    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+    """Decode steps are matrix-vector products: hyper-threads share a core's vector units and only contend.
+
+    A process allowed fewer CPUs than the machine has (``taskset``, a container's cpuset) gets no more
+    threads than it may run: more threads than CPUs only wait on each other.
+    """
+    cores = psutil.cpu_count(logical=False) or os.cpu_count() or 1
+    allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
+    return max(1, min(cores, allowed))

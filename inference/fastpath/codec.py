@@ -39,6 +39,7 @@ class MimiStream:
         self.quantizer = getattr(codec, "quantizer", None)
         self.codebook_size = getattr(codec.config, "codebook_size", 0)
         self.context_steps = context_steps
+        self.dtype = next(self.decoder.decoder_seanet.parameters()).dtype  # transformer and SEANet compute in it
         upsample = self.decoder.upsample
         self.stride = upsample.conv.stride[0] if upsample is not None else 1
         self.samples_per_step = 1
@@ -69,7 +70,7 @@ class MimiStream:
         """Waveforms (rows, frames * samples_per_frame) of the next frames, identical to a full decode's."""
         device = next(self.decoder.parameters()).device
         latents = self.to_latents(frames.to(device))
-        steps = self._upsample(latents)
+        steps = self._upsample(latents).to(self.dtype)
         out = self.transformer(steps.transpose(1, 2), cache=self._cache, use_cache=True)
         self._cache = out.cache
         hidden = out.last_hidden_state.transpose(1, 2)
@@ -93,31 +94,33 @@ class MimiStream:
 
 
 class _DecodingHalf(nn.Module):
-    """What ``MimiStream.for_pocket`` reads of a Pocket TTS codec: configs, latent projection, upsampler,
-    transformer and SEANet (the codec's own modules where they keep its dtype, else copies)."""
+    """What ``MimiStream.for_pocket`` reads of a Pocket TTS codec: its configs, latent projection and
+    upsampler (shared), a transformer, and its SEANet in ``dtype`` (a copy where that is another dtype)."""
 
     def __init__(self, codec: nn.Module, dtype: torch.dtype | None, transformer: nn.Module):
         super().__init__()
         self.config = codec.config
-        self.latent_proj = _in_dtype(codec.latent_proj, dtype)
+        # the upsampler's depthwise transposed convolution has no fast bf16 kernel (30x fp32's time): both
+        # frame-rate layers keep the codec's dtype, ``MimiStream.push`` casts their output
+        self.latent_proj = codec.latent_proj
         self.decoder = nn.Module()
         self.decoder.config = codec.decoder.config
-        self.decoder.upsample = _in_dtype(codec.decoder.upsample, dtype)
+        self.decoder.upsample = codec.decoder.upsample
         self.decoder.decoder_transformer = transformer
         self.decoder.decoder_seanet = _in_dtype(codec.decoder.decoder_seanet, dtype)
 
 
-def _in_dtype(module: nn.Module | None, dtype: torch.dtype | None) -> nn.Module | None:
-    if module is None or dtype is None or next(module.parameters()).dtype == dtype:
+def _in_dtype(module: nn.Module, dtype: torch.dtype | None) -> nn.Module:
+    if dtype is None or next(module.parameters()).dtype == dtype:
         return module
     return copy.deepcopy(module).to(dtype)
 
 
 def pocket_decoding_copy(codec: nn.Module, dtype: torch.dtype | None = None,
                          int8_transformer: bool = False) -> nn.Module:
-    """The decoding half of Pocket TTS's codec in ``dtype`` (None: the codec's), its transformer's linear
-    layers in int8 if ``int8_transformer`` (quantized from the codec's own weights; the layers around them
-    compute in ``dtype``).
+    """The decoding half of Pocket TTS's codec with its transformer and SEANet in ``dtype`` (None: the
+    codec's), the transformer's linear layers in int8 if ``int8_transformer`` (quantized from the codec's
+    own weights; the layers around them compute in ``dtype``).
 
     On a CPU with bf16 dot products (AVX512-BF16, AMX) oneDNN convolves bf16 in about 0.6x fp32's time,
     without them in 2-10x (benchmarks/results/cpu-tier-*, the codec variants); the int8 transformer takes
