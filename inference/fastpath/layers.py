@@ -126,10 +126,10 @@ class FastLayer:
             down, self.act = mlp.down_proj, mlp.act_fn
         else:
             up, down, self.act = (mlp.fc1.weight, mlp.fc1.bias), mlp.fc2, mlp.activation_fn
-        self.qkv_proj = _projection(*qkv, weight_dtype)
-        self.up_proj = _projection(*up, weight_dtype)
-        self.o_proj = _projection(attn.o_proj.weight, attn.o_proj.bias, weight_dtype)
-        self.down_proj = _projection(down.weight, down.bias, weight_dtype)
+        self.qkv_proj = projection(*qkv, weight_dtype)
+        self.up_proj = projection(*up, weight_dtype)
+        self.o_proj = projection(attn.o_proj.weight, attn.o_proj.bias, weight_dtype)
+        self.down_proj = projection(down.weight, down.bias, weight_dtype)
         self.norm_in, self.norm_post = layer.input_layernorm, layer.post_attention_layernorm
 
     def qkv(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
@@ -182,7 +182,7 @@ class FastLayer:
         return out.transpose(1, 2).reshape(batch, seq, self.q_heads * self.head_dim)
 
 
-def _projection(weight: torch.Tensor, bias: torch.Tensor | None, weight_dtype: torch.dtype | None):
+def projection(weight: torch.Tensor, bias: torch.Tensor | None, weight_dtype: torch.dtype | None):
     """``x -> x W^T + b`` with the weights as the model has them, stored in ``weight_dtype`` (the input is
     cast to it and the output back), or int8 (``torch.qint8``: ``Int8Linear``)."""
     if weight_dtype == torch.qint8:
