@@ -46,6 +46,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks import cpu_tier_parts  # noqa: E402
 from benchmarks.realtime import SENTENCE, machine  # noqa: E402
 from inference import fastpath  # noqa: E402
 from inference.engine import Engine  # noqa: E402
@@ -165,6 +166,11 @@ def main(argv: list[str] | None = None) -> int:
             runs[name].append({"rtf": wall / seconds, "cpu_rtf_per_thread": cpu / args.threads / seconds,
                                "load_1min": os.getloadavg()[0]})
     splits = {name: _split(variant, prompts[name], args.frames) for name, variant in variants.items()}
+    app = variants["bf16+int8" if hardware.cpu_bf16 else "int8"]  # what this CPU's plan runs
+    with torch.inference_mode():
+        inputs = app.session.adapter.prompt_inputs(app.session.loaded, prompts[app.name], [SENTENCE])
+    parts = cpu_tier_parts.measure(cpu_tier_parts.parts(app.session, inputs, hardware.cpu_bf16),
+                                   2 * args.repeats + 1, args.threads)
     base = statistics.median(r["rtf"] for r in runs["fp32"])
     results = []
     for name, variant in variants.items():
@@ -179,8 +185,9 @@ def main(argv: list[str] | None = None) -> int:
             "frames": args.frames, "repeats": args.repeats, "uptime": os.popen("uptime").read().strip()}
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"cpu-tier-{args.tag}-{args.threads}threads"
-    (args.out / f"{stem}.json").write_text(json.dumps({"machine": info, "results": results}, indent=1) + "\n")
-    text = markdown(results, info, args.threads)
+    (args.out / f"{stem}.json").write_text(json.dumps({"machine": info, "results": results, "parts": parts},
+                                                      indent=1) + "\n")
+    text = markdown(results, info, args.threads) + "\n".join(["", *cpu_tier_parts.markdown(parts), ""])
     (args.out / f"{stem}.md").write_text(text)
     print(text)
     print(f"Written: {args.out / stem}.{{json,md}}. On a quiet host, pinned to two cores:\n"
