@@ -116,8 +116,8 @@ def _open_fast_session(ref: ModelRef, plan: Plan, loaded: LoadedModel) -> tuple[
         return None, support.reason
     capacity = fastpath.capacity_for(ref, plan.max_chunk_chars)
     options = {"model_step": True} if support.model_step else {}
+    # The CPU tier's options and what they are worth: benchmarks/results/cpu-tier-* (benchmarks/cpu_tier.py)
     if plan.device == "cpu" and plan.cpu_projections == "int8":
-        # 0.58x fp32's time on one thread (load 4.4), audio 35 dB SNR: results/cpu-tier-local-1threads
         options["weight_dtype"] = torch.qint8
     if plan.device == "cpu" and plan.cpu_codec_dtype:
         options["codec_dtype"] = getattr(torch, plan.cpu_codec_dtype)

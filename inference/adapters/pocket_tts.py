@@ -177,8 +177,9 @@ def _pin_loose_tensors(config: PocketTTSConfig, device_map: dict[str, str | int]
 def _load_processor(path: Path, dtype: torch.dtype, codec_device: torch.device) -> PocketTTSProcessor:
     """The processor with its codec: the repo its config names (released layout), else the bundled one.
 
-    A codec placed on the CPU stays in float32: CPUs convolve in half precision far slower, and the
-    codec is only 80 MB in float32.
+    A codec placed on the CPU stays in float32: most CPUs convolve in half precision far slower, and the
+    codec is only 80 MB in float32. (Where the CPU computes bf16 natively, the CPU tier's session decodes
+    with a bf16 copy of the codec's SEANet: ``fastpath.codec.pocket_decoding_copy``.)
     """
     if codec_device.type == "cpu":
         dtype = torch.float32
