@@ -12,16 +12,15 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-from dataclasses import replace
 
 import pytest
 import torch
 
-from inference.narration.book import narrate
+from inference.narration.project import Generation, Project, model_revision
 from inference.narration.runner import Relay, Runner
 from inference.worker.client import WorkerClient
 from inference.worker.protocol import JobFinished, PlanChangeCause, PlanChanged
-from tests.test_narrate import BOOK, _narration, narration_env, tiny  # noqa: F401 - fixtures
+from tests.narration_books import NARRATOR, book
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 
@@ -38,6 +37,10 @@ INTRUDER = textwrap.dedent("""
     print(f"holding {sum(t.numel() for t in held)} bytes, {free} free", flush=True)
     sys.stdin.read()
 """)
+
+
+BOOK = book({"One": [["The first chapter is short."]], "Two": [["The second one follows.", "It has two chunks."]],
+             "Three": [["And that was all."]]})
 
 
 @pytest.fixture
@@ -57,7 +60,10 @@ def intruder():
         process.wait(timeout=60)
 
 
-def test_vram_taken_between_chapters_steps_the_plan_down_before_an_oom(tiny, tmp_path, intruder):  # noqa: F811
+def test_vram_taken_between_chapters_steps_the_plan_down_before_an_oom(tiny_checkpoint, tmp_path, intruder,
+                                                                        monkeypatch):
+    monkeypatch.setenv("VESPER_CACHE_DIR", str(tmp_path / "cache"))  # no plan history from other runs
+    model = str(tiny_checkpoint("pocket_tts"))
     relay, events, said = Relay(), [], []
 
     def on_event(event) -> None:
@@ -66,12 +72,13 @@ def test_vram_taken_between_chapters_steps_the_plan_down_before_an_oom(tiny, tmp
             said.append(intruder())
         relay(event)
 
+    project = Project(tmp_path / "project").open()
+    planned = project.plan(BOOK, {None: NARRATOR}, Generation(model, model_revision(model), 0))
     with WorkerClient(on_event=on_event) as client:
-        narration = replace(_narration(tiny, tmp_path, script=BOOK), hardware=None)  # this machine's GPU
-        result = narrate(narration, relay.serve(Runner(client)))
+        result = relay.serve(Runner(client)).run(project, planned, model, hardware=None)  # this machine's GPU
     assert said and said[0].startswith("holding")
     changes = [e for e in events if isinstance(e, PlanChanged)]
     assert changes and changes[0].cause is PlanChangeCause.PREFLIGHT, [(c.cause, c.message) for c in changes]
     assert "GPU memory is free now" in changes[0].message
     assert not any(c.cause is PlanChangeCause.OUT_OF_MEMORY for c in changes)
-    assert result.run.generated == 6 and len([e for e in events if isinstance(e, JobFinished)]) == 3
+    assert result.generated == 4 and len([e for e in events if isinstance(e, JobFinished)]) == 3
