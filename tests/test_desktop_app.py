@@ -69,7 +69,9 @@ def speaker(tmp_path, monkeypatch):
     played, mic = tmp_path / "played.raw", tmp_path / "mic.raw"
     mic.write_bytes(b"\0" * 4800)
     conf = tmp_path / "asound.conf"
-    conf.write_text(ALSA_CONF.format(played=played, mic=mic))
+    # Appended through cat: the player lets the device go when it has nothing to play, and a file device
+    # opened again would be written from its start, losing what was heard before.
+    conf.write_text(ALSA_CONF.format(played=f"|cat >> {played}", mic=mic))
     monkeypatch.setenv("ALSA_CONFIG_PATH", str(conf))
     sd._terminate()  # PortAudio reads the ALSA configuration when it initialises
     sd._initialize()
