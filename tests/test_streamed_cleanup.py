@@ -106,7 +106,7 @@ def test_a_failed_registration_leaves_no_pending_cuda_error():
     assert int(cudart.cudaHostRegister(buffer.data_ptr(), buffer.numel(), 0)) == 0
     try:
         assert int(cudart.cudaHostRegister(buffer.data_ptr(), buffer.numel(), 0)) != 0  # already registered
-        with pytest.raises(RuntimeError, match="already mapped|already registered"):
+        with pytest.raises(RuntimeError, match="CUDA error"):
             torch.ones(1, device=device)  # an innocent kernel reports the registration's error
         torch.ones(1, device=device)  # reported once, then cleared
         assert int(cudart.cudaHostRegister(buffer.data_ptr(), buffer.numel(), 0)) != 0

@@ -378,6 +378,32 @@ def test_no_ladder_steps_down_into_more_fresh_processes_than_a_job_may_take():
     assert 0 < most < MAX_FRESH_STARTS_WITHOUT_PROGRESS
 
 
+def test_out_of_memory_loading_a_gpu_plan_ends_the_worker_when_the_lower_plan_places_anew(tmp_path, tiny,
+                                                                                           monkeypatch):
+    """A GPU preset's plan on this CPU machine, whose loads run out of memory as a full GPU's would: the
+    shorter-chunk rung keeps the placement and is tried in place; the codec moving to the CPU needs a
+    reload, so that plan is remembered and left to a fresh worker."""
+    loads = []
+
+    def load_out_of_memory(ref, plan):
+        loads.append(plan.level)
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB")
+
+    monkeypatch.setattr(jobs, "usable_here", lambda hardware, spec: hardware)  # as if this PyTorch had CUDA
+    monkeypatch.setattr(Engine, "load", staticmethod(load_out_of_memory))
+    worker, events = _local_worker(tmp_path, WorkerSettings(max_batch=4))
+    out = _run_local(worker, events, SpeakJob(FIVE_CHUNKS, SAMPLE_VOICE, model=str(tiny), chunk_chars=300,
+                                              hardware="laptop-4060-8g"))
+    assert loads == ["resident", "resident"]  # 300 characters, then 150 on the same placement
+    changes = [e for e in out if isinstance(e, PlanChanged)]
+    assert [(c.cause, c.to_plan) for c in changes] == [(PlanChangeCause.OUT_OF_MEMORY, "resident on cuda:0, batch 4"),
+                                                       (PlanChangeCause.OUT_OF_MEMORY, "codec-cpu on cuda:0, batch 4")]
+    assert "fresh worker process" not in changes[0].message and "in a fresh worker process" in changes[1].message
+    assert worker.exit_code == EXIT_TO_RELOAD and not any(isinstance(e, TERMINAL_EVENTS) for e in out)
+    (remembered,) = json.loads((tmp_path / "plans.json").read_text()).values()
+    assert remembered["plan"] == "codec-cpu on cuda:0, batch 4"
+
+
 def test_a_cuda_error_remembers_the_lower_plan_and_ends_the_worker(tmp_path, tiny, one_thread):
     worker, events = _local_worker(tmp_path, WorkerSettings(max_batch=2), Fault("cuda", 3))
     out = _run_local(worker, events, _job(tiny))

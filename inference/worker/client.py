@@ -150,7 +150,7 @@ class WorkerClient:
     def __init__(self, settings: WorkerSettings | None = None,
                  on_event: Callable[[Event], None] | None = None) -> None:
         self.settings = settings or WorkerSettings()
-        self.restarts = 0  # workers started to replace one that died or hung
+        self.restarts = 0  # workers started to replace one that died, hung or ended itself to step down
         self.worker_log: deque[str] = deque(maxlen=LOG_TAIL)  # the worker's last log lines
         self._on_event = on_event
         self._events: queue.Queue[Event | None] = queue.Queue()
