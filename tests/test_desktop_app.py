@@ -123,6 +123,10 @@ def test_speak_is_heard_on_the_virtual_speaker_while_it_is_generated(qtbot, open
     window.speak_action.trigger()
     _idle(qtbot, window)
     qtbot.waitUntil(lambda: window.player.state.state is PlayState.STOPPED, timeout=30_000)  # played to the end
+    qtbot.waitUntil(lambda: not window.player.output.is_open, timeout=5_000)  # the device is let go when silent
+    size = speaker.stat().st_size
+    qtbot.wait(300)
+    assert speaker.stat().st_size == size
     window.player.close_output()
     produced = np.clip(np.concatenate([c.audio for c in sorted(chunks, key=lambda c: c.index)]), -1, 1)
     assert pieces, "the fast path streams: playback starts from the first pieces"
