@@ -4,7 +4,8 @@
 a part interleaved with the others (``repeats`` rounds, medians), on the model of the variant this CPU's plan
 runs. Each part does one chunk's worth of its work (``FRAMES`` frames):
 
-- ``prefill``: the prompt through the model's own forward (as before) or the fast layers (``_prefill``);
+- ``prefill``: the prompt through the model's own forward (as before) or the fast layers (``_prefill``), for
+  a voice's first chunk or a later one (the voice's keys kept, only the text prefilled);
 - ``decode attention`` (bf16 models): one query of 16 heads against 200 cached keys per backbone layer and
   frame, torch's CPU kernel in bf16 or on fp32 copies of the same tensors (``FastLayer.attend_one``);
 - ``flow head``: one evaluation per frame, the head with ``int8_linears`` (as before) or ``FastFlowHead``;
@@ -39,12 +40,18 @@ def parts(session, inputs: dict, native_bf16: bool) -> dict[str, dict[str, Calla
         "model forward": lambda: inner(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
                                        position_ids=prompt_positions(inputs["attention_mask"]),
                                        audio_prompt_latents=inputs.get("audio_prompt_latents"), use_cache=True),
-        "fast layers": lambda: decoder._prefill(inputs, FRAMES)}}
+        "fast layers, a voice's first chunk": lambda: _first_chunk(decoder, inputs),
+        "fast layers, the voice kept": lambda: decoder._prefill(inputs, FRAMES)}}
     if decoder.dtype != torch.float32:
         found["decode attention"] = _attention(decoder)
     found["flow head"] = _flow_head(decoder, model)
     found.update(_codec(session.loaded.processor.audio_tokenizer, native_bf16))
     return found
+
+
+def _first_chunk(decoder, inputs: dict) -> None:
+    decoder._voice = None  # forget the voice: it is prefilled (alone) and kept again
+    decoder._prefill(inputs, FRAMES)
 
 
 def _attention(decoder) -> dict[str, Callable]:

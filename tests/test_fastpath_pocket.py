@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from inference.adapters.base import VoicePrompt
 from inference.adapters.pocket_tts import ADAPTER
 from inference.engine import Engine
 from inference.fastpath import open_session, support
@@ -107,6 +108,28 @@ def test_int8_projections_stay_close_to_fp32_and_are_deterministic(loaded, promp
     assert (first - exact).norm() / exact.norm() < 0.1
     assert torch.equal(first, again)
     assert loaded.model.flow_head.layers[0].fc1.__class__ is torch.nn.Linear  # the model itself is untouched
+
+
+def test_the_next_chunk_in_the_same_voice_reuses_its_keys_and_decodes_as_a_fresh_decoder_would(loaded, prompt):
+    """The voice's keys and values are kept from the first chunk and copied for the next (only its text is
+    prefilled); the latents are those of a decoder that never saw the first chunk, bit for bit (int8 too: the
+    voice is always prefilled alone). Another voice, or a padded batch, prefills everything."""
+    text = ADAPTER.prompt_inputs(loaded, prompt, TEXTS[1:2])
+    with torch.inference_mode():
+        warm = _sampling_decoder(loaded, torch.qint8)
+        warm.generate(ADAPTER.prompt_inputs(loaded, prompt, TEXTS[:1]), [1], 8)
+        assert warm.reused == 0
+        again = warm.generate(text, [2], 8)[0].clone()
+        assert warm.reused == int((text["input_ids"][0] == loaded.model.config.audio_prompt_token_id).nonzero()[-1]) + 1
+        fresh = _sampling_decoder(loaded, torch.qint8).generate(text, [2], 8)[0]
+        assert torch.equal(again, fresh)
+        other = VoicePrompt(prompt.family, {"audio_prompt_latents": prompt.tensors["audio_prompt_latents"] * 0.5})
+        warm.generate(ADAPTER.prompt_inputs(loaded, other, TEXTS[1:2]), [2], 8)
+        assert warm.reused == 0
+        padded = ADAPTER.prompt_inputs(loaded, other, TEXTS[:2])
+        assert not padded["attention_mask"].all()
+        warm.generate(padded, [1, 2], 8)
+        assert warm.reused == 0
 
 
 def _cpu_tier_audio(ref, voice, bf16: bool, int8: bool):

@@ -4,10 +4,11 @@ On two CPU cores a Pocket TTS frame is bound by reading the backbone's weights (
 and transformers' ``generate`` adds a few milliseconds of cache concatenation, mask building and
 Python per frame on top. Here the prompt, embedded as the model embeds it (the voice latents and the
 learnt BOS latent in their placeholders), is prefilled through the same fast layers as the frames
-(int8 projections on the CPU tier: 0.25x fp32's matmul time at 150 positions) into a cache allocated
-once, and each frame is: the backbone step on the previous latent, the end-of-speech logit, and the
-flow head with its (constant) flow-time embeddings computed once instead of every frame. The
-end-of-speech rule is transformers' ``PocketTTSEosThresholdCriteria``, per row.
+(int8 projections on the CPU tier) into a cache allocated once, the voice's keys and values kept for
+the next chunks in that voice (benchmarks/cpu_tier_parts.py: prefill). Each frame is: the backbone
+step on the previous latent, the end-of-speech logit, and the flow head (``FastFlowHead``) with its
+(constant) flow-time embeddings computed once instead of every frame. The end-of-speech rule is
+transformers' ``PocketTTSEosThresholdCriteria``, per row.
 
 The cache and its step are the shared ``CachedStack``, the per-row stop state and block loop the
 shared ``StopState``, the flow noise ``sampling.normal`` of (chunk seed, frame). On the CPU the cache
@@ -61,6 +62,8 @@ class PocketFastDecoder(StopState):
         self.time_terms = self._time_terms()
         self.check_every = 8
         self.runner = self._frame
+        self._voice: tuple | None = None  # ((prefix ids, voice latents), keys, values) of the last voice
+        self.reused = 0
         self._allocate(batch_size, capacity)
 
     def _allocate(self, batch: int, capacity: int) -> None:
@@ -127,13 +130,39 @@ class PocketFastDecoder(StopState):
     # ---------------------------------------------------------------------------------- prefill
     def _prefill(self, inputs: dict, max_frames: int) -> torch.Tensor:
         """The prompt through the fast layers (int8 where the frames are): the model's own embeddings of the
-        text, the voice latents and the BOS latent (``prompt_embeds``), then the stack's prefill."""
+        text, the voice latents and the BOS latent (``prompt_embeds``), then the stack's prefill.
+
+        The voice comes first in every prompt and attends to nothing after it, so its keys and values are
+        the same for every chunk read in that voice: the first prefill runs it alone and keeps them, the next
+        ones copy them into the cache and prefill only the text (where no row is padded: a padded row's voice
+        sits elsewhere). ``reused`` says how many positions the last prefill took over.
+        """
         mask = inputs["attention_mask"]
         rows, seq = mask.shape
         if rows > self.batch or seq + max_frames > self.capacity:
             self._allocate(max(rows, self.batch), seq + max_frames)
         self.length = seq
-        return self.stack.prefill(prompt_embeds(self.inner, inputs), mask)
+        embeds, voice = prompt_embeds(self.inner, inputs), _shared_voice(self.inner.config, inputs)
+        self.reused = start = self._restore_voice(voice, rows) if voice is not None else 0
+        if voice is not None and not start:  # the voice alone first, so a chunk computes the same either way
+            start = len(voice[0])
+            self.stack.prefill(embeds[:, :start], mask[:, :start])
+            cache = self.stack.cache
+            self._voice = (voice, cache.k[:, 0, :, :start].clone(), cache.v[:, 0, :, :start].clone())
+        return self.stack.prefill(embeds[:, start:], mask, start)
+
+    def _restore_voice(self, voice: tuple[torch.Tensor, torch.Tensor], rows: int) -> int:
+        """Copy the kept voice's keys and values into the first rows of the cache; how many positions (0: another
+        voice, or none kept)."""
+        if self._voice is None:
+            return 0
+        (ids, latents), keys, values = self._voice
+        if not (torch.equal(ids, voice[0]) and torch.equal(latents, voice[1])):
+            return 0
+        positions = ids.shape[0]
+        self.stack.cache.k[:, :rows, :, :positions] = keys[:, None]
+        self.stack.cache.v[:, :rows, :, :positions] = values[:, None]
+        return positions
 
     # --------------------------------------------------------------------------------- decoding
     def generate(self, inputs: dict, seeds: list[int], max_frames: int) -> list[torch.Tensor]:
@@ -200,6 +229,25 @@ class FastFlowHead:
 
 def _layer_norm(norm, x: torch.Tensor) -> torch.Tensor:
     return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+
+
+def _shared_voice(config, inputs: dict) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(prefix ids, voice latents) when every row starts with the same voice and none is padded: the ids up to
+    the voice's last placeholder, and its latents. None otherwise."""
+    ids, latents = inputs["input_ids"], inputs.get("audio_prompt_latents")
+    latent_mask = inputs.get("audio_prompt_latents_mask")
+    if latents is None or not bool(inputs["attention_mask"].all()):
+        return None
+    if latent_mask is not None and not bool(latent_mask.all()):
+        return None
+    placeholders = (ids[0] == config.audio_prompt_token_id).nonzero()
+    if len(placeholders) == 0:
+        return None
+    prefix = ids[0, :int(placeholders[-1]) + 1]
+    same_ids = torch.equal(ids[:, :len(prefix)], prefix.expand(len(ids), -1))
+    if not (same_ids and torch.equal(latents, latents[:1].expand_as(latents))):
+        return None
+    return prefix.clone(), latents[0].clone()
 
 
 def prompt_embeds(inner, inputs: dict) -> torch.Tensor:

@@ -45,24 +45,27 @@ class CachedStack:
         self.key_valid[:, 0] = True
         self.slot.fill_(1)
 
-    def prefill(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Run left-padded prompts (rows, seq, hidden) into the first rows of the cache; returns each row's
-        last state, normed."""
-        rows, seq = embeds.shape[:2]
+    def prefill(self, embeds: torch.Tensor, mask: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """Run left-padded prompts into the first rows of the cache; returns each row's last state, normed.
+
+        ``embeds`` (rows, seq - start, hidden) are the prompts' positions from ``start`` on: the cache already
+        holds the first ``start`` (a prefix every row shares, ``PocketFastDecoder``'s voice), which they attend to.
+        """
+        rows, seq = mask.shape
         valid = mask.bool()
-        positions = prompt_positions(mask)
+        positions = prompt_positions(mask)[:, start:]
         cos, sin = self.cos[positions], self.sin[positions]
         causal = torch.ones(seq, seq, dtype=torch.bool, device=self.device).tril()
         # padding queries see themselves only, so no row of the softmax is empty (NaN)
         attn_mask = (causal & valid[:, None, :]) | torch.eye(seq, dtype=torch.bool, device=self.device)
-        attn_mask = attn_mask[:, None]
+        attn_mask = attn_mask[:, None, start:]
         x = embeds
         for i, layer in enumerate(self.layers):
             q, k, v = layer.qkv(x, cos, sin)
-            k, v = k.transpose(1, 2), v.transpose(1, 2)
-            self.cache.k[i, :rows, :, :seq] = k
-            self.cache.v[i, :rows, :, :seq] = v
-            x = layer.finish(x, layer.attend_many(q, k, v, attn_mask))
+            self.cache.k[i, :rows, :, start:seq] = k.transpose(1, 2)
+            self.cache.v[i, :rows, :, start:seq] = v.transpose(1, 2)
+            keys, values = self.cache.k[i, :rows, :, :seq], self.cache.v[i, :rows, :, :seq]
+            x = layer.finish(x, layer.attend_many(q, keys, values, attn_mask))
         self.key_valid.zero_()
         self.key_valid[:rows, :seq] = valid
         self.slot.fill_(seq)
