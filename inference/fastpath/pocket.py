@@ -73,7 +73,8 @@ class PocketFastDecoder(StopState):
 
     @property
     def nbytes(self) -> int:
-        return self.stack.nbytes
+        kept = 0 if self._voice is None else sum(t.numel() * t.element_size() for t in self._voice[1:])
+        return self.stack.nbytes + kept
 
     @torch.no_grad()
     def _time_terms(self) -> list[torch.Tensor | None]:
