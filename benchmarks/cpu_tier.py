@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     p.add_argument("--tag", default="local")
     args = p.parse_args(argv)
-    hardware = detect()
+    hardware = replace(detect(), gpus=())  # the CPU's plans, on a GPU machine too
     seconds = args.frames * FRAME_S
     with tempfile.TemporaryDirectory() as scratch:
         checkpoint = build_full("pocket-tts", Path(scratch) / "pocket-tts", device="cpu")
