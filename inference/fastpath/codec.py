@@ -100,7 +100,7 @@ class _DecodingHalf(nn.Module):
     def __init__(self, codec: nn.Module, dtype: torch.dtype | None, transformer: nn.Module):
         super().__init__()
         self.config = codec.config
-        # the upsampler's depthwise transposed convolution has no fast bf16 kernel (30x fp32's time): both
+        # the upsampler's depthwise transposed convolution has no fast bf16 kernel (9-27x fp32's time): both
         # frame-rate layers keep the codec's dtype, ``MimiStream.push`` casts their output
         self.latent_proj = codec.latent_proj
         self.decoder = nn.Module()
@@ -122,9 +122,9 @@ def pocket_decoding_copy(codec: nn.Module, dtype: torch.dtype | None = None,
     codec's), the transformer's linear layers in int8 if ``int8_transformer`` (quantized from the codec's
     own weights; the layers around them compute in ``dtype``).
 
-    On a CPU with bf16 dot products (AVX512-BF16, AMX) oneDNN convolves bf16 in about 0.6x fp32's time,
-    without them in 2-10x (benchmarks/results/cpu-tier-*, the codec variants); the int8 transformer takes
-    about 0.45x fp32's time either way.
+    On a CPU with bf16 dot products (AVX512-BF16, AMX) the bf16 SEANet takes 0.63-0.67x fp32's time; where
+    oneDNN may not use them, 10x (the int8 transformer 0.43-0.53x either way): docs/measurements.md, "Pocket
+    TTS's CPU tier".
     """
     transformer = codec.decoder.decoder_transformer
     transformer = int8_linears(transformer).to(dtype) if int8_transformer else _in_dtype(transformer, dtype)

@@ -163,8 +163,8 @@ class FastLayer:
         batch = q.shape[0]
         grouped = q.reshape(batch, self.kv_heads, self.q_heads // self.kv_heads, self.head_dim)
         if grouped.device.type == "cpu" and grouped.dtype != torch.float32:
-            # torch's CPU attention kernel is slower in bf16 than on fp32 copies of the same tensors: Pocket's
-            # whole int8 bf16 frame step 0.9x (torch 2.13, one thread, 200 keys)
+            # torch's CPU attention kernel is slower in bf16 than on fp32 copies of the same tensors (0.4x the
+            # time, torch 2.13: benchmarks/cpu_tier_parts.py, decode attention)
             out = F.scaled_dot_product_attention(grouped.float(), keys.float(), values.float(), attn_mask=mask)
             return out.to(grouped.dtype).reshape(batch, 1, self.q_heads * self.head_dim)
         out = F.scaled_dot_product_attention(grouped, keys, values, attn_mask=mask)

@@ -199,8 +199,8 @@ class FastFlowHead:
     layer) reads the same input, the condition through the head's activation (``config.hidden_act``
     everywhere): the seven run as one matmul over their fused weights (``fuse_linears``). The norms are
     ``F.layer_norm`` (transformers writes them out for training's forward-mode gradients: seven kernels).
-    Projections are stored in ``weight_dtype`` as ``FastLayer``'s (int8 on the CPU tier); with int8, 0.55x
-    the time of ``int8_linears`` over the model's head (one thread).
+    Projections are stored in ``weight_dtype`` as ``FastLayer``'s (int8 on the CPU tier); with int8, 0.6x
+    the time of ``int8_linears`` over the model's head (benchmarks/cpu_tier_parts.py, flow head).
     """
 
     def __init__(self, head, weight_dtype: torch.dtype | None = None):

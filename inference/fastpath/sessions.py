@@ -187,7 +187,7 @@ class PocketSession(FastSession):
                  check_every: int = 8, first_block: int = 2, weight_dtype: torch.dtype | None = None,
                  codec_dtype: torch.dtype | None = None):
         """``weight_dtype``: the backbone's projections (``PocketFastDecoder``); int8 also quantizes the
-        codec transformer's (the codec's CPU time per frame 12.0 -> 9.4 ms, 1 thread, 8-frame pushes).
+        codec transformer's (0.43-0.53x fp32's time: benchmarks/cpu_tier_parts.py).
         ``codec_dtype``: the codec decodes in that dtype (bf16 where the CPU computes it natively)."""
         self.adapter = adapter
         self.loaded = loaded
