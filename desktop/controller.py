@@ -204,7 +204,8 @@ class Controller(QObject):
         """A speak job's failure (the rest of the speech is not sent); the narration's comes back through
         its runner."""
         if event.job_id in self._speaking:
-            self._rest = []
+            if event.job_id == self._current:
+                self._rest = []
             self.failed.emit(event)
 
     def _on_ended(self, job_id: str) -> None:
