@@ -53,9 +53,9 @@ def real_time_factor(plan: Plan, family: str, gpu_bandwidth_gbps: float, pcie_gb
     frame_ms = 1000 / FAMILIES[family].frame_rate
     weights = sum(info["bytes"] for info in plan.components.values())
     disk = plan.offload.get("disk_bytes", 0)  # per pass of the model; guidance's second sequence may pass again
-    from_disk = 1000 * disk * FAMILIES[family].kv_cache_copies / (DISK_READ_GBPS * 1e9)
+    disk_ms = 1000 * disk * FAMILIES[family].kv_cache_copies / (DISK_READ_GBPS * 1e9)
     if plan.device == "cpu":
-        bound = 1000 * weights / (CPU_BANDWIDTH_GBPS * 1e9) + from_disk
+        bound = 1000 * weights / (CPU_BANDWIDTH_GBPS * 1e9) + disk_ms
         floor = MEASURED.get((family, "cpu"))
         return max(bound, floor.ms_per_frame if floor else 0.0) / frame_ms
     on_cpu = sum(info["bytes"] for info in plan.components.values() if info["placement"].startswith("cpu"))
@@ -66,6 +66,6 @@ def real_time_factor(plan: Plan, family: str, gpu_bandwidth_gbps: float, pcie_gb
         link = {"streamed": pcie_gbps, "accelerate": pcie_gbps / PAGEABLE_SLOWDOWN}.get(plan.executor, pcie_gbps)
         if "disk" in plan.device_map.values() and not disk:  # accelerate's or DeepSpeed's files on disk
             link = min(link, DISK_READ_GBPS)
-        step += 1000 * offloaded / (link * 1e9) + from_disk
+        step += 1000 * offloaded / (link * 1e9) + disk_ms
     floor = MEASURED.get((family, "gpu"))
     return max(step, floor.ms_per_frame if floor else 0.0) / frame_ms

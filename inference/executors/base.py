@@ -92,7 +92,8 @@ def computes_upcast(loaded: LoadedModel, plan: Plan, place) -> list[Keeper]:
     upcast.settle_small(loaded.model, storage, compute, plan.compute_on_cpu)
     keep = place()
     loaded.dtype = compute  # adapters bring inputs to the compute dtype
-    return keep + [Hooks(upcast.upcast_per_layer(loaded.model, compute, plan.compute_on_cpu))]
+    swapped = plan.streamed_layers if plan.from_disk else ()  # outside forward: the checkpoint's own dtype
+    return keep + [Hooks(upcast.upcast_per_layer(loaded.model, compute, plan.compute_on_cpu, swapped))]
 
 
 def under(path: str, prefixes: tuple[str, ...] | set[str]) -> bool:

@@ -9,13 +9,17 @@ anywhere (accelerate's disk offload first copies every offloaded weight into an 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from accelerate.hooks import remove_hook_from_module
+import transformers.modeling_utils
 from safetensors import safe_open
 
 from inference.checkpoint_files import key_files
+
+_Holder = tuple[str, torch.nn.Module, str, bool]  # (name in the checkpoint, owner module, attribute, is a parameter)
 
 
 def bind_layers(model: torch.nn.Module, paths: tuple[str, ...], folder: Path,
@@ -24,34 +28,51 @@ def bind_layers(model: torch.nn.Module, paths: tuple[str, ...], folder: Path,
     memory-mapped copy in ``folder``'s safetensors; returns the conversions the copies into the plan's
     ``storage`` dtype make (a checkpoint's bf16 into an fp16 plan; none when it stores ``storage``).
 
-    The loader dispatched the model with accelerate's hooks because its device map named the meta
-    device; they are removed, so no hook but the executor's moves these layers.
+    A parameter shared by two modules of a layer is stored once, under either name, and stays shared.
     """
-    remove_hook_from_module(model, recurse=True)
-    model.__dict__.pop("hf_device_map", None)
-    wanted = {f"{path}.{name}": (owner, attribute, is_parameter)
-              for path in paths for name, owner, attribute, is_parameter in _tensors(model.get_submodule(path))}
     files = key_files(folder)
-    missing = sorted(set(wanted) - set(files))
-    if missing:
-        raise RuntimeError(f"cannot stream layers from disk: the checkpoint in {folder} has no tensor named "
-                           f"{missing[0]} ({len(missing)} missing)")
-    by_file: dict[Path, list[str]] = defaultdict(list)
-    for key in wanted:
-        by_file[files[key]].append(key)
+    holders: dict[int, list[_Holder]] = defaultdict(list)
+    for path in paths:
+        for name, owner, attribute, is_parameter in _tensors(model.get_submodule(path)):
+            tensor = owner._parameters[attribute] if is_parameter else owner._buffers[attribute]
+            holders[id(tensor)].append((f"{path}.{name}", owner, attribute, is_parameter))
+    by_file: dict[Path, list[tuple[str, list[_Holder]]]] = defaultdict(list)
+    for shared in holders.values():
+        key = next((name for name, *_ in shared if name in files), None)
+        if key is None:
+            raise RuntimeError(f"cannot stream layers from disk: the checkpoint in {folder} has no tensor named "
+                               f"{shared[0][0]}")
+        by_file[files[key]].append((key, shared))
     stored: set[torch.dtype] = set()
-    for file, keys in by_file.items():
+    for file, entries in by_file.items():
         with safe_open(str(file), framework="pt") as handle:
-            for key in keys:
-                owner, attribute, is_parameter = wanted[key]
+            for key, shared in entries:
                 tensor = handle.get_tensor(key)
-                if is_parameter:
-                    owner._parameters[attribute].data = tensor
-                else:
-                    owner._buffers[attribute] = tensor
+                bound = torch.nn.Parameter(tensor, requires_grad=False) if shared[0][3] else tensor
+                for _, owner, attribute, is_parameter in shared:
+                    (owner._parameters if is_parameter else owner._buffers)[attribute] = bound
                 if tensor.is_floating_point():
                     stored.add(tensor.dtype)
     return {dtype: storage for dtype in stored if dtype != storage}
+
+
+@contextmanager
+def undispatched() -> Iterator[None]:
+    """Load with a device map naming the meta device for the streamed layers, without accelerate's dispatch.
+
+    transformers hands any device map of more than one device to ``accelerate.dispatch_model``, which would
+    take "meta" for the execution device, move every module on the CPU into an offload map and hook them
+    all. Here nothing needs hooks: the CPU modules are where they belong (memory-mapped where the dtype
+    matches) and the meta layers are the executor's to bind, so the dispatch transformers calls
+    (``modeling_utils.accelerate_dispatch``) is skipped for the length of the load.
+    """
+    module = transformers.modeling_utils
+    dispatch = module.accelerate_dispatch  # AttributeError if transformers renames it: the tests load through here
+    module.accelerate_dispatch = lambda *args, **kwargs: None
+    try:
+        yield
+    finally:
+        module.accelerate_dispatch = dispatch
 
 
 def _tensors(layer: torch.nn.Module):

@@ -251,9 +251,11 @@ class StreamedExecutor(Executor):
     def load(self, ref: ModelRef, plan: Plan, path: Path) -> Placed:
         """From disk, the loader leaves the streamed layers on the meta device: they are never read into RAM
         (``place`` binds them to the checkpoint's memory-mapped tensors)."""
-        if not from_disk(plan):
+        if not plan.from_disk:
             return super().load(ref, plan, path)
-        return self.place(self.load_on_cpu(ref, plan, path, dict.fromkeys(plan.streamed_layers, "meta")), plan)
+        with mapped.undispatched():
+            loaded = self.load_on_cpu(ref, plan, path, dict.fromkeys(plan.streamed_layers, "meta"))
+        return self.place(loaded, plan)
 
     def place(self, loaded: LoadedModel, plan: Plan) -> Placed:
         device = torch.device(plan.device)
@@ -261,7 +263,7 @@ class StreamedExecutor(Executor):
 
         def place() -> list:
             convert = None
-            if from_disk(plan) and plan.streamed_layers:
+            if plan.from_disk and plan.streamed_layers:
                 convert = mapped.bind_layers(model, plan.streamed_layers, loaded.path, getattr(torch, plan.dtype))
             keep = place_resident_part(model, plan, device, plan.streamed_layers)
             if plan.streamed_layers:
@@ -272,11 +274,6 @@ class StreamedExecutor(Executor):
             return keep
 
         return Placed(loaded, computes_upcast(loaded, plan, place))
-
-
-def from_disk(plan: Plan) -> bool:
-    """Whether ``plan`` streams its layers from the checkpoint's files rather than from pinned host memory."""
-    return plan.offload.get("home") == "disk"
 
 
 EXECUTOR = StreamedExecutor()

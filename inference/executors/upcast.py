@@ -43,20 +43,24 @@ def settle_small(model: torch.nn.Module, storage: torch.dtype, compute: torch.dt
             _settle_small(module, storage, compute)
 
 
-def upcast_per_layer(model: torch.nn.Module, compute: torch.dtype, skip: tuple[str, ...] = ()) -> list:
+def upcast_per_layer(model: torch.nn.Module, compute: torch.dtype, skip: tuple[str, ...] = (),
+                     swapped: tuple[str, ...] = ()) -> list:
     """Hook every module of ``model`` holding weights narrower than ``compute`` so it computes in ``compute``.
 
     Registered after the executor's own hooks, so a streamed layer's weights are already bound to
     their GPU slot when its modules upcast them. Any floating-point weight narrower than ``compute`` is
     upcast, not only the plan's storage dtype: a layer the disk-streamed executor reads from a bf16 checkpoint into
-    an fp16 plan holds bf16 outside its forward and fp16 inside. Modules under ``skip`` (those computing on a CPU
-    island, already fp32) are left alone. Returns the hook handles, kept alive with the model.
+    an fp16 plan holds bf16 outside its forward and fp16 inside; the modules under ``swapped`` (those layers)
+    are hooked whatever they hold outside it, since an fp32 checkpoint's layers look computable then. Modules
+    under ``skip`` (those computing on a CPU island, already fp32) are left alone. Returns the hook handles,
+    kept alive with the model.
     """
     handles = []
     for name, module in model.named_modules():
         if under(name, skip):
             continue
-        if not any(_narrow(p, compute) for p in module.parameters(recurse=False)):
+        params = list(module.parameters(recurse=False))
+        if not (any(_narrow(p, compute) for p in params) or params and under(name, swapped)):
             continue
         if isinstance(module, torch.nn.Embedding):
             handles.append(module.register_forward_hook(_rows_upcast(compute)))
