@@ -14,18 +14,22 @@ executors' buffers 512-byte), which moves the last bit of a float32. On a GPU th
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from inference import calibration, paths, registry
 from inference.engine import Engine
 from inference.errors import VesperError
 from inference.executors import get
+from inference.executors import mapped as mapped_layers
 from inference.executors.deepspeed_support import installed as deepspeed_installed
 from inference.executors.streamed_executor import LayerStream
 from inference.hardware import GiB, Gpu, Hardware
@@ -214,3 +218,47 @@ def test_calibration_probes_once_within_ten_seconds_then_reads_the_record(tiny_c
     again = calibration.calibrate(plan, ref, placed.loaded)
     assert time.perf_counter() - started < 0.1
     assert again.memory == measured.memory
+
+
+LAYERS, WIDTH = 8, 2048  # eight 2048x2048 fp32 layers: 16 MiB each, 128 MiB in all
+
+
+def _anonymous_growth(folder: str, mapped: bool) -> int:
+    """In a fresh interpreter: bytes of anonymous memory (RssAnon) gained by streaming the stack of layers saved
+    in ``folder`` through two slots on the CPU and running it once, from the mapped files or packed in RAM."""
+    def rss_anon() -> int:
+        line = next(x for x in open("/proc/self/status") if x.startswith("RssAnon:"))
+        return int(line.split()[1]) * 1024
+
+    with torch.device("meta"):
+        model = torch.nn.Sequential(*(torch.nn.Linear(WIDTH, WIDTH, bias=False) for _ in range(LAYERS)))
+    before = rss_anon()
+    paths = tuple(str(i) for i in range(LAYERS))
+    convert = mapped_layers.bind_layers(model, paths, Path(folder), torch.float32)
+    stream = LayerStream(list(model), torch.device("cpu"), 2, mapped, convert)
+    with torch.inference_mode():
+        model(torch.ones(1, WIDTH))
+    assert stream.loads >= LAYERS  # and the first again, prefetched for the next pass
+    return rss_anon() - before
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads RssAnon from /proc")
+def test_layers_streamed_from_disk_take_no_ram_of_their_own(tmp_path):
+    """Streaming from the mapped files gains about the two slots' worth of anonymous memory; packing the same
+    layers into host buffers (the pinned executor) gains all of them. RSS as a whole is not compared: it counts
+    the mapped file's pages the page cache holds, which the OS takes back under pressure."""
+    torch.manual_seed(0)
+    save_file({f"{i}.weight": torch.randn(WIDTH, WIDTH) for i in range(LAYERS)}, str(tmp_path / "model.safetensors"))
+    layers = LAYERS * WIDTH * WIDTH * 4
+    growth = {}
+    for mapped in (True, False):
+        code = (f"from tests.test_executors import _anonymous_growth\n"
+                f"print(_anonymous_growth({str(tmp_path)!r}, {mapped}))")
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                              cwd=Path(__file__).resolve().parent.parent)
+        assert done.returncode == 0, done.stderr
+        growth[mapped] = int(done.stdout.split()[-1])
+    slots = 2 * layers // LAYERS
+    assert growth[True] < slots + layers // 4, growth  # the slots, and nothing like the layers
+    assert growth[False] > layers, growth  # every layer copied into RAM, plus the slots
