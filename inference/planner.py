@@ -7,7 +7,7 @@ registered model: its sizes are stored (``inference/model_sizes.json``).
 
 from __future__ import annotations
 
-from inference.planning.estimates import CUDA_CONTEXT_BYTES, CUDA_RUNTIME_BYTES, prompt_tokens, worst_positions
+from inference.planning.estimates import CUDA_RUNTIME_BYTES, prompt_tokens, worst_positions
 from inference.planning.fit import (
     LEVELS,
     MIN_CHUNK_CHARS,
@@ -20,7 +20,7 @@ from inference.planning.fit import (
 )
 from inference.planning.types import MemoryBreakdown, Plan, Workload, describe_plan, fingerprint
 
-__all__ = ["CUDA_CONTEXT_BYTES", "CUDA_RUNTIME_BYTES",
+__all__ = ["CUDA_RUNTIME_BYTES",
            "LEVELS", "MIN_CHUNK_CHARS", "RAM_HEADROOM", "MemoryBreakdown", "NoPlanFitsError",
            "Plan", "Workload", "candidates", "describe_plan", "fingerprint", "make_plan", "prompt_tokens", "step_down",
            "usable_ram", "worst_positions"]

@@ -21,7 +21,7 @@ from inference.executors import upcast
 from inference.families import Role
 from inference.hardware import PRESETS, GiB, Gpu, Hardware, cpu_computes_bf16, with_vram_limit
 from inference.models import describe
-from inference.planner import CUDA_CONTEXT_BYTES, NoPlanFitsError, candidates, make_plan, usable_ram
+from inference.planner import CUDA_RUNTIME_BYTES, NoPlanFitsError, candidates, make_plan, usable_ram
 from inference.planning import fit
 from inference.planning.estimates import safety_margin
 from inference.planning.shapes import stored
@@ -74,8 +74,10 @@ def test_the_vram_limit_is_honoured_for_every_model_and_preset(preset, limit):
             continue
         for plan in ladder:
             if plan.device != "cpu":
-                assert plan.memory.cuda_context == CUDA_CONTEXT_BYTES
+                assert plan.memory.cuda_context == CUDA_RUNTIME_BYTES
                 assert plan.predicted_peak_bytes <= limit, (model, preset, plan.level)
+                # What the worker's allocator cap leaves torch (limit less the runtime) covers the plan.
+                assert plan.memory.allocator_peak <= limit - CUDA_RUNTIME_BYTES, (model, preset, plan.level)
         assert any("VRAM limit" in r for r in ladder[0].reasons) or ladder[0].device == "cpu"
 
 
@@ -83,22 +85,22 @@ def test_the_limit_comes_from_the_flag_then_the_environment_then_the_settings_fi
     monkeypatch.setenv("VESPER_VRAM_LIMIT", "6GiB")
     assert main(["plan", "--model", "vibevoice-1.5b", "--hardware", "laptop-4060-8g", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["vram_budget_bytes"] == 6 * GiB
-    assert main(["plan", "--model", "vibevoice-1.5b", "--hardware", "laptop-4060-8g", "--vram-limit", "4096MiB",
+    assert main(["plan", "--model", "vibevoice-1.5b", "--hardware", "laptop-4060-8g", "--vram-limit", "5120MiB",
                  "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
-    assert plan["vram_budget_bytes"] == 4 * GiB and plan["predicted_peak_bytes"] <= 4 * GiB
+    assert plan["vram_budget_bytes"] == 5 * GiB and plan["predicted_peak_bytes"] <= 5 * GiB
     assert main(["plan", "--hardware", "laptop-4060-8g", "--vram-limit", "lots"]) == 2
     assert "vesper: --vram-limit 'lots' is not a size" in capsys.readouterr().err
 
 
 def test_the_worker_caps_its_allocator_to_the_limit_less_the_context():
-    assert memory.allocator_fraction(6 * GiB, CUDA_CONTEXT_BYTES, 24 * GiB) == pytest.approx(
-        (6 * GiB - CUDA_CONTEXT_BYTES) / (24 * GiB))
-    assert memory.allocator_fraction(64 * GiB, CUDA_CONTEXT_BYTES, 24 * GiB) == 1.0
+    assert memory.allocator_fraction(6 * GiB, CUDA_RUNTIME_BYTES, 24 * GiB) == pytest.approx(
+        (6 * GiB - CUDA_RUNTIME_BYTES) / (24 * GiB))
+    assert memory.allocator_fraction(64 * GiB, CUDA_RUNTIME_BYTES, 24 * GiB) == 1.0
     # The pre-flight sees no more than the limit leaves beside the context and what torch holds.
-    assert memory.free_under_limit(20 * GiB, 6 * GiB, 2 * GiB, CUDA_CONTEXT_BYTES) == 4 * GiB - CUDA_CONTEXT_BYTES
-    assert memory.free_under_limit(3 * GiB, 6 * GiB, 0, CUDA_CONTEXT_BYTES) == 3 * GiB
-    assert memory.free_under_limit(3 * GiB, 0, 2 * GiB, CUDA_CONTEXT_BYTES) == 3 * GiB
+    assert memory.free_under_limit(20 * GiB, 6 * GiB, 2 * GiB, CUDA_RUNTIME_BYTES) == 4 * GiB - CUDA_RUNTIME_BYTES
+    assert memory.free_under_limit(3 * GiB, 6 * GiB, 0, CUDA_RUNTIME_BYTES) == 3 * GiB
+    assert memory.free_under_limit(3 * GiB, 0, 2 * GiB, CUDA_RUNTIME_BYTES) == 3 * GiB
     cpu_plan = make_plan(describe("pocket-tts"), PRESETS["cpu-16g"])
     cap_allocator(cpu_plan, 4 * GiB)  # nothing to cap on the CPU, and no CUDA is touched
     assert not torch.cuda.is_initialized()
@@ -152,9 +154,11 @@ def test_a_refusal_names_the_largest_model_that_fits():
 
 
 def test_the_machines_the_issue_found_refused_get_plans():
-    four_gb = Hardware("Linux", 4, 8 * GiB, 6 * GiB, (_card("NVIDIA GeForce RTX 3050 Laptop GPU", 4, (8, 6)),))
+    # A 4 GB card with 8 GB of RAM: the towers VibeVoice reads outside forward (1.9 GiB) and the CUDA runtime
+    # (1.37 GiB) leave no GPU plan in 3.75 GiB, but the bf16 weights fit RAM: a CPU plan, not a refusal.
+    four_gb = Hardware("Linux", 4, 8 * GiB, 7 * GiB, (_card("NVIDIA GeForce RTX 3050 Laptop GPU", 4, (8, 6)),))
     plan = make_plan(describe("vibevoice-1.5b"), four_gb)
-    assert plan.device == "cuda:0" and plan.predicted_peak_bytes <= four_gb.gpu.free_bytes
+    assert plan.dtype == "bfloat16" and plan.ram_needed_bytes <= usable_ram(four_gb)
 
     gtx16 = Hardware("Linux", 4, 16 * GiB, 11 * GiB, (_card("NVIDIA GeForce GTX 1660 SUPER", 6, (7, 5)),))
     plan = make_plan(describe("vibevoice-1.5b"), gtx16)
@@ -179,11 +183,11 @@ def _disk_speed(plan) -> tuple[float, float, float]:
     return tuple(float(x) for x in match.groups())
 
 
-@pytest.mark.parametrize("preset", ["laptop-4060-8g", "laptop-3070-8g", "laptop-4050-6g", "laptop-3060-6g"])
-def test_vibevoice_7b_streams_from_the_checkpoints_files_on_6_and_8_gb_gpus_with_16_gb_of_ram(preset):
+@pytest.mark.parametrize("preset", ["laptop-4060-8g", "laptop-3070-8g"])
+def test_vibevoice_7b_streams_from_the_checkpoints_files_on_an_8_gb_gpu_with_16_gb_of_ram(preset):
     """17.4 GiB of bf16 weights, 8.5 GiB of usable RAM: the backbone's layers stay in the checkpoint's
-    memory-mapped safetensors and are read every pass, on 6 GB cards through one GPU slot; RAM holds only the
-    pinned staging buffers (and the embedding table read on the CPU). The plan says how fast it will be."""
+    memory-mapped safetensors and are read every pass; RAM holds only the pinned staging buffers. The plan
+    says how fast it will be."""
     machine = PRESETS[preset]
     ref = describe("vibevoice-7b")
     plan = make_plan(ref, machine)
@@ -197,13 +201,30 @@ def test_vibevoice_7b_streams_from_the_checkpoints_files_on_6_and_8_gb_gpus_with
     gpu = machine.gpu
     assert rtf == round(speed.real_time_factor(plan, "vibevoice", gpu.bandwidth_gbps, gpu.pinned_bandwidth_gbps), 1)
     assert rtf > 2 * seconds * 7.5  # two passes a frame (guidance), 7.5 frames a second of audio, plus PCIe
-    assert (_slot_count(plan) == 1) == preset.endswith("6g")
-    assert any("one GPU slot" in r for r in plan.reasons) == preset.endswith("6g")
     assert catalogue.verdict("vibevoice-7b", machine).fit is catalogue.Fit.TOO_SLOW
 
 
-def _slot_count(plan) -> int:
-    return plan.offload.get("slots", 2)
+def test_one_gpu_slot_when_two_do_not_fit():
+    """The smallest card VibeVoice-7B plans on holds every part but the layers and one layer more, not two: the
+    copies take turns with the compute."""
+    ref = describe("vibevoice-7b")
+    layer = max(n for _, n in ref.shape.at("bfloat16").streamable_layers)
+    for sixty_fourths in range(6 * 64, 8 * 64):  # free VRAM from 6 GiB up, the first card that gets a plan
+        machine = _machine_with(sixty_fourths / 64)
+        try:
+            plan = make_plan(ref, machine)
+        except NoPlanFitsError:
+            continue
+        break
+    assert (plan.level, plan.offload["slots"]) == ("streamed-disk", 1)
+    assert plan.memory.streamed_buffers == layer and plan.predicted_peak_bytes <= machine.gpu.free_bytes
+    assert any("one GPU slot for streamed layers (two do not fit)" in r for r in plan.reasons)
+
+
+def _machine_with(free_gib: float) -> Hardware:
+    """A Linux laptop with 16 GB of RAM (10 GB available) and an Ampere card with ``free_gib`` free."""
+    return Hardware("Linux", 8, 16 * GiB, 10 * GiB, (_card("NVIDIA GeForce RTX 3080 Laptop GPU", 16, (8, 6),
+                                                          free_gib=free_gib),))
 
 
 def test_pascal_streams_fp16_layers_from_disk_when_ram_is_short_too():
@@ -269,7 +290,7 @@ def test_every_preset_and_model_gets_a_plan_or_a_justified_refusal(preset):
                 assert need > free == round(hardware.gpu.free_bytes / GiB, 2), (model, preset)
                 layer = max(n for _, n in describe(model).shape.at(dtype_policy(hardware.gpu).storage)
                             .streamable_layers)
-                floor = _fixed_on_gpu(model, hardware) + CUDA_CONTEXT_BYTES + layer + safety_margin(free * GiB)
+                floor = _fixed_on_gpu(model, hardware) + CUDA_RUNTIME_BYTES + layer + safety_margin(free * GiB)
                 assert need >= round(floor / GiB, 2) and fixed == round(_fixed_on_gpu(model, hardware) / GiB, 2)
                 assert f"the weights that cannot leave the GPU ({fixed:.2f} GiB)" in message
             continue
@@ -279,9 +300,9 @@ def test_every_preset_and_model_gets_a_plan_or_a_justified_refusal(preset):
 
 
 VERDICTS = {  # (preset, model) -> verdict, for the four verdicts on the presets
-    ("laptop-4060-8g", "vibevoice-1.5b"): "fits fully", ("laptop-4050-6g", "vibevoice-1.5b"): "needs offload",
+    ("laptop-4060-8g", "vibevoice-1.5b"): "fits fully", ("laptop-3060-6g", "vibevoice-1.5b"): "needs offload",
     ("laptop-4060-8g", "vibevoice-7b"): "too slow for real time", ("gtx1650-4g", "vibevoice-7b"): "does not fit",
-    ("laptop-4050-6g", "vibevoice-7b"): "too slow for real time", ("gtx1650-4g", "vibevoice-1.5b"): "does not fit",
+    ("laptop-4050-6g", "vibevoice-7b"): "does not fit", ("gtx1650-4g", "vibevoice-1.5b"): "does not fit",
     ("cpu-16g", "pocket-tts"): "fits fully", ("cpu-16g", "csm-1b"): "too slow for real time",
 }
 

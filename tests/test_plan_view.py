@@ -90,7 +90,7 @@ def test_the_catalogue_gives_sizes_repos_and_refusals():
     choices = {c.name: c for c in choices_for("gtx1060-6g")}
     assert choices["pocket-tts"].companions and all(c.download_bytes > 0 for c in choices.values())
     assert choices["vibevoice-7b"].plan is None and "RAM" in verdict(choices["vibevoice-7b"]).text
-    streamed = {c.name: c for c in choices_for("laptop-4050-6g")}["vibevoice-7b"]  # layers read from disk
+    streamed = {c.name: c for c in choices_for("laptop-4060-8g")}["vibevoice-7b"]  # layers read from disk
     assert streamed.plan.level == "streamed-disk" and "RAM and on disk" in verdict(streamed).text
 
 

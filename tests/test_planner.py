@@ -48,11 +48,11 @@ EXPECTED = {
     ("vibevoice-1.5b", "gtx1650-4g"): None, ("vibevoice-1.5b", "gtx1060-6g"): "streamed",
     ("vibevoice-1.5b", "cpu-16g"): "cpu",  # bf16 weights upcast per layer: fp32 ones would not fit
     # 17.4 GB of weights on 16 GB laptops: too much to pin in RAM, so the layers are read from the checkpoint's
-    # memory-mapped files (6 GB cards: through one GPU slot). The 1060 computes fp32, whose upcast temporary
-    # leaves no room for the weights that cannot leave the GPU; neither does a 4 GB card, and the CPUs without
-    # native bf16 do not compute from weights left on disk.
-    ("vibevoice-7b", "laptop-4050-6g"): "streamed-disk", ("vibevoice-7b", "laptop-4060-8g"): "streamed-disk",
-    ("vibevoice-7b", "laptop-3060-6g"): "streamed-disk", ("vibevoice-7b", "laptop-3070-8g"): "streamed-disk",
+    # memory-mapped files (8 GB cards). On 6 GB cards the 4.2 GiB that cannot leave the GPU, the CUDA runtime
+    # and one layer's slot leave no room; nor on a 4 GB card, and CPUs without native bf16 do not compute
+    # from weights left on disk.
+    ("vibevoice-7b", "laptop-4050-6g"): None, ("vibevoice-7b", "laptop-4060-8g"): "streamed-disk",
+    ("vibevoice-7b", "laptop-3060-6g"): None, ("vibevoice-7b", "laptop-3070-8g"): "streamed-disk",
     ("vibevoice-7b", "gtx1650-4g"): None, ("vibevoice-7b", "gtx1060-6g"): None, ("vibevoice-7b", "cpu-16g"): None,
 }
 
@@ -132,7 +132,7 @@ def test_as_many_layers_stay_resident_as_fit_and_the_streamed_ones_are_spread_ou
     ref = describe("vibevoice-1.5b")
     layers = [p for p, _ in _size(ref, 8).streamable_layers]
     counts = []
-    for free in (4.0, 4.5, 5.0, 5.5):
+    for free in (4.5, 5.0, 5.5, 6.0):
         plan = make_plan(ref, _machine(free))
         assert plan.level == "streamed" and plan.predicted_peak_bytes <= free * GiB
         positions = [layers.index(p) for p in plan.streamed_layers]
@@ -144,7 +144,7 @@ def test_as_many_layers_stay_resident_as_fit_and_the_streamed_ones_are_spread_ou
 
 
 def test_a_smaller_batch_on_the_gpu_comes_before_the_cpu():
-    plan = make_plan(describe("vibevoice-1.5b"), _machine(4, ram_gib=64), Workload(300, 8))
+    plan = make_plan(describe("vibevoice-1.5b"), _machine(4.5, ram_gib=64), Workload(300, 8))
     assert plan.device.startswith("cuda") and plan.batch_size < 8
     assert any("nothing fits the GPU at batch 8" in r for r in plan.reasons)
 

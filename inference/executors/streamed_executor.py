@@ -32,8 +32,8 @@ device, and their tensors are bound to the checkpoint's own safetensors, memory-
 (``executors.mapped``), so no layer is ever held in Vesper's RAM and nothing is copied into an offload
 folder. Each copy reads the layer from the mapping into the slot's pinned staging buffer (the OS page
 cache keeps what RAM allows; the rest is read from the disk again), converting a checkpoint stored in
-another half-precision dtype on the way, then sends it to the GPU as above. The staging buffer of a
-slot is refilled only once its previous copy has finished.
+another dtype on the way, then sends it to the GPU as above. The staging buffer of a slot is refilled
+only once its previous copy has finished.
 
 On the CPU the same hooks run with the CPU as host and compute device (plain copies, no streams):
 the tests exercise the exact binding logic the GPU uses.
@@ -41,6 +41,7 @@ the tests exercise the exact binding logic the GPU uses.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -49,14 +50,17 @@ import torch
 
 from inference.adapters.base import LoadedModel
 from inference.executors import mapped
-from inference.executors.base import Executor, Placed, computes_upcast, place_resident_part
+from inference.executors.base import Executor, Placed, closed_on_failure, computes_upcast, place_resident_part
 
 if TYPE_CHECKING:
     from inference.models import ModelRef
     from inference.planning.types import Plan
 
+log = logging.getLogger(__name__)
+
 ALIGN = 512  # bytes: as CUDA's caching allocator aligns blocks, so kernels see the alignment resident weights have
 SLOTS = 2
+_REGISTERED: dict[int, int] = {}  # data pointer -> bytes of every host buffer page-locked by a live stream
 
 
 @dataclass
@@ -73,8 +77,10 @@ class _Packed:
 class LayerStream:
     """Moves a ring of layers through GPU slots while the model runs.
 
-    ``convert`` (memory-mapped layers only) maps a dtype the checkpoint stores to the dtype the slots hold
-    (a bf16 checkpoint in an fp16 plan); without ``mapped`` the layers are packed into host buffers.
+    A stream whose construction fails part-way (out of memory while packing a layer or allocating the
+    slots) closes itself before the error leaves: no host memory stays page-locked behind a failed load.
+    ``mapped`` layers keep their memory-mapped tensors instead of being packed into host buffers, and
+    ``convert`` maps a dtype the checkpoint stores to the dtype the slots hold (bf16 into an fp16 plan).
     """
 
     def __init__(self, layers: list[torch.nn.Module], device: torch.device, slots: int = SLOTS,
@@ -82,26 +88,27 @@ class LayerStream:
         self.device = device
         self.cuda = device.type == "cuda"
         self.mapped, self.convert = mapped, convert or {}
-        self.registered: list[torch.Tensor] = []
-        self.packed = [self._pack(layer) for layer in layers]
-        width = max(p.width for p in self.packed)
-        count = min(slots, len(layers))
-        self.slots = [torch.empty(width, dtype=torch.uint8, device=device) for _ in range(count)]
-        self.slot_views = [[_views(slot, p.layout) for slot in self.slots] for p in self.packed]
-        # Mapped layers reach a GPU through one pinned staging buffer per slot (none on the CPU).
-        self.staging = [self._host_buffer(width) for _ in self.slots] if mapped and self.cuda else []
-        self.stage_views = [[_views(stage, p.layout) for stage in self.staging] for p in self.packed]
-        self.owner: list[int | None] = [None] * count
-        self.slot_of: dict[int, int] = {}
+        self.registered: list[torch.Tensor] = []  # host buffers page-locked in place, unlocked by ``close``
+        self.handles: list[torch.utils.hooks.RemovableHandle] = []
         self.loads = 0  # layer copies issued, for tests and benchmarks
-        if self.cuda:
-            self.stream = torch.cuda.Stream(device)
-            self.copied = [torch.cuda.Event() for _ in self.slots]
-            self.freed = [torch.cuda.Event() for _ in self.slots]
-        self.handles = []
-        for index, layer in enumerate(layers):
-            self.handles.append(layer.register_forward_pre_hook(self._before(index)))
-            self.handles.append(layer.register_forward_hook(self._after(index)))
+        with closed_on_failure([self]):
+            self.packed = [self._pack(layer) for layer in layers]
+            width = max(p.width for p in self.packed)
+            count = min(slots, len(layers))
+            self.slots = [torch.empty(width, dtype=torch.uint8, device=device) for _ in range(count)]
+            self.slot_views = [[_views(slot, p.layout) for slot in self.slots] for p in self.packed]
+            # Mapped layers reach a GPU through one pinned staging buffer per slot (none on the CPU).
+            self.staging = [self._host_buffer(width) for _ in self.slots] if mapped and self.cuda else []
+            self.stage_views = [[_views(stage, p.layout) for stage in self.staging] for p in self.packed]
+            self.owner: list[int | None] = [None] * count
+            self.slot_of: dict[int, int] = {}
+            if self.cuda:
+                self.stream = torch.cuda.Stream(device)
+                self.copied = [torch.cuda.Event() for _ in self.slots]
+                self.freed = [torch.cuda.Event() for _ in self.slots]
+            for index, layer in enumerate(layers):
+                self.handles.append(layer.register_forward_pre_hook(self._before(index)))
+                self.handles.append(layer.register_forward_hook(self._after(index)))
 
     @property
     def nbytes(self) -> int:
@@ -142,16 +149,18 @@ class LayerStream:
 
         torch's pinned allocator rounds every block up to a power of two (a 233 MB layer would pin
         256 MB, a 10 GB set 16 GB), so ordinary memory is page-locked in place with cudaHostRegister;
-        torch's pinned allocator is the fallback.
+        torch's pinned allocator is the fallback. On the CPU nothing is locked, but the buffer is counted
+        the same way (``live_registrations``), so tests on the CPU see what a GPU would leave behind.
         """
         buffer = torch.empty(nbytes, dtype=torch.uint8)
-        if not self.cuda:
-            return buffer
-        status = torch.cuda.cudart().cudaHostRegister(buffer.data_ptr(), nbytes, 0)
-        if int(status) == 0 and buffer.is_pinned():
-            self.registered.append(buffer)
-            return buffer
-        return buffer.pin_memory()
+        if self.cuda:
+            status = int(torch.cuda.cudart().cudaHostRegister(buffer.data_ptr(), nbytes, 0))
+            if status != 0:
+                _clear_last_error(self.device, f"cudaHostRegister returned {status}")
+                return buffer.pin_memory()
+        self.registered.append(buffer)
+        _REGISTERED[buffer.data_ptr()] = nbytes
+        return buffer
 
     def _load(self, index: int, slot: int) -> None:
         """Copy layer ``index`` into ``slot`` once the compute that last read the slot is done."""
@@ -209,21 +218,52 @@ class LayerStream:
         return hook
 
     def close(self) -> None:
-        """Remove the hooks and unlock the host memory (after the GPU has finished with it)."""
+        """Remove the hooks and unlock the host memory (after the GPU has finished with it).
+
+        Runs on a partly built stream too, and unlocks every buffer even if CUDA reports an error on
+        the way (a broken context ends with its process anyway, and memory must not stay registered).
+        """
         for handle in self.handles:
             handle.remove()
         self.handles = []
-        if self.cuda and self.registered:
-            torch.cuda.synchronize(self.device)
-            for buffer in self.registered:
-                torch.cuda.cudart().cudaHostUnregister(buffer.data_ptr())
-            self.registered = []
+        registered, self.registered = self.registered, []
+        try:
+            if self.cuda and registered:
+                torch.cuda.synchronize(self.device)
+        finally:
+            for buffer in registered:
+                _REGISTERED.pop(buffer.data_ptr(), None)
+                if self.cuda:
+                    status = int(torch.cuda.cudart().cudaHostUnregister(buffer.data_ptr()))
+                    if status != 0:
+                        _clear_last_error(self.device, f"cudaHostUnregister returned {status}")
 
     def __del__(self) -> None:
         try:
             self.close()
         except Exception:  # noqa: BLE001 - interpreter shutdown: CUDA may already be gone
             pass
+
+
+def live_registrations() -> int:
+    """How many host buffers streamed layers hold page-locked in this process now (on the CPU: would hold)."""
+    return len(_REGISTERED)
+
+
+def _clear_last_error(device: torch.device, what: str) -> None:
+    """Read and reset CUDA's "last error" after a runtime call of ours failed.
+
+    A failed cudart call leaves its error pending in the thread, and torch's check after the next kernel
+    launch reports it as that kernel's failure (``AcceleratorError: CUDA error: part or all of the
+    requested memory range is already mapped``, far from the call that failed). A kernel launched here
+    takes it; a context that is really broken fails again at the next call and the worker starts afresh.
+    """
+    try:
+        torch.ones(1, device=device)
+    except RuntimeError as exc:
+        log.warning("%s; cleared the pending CUDA error: %s", what, " ".join(str(exc).split())[:200])
+    else:
+        log.warning("%s", what)
 
 
 def _fill(views: list[torch.Tensor], tensors: list[torch.Tensor]) -> None:
@@ -265,13 +305,13 @@ class StreamedExecutor(Executor):
             convert = None
             if plan.from_disk and plan.streamed_layers:
                 convert = mapped.bind_layers(model, plan.streamed_layers, loaded.path, getattr(torch, plan.dtype))
-            keep = place_resident_part(model, plan, device, plan.streamed_layers)
-            if plan.streamed_layers:
-                layers = [model.get_submodule(p) for p in plan.streamed_layers]
-                slots = int(plan.offload.get("slots", SLOTS))
-                keep.append(LayerStream(layers, device, slots, convert is not None, convert))
-            loaded.device = device
-            return keep
+            with closed_on_failure(place_resident_part(model, plan, device, plan.streamed_layers)) as keep:
+                if plan.streamed_layers:
+                    layers = [model.get_submodule(p) for p in plan.streamed_layers]
+                    slots = int(plan.offload.get("slots", SLOTS))
+                    keep.append(LayerStream(layers, device, slots, convert is not None, convert))
+                loaded.device = device
+                return keep
 
         return Placed(loaded, computes_upcast(loaded, plan, place))
 

@@ -14,11 +14,11 @@ from inference.planning.shapes import ModelSize
 from inference.planning.types import Workload
 from inference.units import MiB
 
-CUDA_CONTEXT_BYTES = 600 * MiB  # read through NVML before and after the first kernel (docs/measurements.md)
 # What a process holds outside torch's allocator once a model has loaded and run (context, loaded kernel
-# modules, library workspaces): 1.30-1.38 GiB through NVML (docs/measurements.md, "CUDA context"). A VRAM
-# limit caps the allocator at the limit less this: with the 600 MiB context alone the app-level matrix
-# peaked 0.15 GiB over a 4 GiB limit (benchmarks/results/memory-matrix-h200-*.md).
+# modules, library workspaces): 1.30-1.38 GiB through NVML (docs/measurements.md, "CUDA context"); the bare
+# context is 0.60 GiB. One figure for both sides of a GPU plan: the planner counts it in every prediction and
+# the worker caps its allocator at the limit less it. With the bare context in the plan and this figure in
+# the cap, plans predicted to fit ran out of memory under the cap (benchmarks/results/memory-matrix-h200.md).
 CUDA_RUNTIME_BYTES = 1400 * MiB
 UPCAST_CHUNK_ELEMENTS = 32 * 2**20  # the most weights upcast at once (128 MiB in fp32); ``executors.upcast``
 

@@ -38,7 +38,7 @@ from inference.hardware import Gpu, Hardware
 from inference.models import ModelRef
 from inference.planning.corrections import corrected, gpu_identity
 from inference.planning.estimates import (
-    CUDA_CONTEXT_BYTES,
+    CUDA_RUNTIME_BYTES,
     activation_bytes,
     codec_activation_bytes,
     kv_cache_bytes,
@@ -248,7 +248,7 @@ class _Context:
         if codec_on_gpu:
             activations += codec_activation_bytes(self.facts, work, self.policy)
         return MemoryBreakdown(
-            cuda_context=CUDA_CONTEXT_BYTES,
+            cuda_context=CUDA_RUNTIME_BYTES,
             weights_resident=self.size.total_bytes - moved - offloaded + placement.resident_layer_bytes,
             streamed_buffers=placement.buffers,
             kv_cache=kv_cache_bytes(self.facts, self.ref.shape.at(self.policy.compute), work),
@@ -567,11 +567,16 @@ def _zero3_plans(ctx: _Context, search: _Search, level: str, executor: str, devi
     layers = tuple(ctx.size.streamable_layers)
     largest = max(n for _, n in layers)
     host = sum(n for _, n in layers)
+    ram += sum(n for _, n in lookups)  # tables read on the CPU live in RAM too
+    if not ctx.ram_ok(ram):
+        search.note(f"{level} with embedding tables on the CPU: needs {gib(ram)} of RAM, more than the "
+                    f"{_ram_words(ctx.hardware)}")
+        return []
     plans = []
     for chars in _chunk_sizes(ctx.work.chunk_chars):
         work = Workload(chars, ctx.work.batch_size)
         bare = _Placement(level, executor, cpu, layers, "cpu" if device == "cpu" else "disk",
-                          largest * STREAM_SLOTS, 0, ram + sum(n for _, n in lookups),
+                          largest * STREAM_SLOTS, 0, ram,
                           lookups=lookups)
         memory = ctx.memory(bare, work)
         spare = ctx.budget - memory.total
@@ -694,7 +699,7 @@ def _compute_dtype(policy: DtypePolicy) -> str:
 
 _PART_WORDS = {"weights_resident": "the weights that cannot leave the GPU", "kv_cache": "the KV cache",
                "activations": "activations", "streamed_buffers": "buffers for streamed layers",
-               "cuda_context": "the CUDA context", "safety_margin": "the safety margin"}
+               "cuda_context": "the CUDA context and runtime", "safety_margin": "the safety margin"}
 
 
 def _refusal(ref: ModelRef, hardware: Hardware, work: Workload, search: _Search) -> str:
