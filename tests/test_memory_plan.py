@@ -7,7 +7,6 @@ import json
 import re
 import subprocess
 import sys
-import time
 from dataclasses import replace
 
 import pytest
@@ -335,18 +334,14 @@ def test_models_json_lists_one_object_per_model(capsys):
     assert "pocket-tts" in table and "fits fully" in table and "RTF" in table
 
 
-def test_models_runs_without_torch_in_well_under_a_second():
-    code = ("import sys, time\nstart = time.perf_counter()\nfrom inference.cli import main\n"
+def test_models_runs_without_torch():
+    """Sizing advice comes before any download or torch import (its speed: ``benchmarks/plan_speed.py``)."""
+    code = ("import sys\nfrom inference.cli import main\n"
             "main(['models', '--hardware', 'laptop-4060-8g'])\n"
-            "print('torch' in sys.modules, 'transformers' in sys.modules, time.perf_counter() - start,\n"
-            "      file=sys.stderr)\n")
-    started = time.perf_counter()
+            "print('torch' in sys.modules, 'transformers' in sys.modules, file=sys.stderr)\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    torch_loaded, transformers_loaded, seconds = done.stderr.split()[-3:]
-    assert (torch_loaded, transformers_loaded) == ("False", "False")
-    assert float(seconds) < 1.0, seconds
-    assert time.perf_counter() - started < 10
+    assert done.stderr.split()[-2:] == ["False", "False"]
 
 
 
