@@ -90,6 +90,12 @@ class Plan:
     cpu_projections: str = ""  # "int8": a CPU tier's decoder runs its projections in int8 (hardware.cpu_int8)
 
     @property
+    def from_disk(self) -> bool:
+        """Whether weights stay in the checkpoint's memory-mapped files, read every pass (``offload["home"]``):
+        the streamed layers of a ``streamed-disk`` plan, or all of a CPU plan's."""
+        return self.offload.get("home") == "disk"
+
+    @property
     def predicted_peak_bytes(self) -> int:
         return self.memory.total if self.device != "cpu" else 0
 
