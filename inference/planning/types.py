@@ -91,6 +91,12 @@ class Plan:
     cpu_codec_dtype: str = ""  # "bfloat16": a CPU tier decodes audio with its codec in bf16 (hardware.cpu_bf16)
 
     @property
+    def from_disk(self) -> bool:
+        """Whether weights stay in the checkpoint's memory-mapped files, read every pass (``offload["home"]``):
+        the streamed layers of a ``streamed-disk`` plan, or all of a CPU plan's."""
+        return self.offload.get("home") == "disk"
+
+    @property
     def predicted_peak_bytes(self) -> int:
         return self.memory.total if self.device != "cpu" else 0
 
