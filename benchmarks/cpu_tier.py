@@ -19,7 +19,9 @@ fp32's median of the same run, the process CPU time per thread (on a shared mach
 idle one) and the load average. Then one more run per variant with timers around the session's parts splits its
 time: prompt prefill, backbone steps, flow head, codec transformer, codec SEANet, and the rest (Python, noise,
 copies, the upsampler). The audio of every variant is compared with fp32's (``tests.audio_difference``: SNR,
-max and mean absolute difference, mel spectrogram relative and dB difference).
+max and mean absolute difference, mel spectrogram relative and dB difference). Last, each change of the tier
+against what it replaced, part by part, on the model this CPU's plan runs (``benchmarks/cpu_tier_parts.py``).
+Needs only the packages setup.cfg lists.
 
     taskset -c 0,1 python3 benchmarks/cpu_tier.py --threads 2 --repeats 3 --tag HOST-2cores
 
