@@ -64,7 +64,7 @@ class Executor(ABC):
         the checkpoint already has the plan's dtype. The map names the modules that compute on the CPU,
         so an adapter that keeps such a module in another dtype (Pocket's codec in fp32) does so.
         """
-        device_map = {"": "cpu", **dict.fromkeys(plan.compute_on_cpu, "cpu")}
+        device_map = {"": "cpu", **dict.fromkeys(plan.cpu_islands, "cpu")}
         loaded = ref.adapter.load(path, getattr(torch, plan.dtype), torch.device(plan.device), device_map)
         return self.place(loaded, plan)
 
@@ -84,10 +84,10 @@ def computes_upcast(loaded: LoadedModel, plan: Plan, place) -> list[Keeper]:
     from inference.executors import upcast
 
     storage, compute = getattr(torch, plan.dtype), getattr(torch, plan.compute_dtype)
-    upcast.settle_small(loaded.model, storage, compute, plan.compute_on_cpu)
+    upcast.settle_small(loaded.model, storage, compute, plan.cpu_islands)
     keep = place()
     loaded.dtype = compute  # adapters bring inputs to the compute dtype
-    return keep + [Hooks(upcast.upcast_per_layer(loaded.model, storage, compute, plan.compute_on_cpu))]
+    return keep + [Hooks(upcast.upcast_per_layer(loaded.model, storage, compute, plan.cpu_islands))]
 
 
 def under(path: str, prefixes: tuple[str, ...] | set[str]) -> bool:
@@ -117,8 +117,8 @@ def place_resident_part(model: torch.nn.Module, plan: Plan, device: torch.device
     """What every executor but accelerate's does first: each module on ``device`` except ``offloaded``
     (the executor's own business), those the plan computes on the CPU (set up to run there) and the
     lookup tables it keeps in host memory (hooked). Returns the keepers of those hooks."""
-    move_except(model, device, plan.compute_on_cpu + offloaded + plan.lookups_on_cpu)
-    on_cpu_island(model, plan.compute_on_cpu)
+    move_except(model, device, plan.cpu_islands + offloaded + plan.lookups_on_cpu)
+    on_cpu_island(model, plan.cpu_islands)
     return lookups_on_cpu(model, plan.lookups_on_cpu, device)
 
 
@@ -128,7 +128,9 @@ def on_cpu_island(model: torch.nn.Module, paths: tuple[str, ...]) -> None:
     fp32 because CPUs convolve in half precision far slower, and the adapters' measured CPU speed is
     fp32's. Their entry methods take any input to the CPU as fp32; results stay there, as they would
     from a codec the adapter itself loaded on the CPU (adapters move codec inputs to the codec's
-    device and its outputs to where they are needed).
+    device and its outputs to where they are needed). An island is moved behind its siblings: generation
+    code places a model's inputs by the model's ``.device``, its first parameter's (VibeVoice hands the
+    acoustic decoder its latents on ``audio_tower.device``, whose encoder may be an island).
     """
     for path in paths:
         module = model.get_submodule(path)
@@ -137,6 +139,9 @@ def on_cpu_island(model: torch.nn.Module, paths: tuple[str, ...]) -> None:
             original = getattr(module, method, None)
             if callable(original):
                 setattr(module, method, _on_cpu(original))
+        parent, _, name = path.rpartition(".")
+        siblings = model.get_submodule(parent)._modules
+        siblings[name] = siblings.pop(name)
 
 
 def lookups_on_cpu(model: torch.nn.Module, paths: tuple[str, ...], device: torch.device) -> list[Keeper]:

@@ -36,10 +36,9 @@ from inference.planning.corrections import corrected, gpu_identity
 from inference.planning.estimates import (
     CUDA_RUNTIME_BYTES,
     activation_bytes,
-    codec_activation_bytes,
+    island_bytes,
     kv_cache_bytes,
     pcie_bound_ms,
-    prefill_bytes,
     safety_margin,
     upcast_bytes,
 )
@@ -234,11 +233,11 @@ class _Context:
     def memory(self, placement: _Placement, work: Workload) -> MemoryBreakdown:
         moved = sum(c.nbytes for c in placement.cpu_components) + sum(n for _, n in placement.lookups)
         offloaded = sum(n for _, n in placement.offloaded_layers)
-        codec_on_gpu = any(c.role is Role.CODEC for c in self.size.components
-                           if c not in placement.cpu_components)
-        activations = prefill_bytes(self.facts, self.size, work, self.policy) + upcast_bytes(self.size, self.policy)
-        if codec_on_gpu:
-            activations += codec_activation_bytes(self.facts, work, self.policy)
+        on_gpu = [c for c in self.size.components if c not in placement.cpu_components]
+        codec_on_gpu = any(c.role is Role.CODEC and not c.component.prompt_only for c in on_gpu)
+        encoder_on_gpu = any(c in on_gpu for c in _voice_encoders(self.size.components))
+        activations = activation_bytes(self.facts, self.size, work, self.policy, codec_on_gpu, encoder_on_gpu) \
+            + upcast_bytes(self.size, self.policy)
         return MemoryBreakdown(
             cuda_context=CUDA_RUNTIME_BYTES,
             weights_resident=self.size.total_bytes - moved - offloaded + placement.resident_layer_bytes,
@@ -253,10 +252,13 @@ class _Context:
         plan = Plan(self.ref.label, placement.level, placement.executor, self.device, self.policy.storage,
                     device_map, work.chunk_chars, work.batch_size, memory.kv_cache, memory, self.budget,
                     placement.ram, tuple(reasons), self.components(placement),
-                    tuple(p for c in placement.cpu_components for p in c.component.module_paths),
+                    tuple(p for c in placement.cpu_components if not c.component.prompt_only
+                          for p in c.component.module_paths),
                     tuple(p for p, _ in placement.offloaded_layers), tuple(p for p, _ in placement.lookups),
                     dict(placement.offload), False, gpu_identity(self.gpu), model_digest=self.ref.shape.digest,
-                    compute_dtype=_compute_dtype(self.policy))
+                    compute_dtype=_compute_dtype(self.policy),
+                    prompt_on_cpu=tuple(p for c in placement.cpu_components if c.component.prompt_only
+                                        for p in c.component.module_paths))
         return corrected(plan)
 
     def device_map(self, placement: _Placement) -> dict[str, str]:
@@ -282,7 +284,9 @@ class _Context:
         out = {}
         for c in self.size.components:
             where = f"{self.device}"
-            if c in placement.cpu_components:
+            if c in placement.cpu_components and c.component.prompt_only:
+                where = "cpu (encodes each new voice there, once; nothing per frame)"
+            elif c in placement.cpu_components:
                 where = f"cpu (computes there, {c.component.cpu_real_time_factor:.2f}x real time)"
             elif set(c.component.module_paths) & {p for p, _ in placement.lookups}:
                 where = f"{self.device}; embedding table read on the cpu, its rows sent to the GPU"
@@ -302,6 +306,16 @@ class _Context:
     def ram_ok(self, ram: int) -> bool:
         return ram <= usable_ram(self.hardware)
 
+    def island_ram(self, parts: tuple[ComponentSize, ...]) -> int:
+        """Host memory of ``parts`` computing on the CPU (fp32 weights and their transients there)."""
+        encodes = any(c in parts for c in _voice_encoders(self.size.components))
+        return island_bytes(self.facts, parts, self.size.element_size, self.work, encodes)
+
+
+def _voice_encoders(components: tuple[ComponentSize, ...]) -> list[ComponentSize]:
+    """The parts that encode a voice's reference: those that run only for it, else the codecs."""
+    return [c for c in components if c.component.prompt_only] or [c for c in components if c.role is Role.CODEC]
+
 
 def _resident(ctx: _Context, search: _Search) -> list[Plan]:
     return _fitting(ctx, _Placement("resident", "resident"), search, "all on GPU")
@@ -312,13 +326,24 @@ def _codec_cpu(ctx: _Context, search: _Search) -> list[Plan]:
     if not movable:
         search.note(f"codec on CPU: not possible ({why})")
         return []
-    placement = _Placement("codec-cpu", "resident", movable, ram=sum(c.nbytes for c in movable))
+    placement = _Placement("codec-cpu", "resident", movable, ram=ctx.island_ram(movable))
     return _fitting(ctx, placement, search, f"{_names(movable)} on the CPU ({why})")
 
 
 def _cpu_codecs(ctx: _Context) -> tuple[tuple[ComponentSize, ...], str]:
-    """Codecs the adapter measured fast enough on a CPU, and which are free to move."""
-    codecs = ctx.size.by_role(Role.CODEC)
+    """Parts that may compute on the CPU, and why: those that only encode the voice prompt (no per-frame
+    cost), and codecs the adapter measured fast enough on a CPU that are free to move."""
+    prompt = tuple(c for c in ctx.size.components if c.component.prompt_only)
+    codecs, why = _frame_codecs(ctx)
+    if prompt:
+        only = f"{_names(prompt)} only {'encode' if len(prompt) > 1 else 'encodes'} each new voice"
+        why = f"{only}, {why}" if codecs else f"{only}; {why}"
+    return prompt + codecs, why
+
+
+def _frame_codecs(ctx: _Context) -> tuple[tuple[ComponentSize, ...], str]:
+    """Per-frame codecs the adapter measured fast enough on a CPU, and which are free to move."""
+    codecs = [c for c in ctx.size.by_role(Role.CODEC) if not c.component.prompt_only]
     if not codecs:
         return (), "the model has no separate codec"
     pinned = [c for c in codecs if c.component.pinned_to_compute]
@@ -365,7 +390,7 @@ def _streamed(ctx: _Context, search: _Search) -> list[Plan]:
         search.note("streaming layers: not possible (the backbone has no layers that can stream)")
         return []
     executor = ctx.executor if ctx.executor in ("streamed", "accelerate") else "streamed"
-    cpu, _ = _cpu_codecs(ctx)
+    cpu, cpu_why = _cpu_codecs(ctx)
     # Offloading fewer layers than there are GPU slots saves nothing: each one still needs a slot.
     least = min(len(layers), STREAM_SLOTS + 1)
     options: list[tuple[int, int, Plan]] = []
@@ -384,6 +409,10 @@ def _streamed(ctx: _Context, search: _Search) -> list[Plan]:
             break
         search.note(f"streaming every backbone layer still does not fit {gib(ctx.budget)} on {ctx.gpu.name}"
                      + ("; trying with the embedding tables read on the CPU" if ctx.size.lookups else ""))
+    if not options and ctx.size.tower_layers:
+        search.note(f"streaming every backbone layer still does not fit {gib(ctx.budget)} on {ctx.gpu.name}: "
+                    "trying with layers of the per-frame towers streamed too")
+        options, lookups = _tower_options(ctx, search, executor, cpu, layers), ()
     if not options:
         if ctx.size.lookups:
             search.note("nor with the embedding tables on the CPU")
@@ -396,16 +425,28 @@ def _streamed(ctx: _Context, search: _Search) -> list[Plan]:
             options.append((len(layers), -ctx.work.chunk_chars, plan))
     first = options[0][2]
     pin_limit = int(ctx.hardware.ram_available_bytes * PIN_FRACTION)
-    if executor == "streamed" and first.ram_needed_bytes > pin_limit:
-        search.note(f"streaming {len(first.streamed_layers)} layers would pin {gib(first.ram_needed_bytes)} of "
+    pinned = sum(n for p, n in layers + ctx.size.tower_layers if p in first.streamed_layers)  # islands are not
+    if executor == "streamed" and pinned > pin_limit:
+        search.note(f"streaming {len(first.streamed_layers)} layers would pin {gib(pinned)} of "
                      f"host memory, more than half of the {gib(ctx.hardware.ram_available_bytes)} available")
+        return []
+    if not ctx.ram_ok(first.ram_needed_bytes):
+        search.note(f"streaming {len(first.streamed_layers)} layers: needs {gib(first.ram_needed_bytes)} of RAM, "
+                    f"more than the {_ram_words(ctx.hardware)}")
         return []
     out = []
     for count, neg_chars, plan in options:
         moved = sum(n for p, n in layers if p in plan.streamed_layers)
+        count = min(count, len(layers))
+        towers = [(p, n) for p, n in ctx.size.tower_layers if p in plan.streamed_layers]
         reasons = search.reasons + [
             f"{count} of {len(layers)} backbone layers ({gib(moved)}) stay in host memory and are copied in one "
-            f"layer ahead; the other {len(layers) - count} stay resident",
+            f"layer ahead; the other {len(layers) - count} stay resident"]
+        if towers:
+            moved += sum(n for _, n in towers)
+            reasons.append(f"{len(towers)} of the per-frame towers' {len(ctx.size.tower_layers)} widest layers "
+                           f"({gib(sum(n for _, n in towers))}) stream through the same slots, once per frame")
+        reasons += [
             f"predicted peak {gib(plan.memory.total)} of {gib(ctx.budget)} free on {ctx.gpu.name}"
             + (" (calibrated on this machine)" if plan.calibrated else ""),
             f"each pass of the backbone moves {gib(moved)} over PCIe {ctx.gpu.pcie_generation}.0 "
@@ -413,7 +454,7 @@ def _streamed(ctx: _Context, search: _Search) -> list[Plan]:
             "decode step, shared by every chunk of the batch",
             ctx.policy.reason]
         if cpu:
-            reasons.append(f"{_names(cpu)} computes on the CPU")
+            reasons.append(f"{_names(cpu)} on the CPU ({cpu_why})")
         if plan.lookups_on_cpu:
             reasons.append(f"embedding tables {', '.join(plan.lookups_on_cpu)} are read on the CPU: a step "
                            "looks up a few rows")
@@ -421,6 +462,35 @@ def _streamed(ctx: _Context, search: _Search) -> list[Plan]:
             reasons.append(f"chunks shortened to {-neg_chars} characters: cheaper than offloading more layers")
         out.append(replace(plan, reasons=tuple(reasons)))
     return out
+
+
+def _tower_options(ctx: _Context, search: _Search, executor: str, cpu: tuple[ComponentSize, ...],
+                   layers: list[tuple[str, int]]) -> list[tuple[int, int, Plan]]:
+    """Every backbone layer streamed and as few of the per-frame towers' layers as fit, for each chunk length.
+
+    The towers run once per frame, their layers through ``forward``, so they stream through the same
+    two slots (no larger than a backbone layer) and their bytes cross PCIe once per frame, as the
+    backbone's do. Ring order is execution order within a frame: the towers render the frame the
+    language model then consumes.
+    """
+    towers = ctx.size.tower_layers
+    options: list[tuple[int, int, Plan]] = []
+    for chars in _chunk_sizes(ctx.work.chunk_chars):
+        work = Workload(chars, ctx.work.batch_size)
+        for count in range(1, len(towers) + 1):
+            placement = _stream_placement(ctx, executor, cpu, _spread(towers, count) + tuple(layers))
+            plan = ctx.plan(placement, work, ctx.memory(placement, work), [])
+            if ctx.fits(plan.memory):
+                options.append((len(layers) + count, -chars, plan))
+                break
+        else:
+            search.miss(plan.memory, ctx.budget, chars)
+    if options and options[-1][0] < len(layers) + len(towers):  # every tower layer streamed: a rung to step down to
+        placement = _stream_placement(ctx, executor, cpu, tuple(towers) + tuple(layers))
+        plan = ctx.plan(placement, ctx.work, ctx.memory(placement, ctx.work), [])
+        if ctx.fits(plan.memory):
+            options.append((len(layers) + len(towers), -ctx.work.chunk_chars, plan))
+    return options
 
 
 def _spread(layers: list[tuple[str, int]], count: int) -> tuple[tuple[str, int], ...]:
@@ -444,7 +514,7 @@ def _stream_placement(ctx: _Context, executor: str, cpu: tuple[ComponentSize, ..
     so they are counted like the others.
     """
     largest = max(n for _, n in offloaded)
-    ram = sum(c.nbytes for c in cpu) + sum(n for _, n in offloaded) + sum(n for _, n in lookups)
+    ram = ctx.island_ram(cpu) + sum(n for _, n in offloaded) + sum(n for _, n in lookups)
     return _Placement("streamed", executor, cpu, offloaded, "cpu", min(len(offloaded), STREAM_SLOTS) * largest, 0,
                       ram, lookups=lookups)
 
@@ -474,7 +544,7 @@ def _zero3(ctx: _Context, search: _Search, device: str) -> list[Plan]:
     cpu, _ = _cpu_codecs(ctx)
     largest = max(n for _, n in layers)
     host = sum(n for _, n in layers)
-    ram = sum(c.nbytes for c in cpu) + (host if device == "cpu" else 4 * largest)
+    ram = ctx.island_ram(cpu) + (host if device == "cpu" else 4 * largest)
     if not ctx.ram_ok(ram):
         search.note(f"{level}: needs {gib(ram)} of RAM, more than the {_ram_words(ctx.hardware)}")
         return []
