@@ -95,6 +95,9 @@ class Family:
     # audio or encoding the reference (``planning.estimates``); 64 is a few dozen channels at the waveform's rate.
     codec_elements_per_sample: int = 64
     codec_streams_frames: bool = False  # the codec decodes (and re-encodes) one frame per step, not a whole chunk
+    # Seconds of the reference encoded at a time through a streaming encoder's padding cache (None: all at
+    # once): what bounds the voice encoder's activations (``planning.estimates.reference_encode_bytes``).
+    encode_piece_seconds: float | None = None
 
     def frames_for_chars(self, chars: int) -> int:
         """Worst-case frames a chunk of ``chars`` characters generates; KV caches are sized from it."""
@@ -144,7 +147,10 @@ FAMILIES: dict[str, Family] = {f.family: f for f in (
     # The towers' first ConvNeXt stages hold 32-128 channels at 24 kHz (an RMS norm in fp32, a 4x
     # feed-forward): encoding 20 s on the CPU peaked at 393 fp32 elements per sample
     # (docs/measurements.md, "VibeVoice's audio towers"); 512 leaves room for the GPU's workspaces.
-    }, kv_cache_copies=2, codec_elements_per_sample=512, codec_streams_frames=True),
+    # The acoustic encoder is causal and streams (the semantic encoder is the same network, run per frame):
+    # 8 s pieces through its padding cache give the whole reference's latents up to float rounding (3e-7 on
+    # the tiny checkpoint), and the 5-15 s references the README asks for take one or two.
+    }, kv_cache_copies=2, codec_elements_per_sample=512, codec_streams_frames=True, encode_piece_seconds=8.0),
 )}
 
 

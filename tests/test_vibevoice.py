@@ -96,6 +96,20 @@ def test_the_voice_prompt_keeps_the_references_latents_on_the_compute_device(loa
     assert calls == []
 
 
+def test_a_long_reference_is_encoded_in_pieces_to_the_same_latents(loaded, reference_voice):
+    """Past ``encode_piece_seconds`` the causal encoder takes the reference a piece at a time through its
+    padding cache, which bounds its activations: the latents are the whole recording's, to float rounding."""
+    audio, rate = reference_voice
+    long = np.tile(audio, int(np.ceil(17 * rate / len(audio))))[: 17 * rate]
+    prompt = ADAPTER.build_voice_prompt(loaded, long, rate, None)
+    assert ADAPTER.facts.encode_piece_seconds < 17
+    values = loaded.processor.feature_extractor(long, sampling_rate=rate)["input_values"]
+    with torch.inference_mode():
+        whole = loaded.model.model.audio_tower.encode(values, sample=False).latents
+    assert prompt.tensors["latents"].shape == whole.shape
+    torch.testing.assert_close(prompt.tensors["latents"], whole, rtol=0, atol=1e-5)
+
+
 def test_clones_a_voice_at_24_khz(loaded, prompt):
     assert (ADAPTER.sample_rate, ADAPTER.frame_rate) == (24_000, 7.5)
     torch.manual_seed(0)

@@ -37,6 +37,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 from transformers import VibeVoiceConfig, VibeVoiceForConditionalGeneration, VibeVoiceProcessor
+from transformers.models.vibevoice_acoustic_tokenizer.modeling_vibevoice_acoustic_tokenizer import (
+    VibeVoiceAcousticTokenizerConv1dPaddingCache as PaddingCache,
+)
 
 from inference.adapters.base import Component, LoadedModel, ModelAdapter, VoicePrompt
 from inference.adapters.tokens import plain_text
@@ -135,12 +138,20 @@ def encode_reference(loaded: LoadedModel, values: torch.Tensor) -> torch.Tensor:
     """The acoustic encoder's latents (1, frames, 64) of the feature extractor's ``values``, without noise,
     on the compute device in its dtype.
 
-    The input goes to the compute device in the compute dtype, as ``generate`` would hand it over; an
-    encoder the plan keeps on the CPU takes it from there (``executors.base.on_cpu_island``).
+    The encoder is causal: a reference longer than the family's ``encode_piece_seconds`` is encoded a
+    piece at a time through its padding cache (the latents of the whole, up to float rounding), which
+    bounds the activations the planner counts. The input goes to the compute device in the compute dtype,
+    as ``generate`` would hand it over; an encoder the plan keeps on the CPU takes it from there
+    (``executors.base.on_cpu_island``).
     """
     tower = loaded.model.model.audio_tower
-    latents = tower.encode(values.to(loaded.device, loaded.dtype), sample=False).latents
-    return latents.to(loaded.device, loaded.dtype)
+    hop = tower.config.hop_length
+    piece = int(ADAPTER.facts.encode_piece_seconds * ADAPTER.sample_rate) // hop * hop
+    pieces = values.split(piece, dim=-1)
+    cache = PaddingCache() if len(pieces) > 1 else None
+    latents = [tower.encode(p.to(loaded.device, loaded.dtype), padding_cache=cache, use_cache=cache is not None,
+                            sample=False).latents.to(loaded.device, loaded.dtype) for p in pieces]
+    return torch.cat(latents, dim=1)
 
 
 def reference_latents(model, latents: torch.Tensor, rows: int) -> torch.Tensor:

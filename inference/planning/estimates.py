@@ -53,11 +53,9 @@ def samples_per_frame(facts: Family) -> int:
 
 def codec_activation_bytes(facts: Family, work: Workload, policy: DtypePolicy) -> int:
     """The codec decoding: convolutions at the waveform's rate over a whole chunk, or over one frame per row
-    where the codec streams frame by frame (VibeVoice decodes each latent and encodes its samples again,
-    one tower after the other, so one tower's peak counts). A streaming codec's frames stay on the device
-    until they are handed out (the fast session's sample buffer, one slot per position), and the head that
-    draws each frame holds a few hidden-sized rows per sequence (VibeVoice's diffusion head: its input,
-    condition, timestep embedding, 3x modulation and feed-forward, about 16 hidden widths)."""
+    where the codec streams frame by frame (a family that decodes each latent and encodes its samples
+    again runs one tower after the other, so one tower's peak counts). A streaming codec's frames stay on
+    the device until they are handed out (the fast session's sample buffer, one slot per position)."""
     element = policy.compute_bytes
     per_frame = samples_per_frame(facts)
     if not facts.codec_streams_frames:
@@ -69,15 +67,18 @@ def codec_activation_bytes(facts: Family, work: Workload, policy: DtypePolicy) -
 
 
 def head_buffer_bytes(facts: Family, size: ModelSize, work: Workload, policy: DtypePolicy) -> int:
-    """One frame's draw by the head: about 16 hidden-sized rows per sequence (both of a guidance pair)."""
+    """One frame's draw by the head: about 16 hidden-sized rows per sequence, both of a guidance pair (a
+    diffusion head's input, condition, timestep embedding, 3x modulation and feed-forward)."""
     return work.batch_size * facts.kv_cache_copies * size.hidden_size * 16 * policy.compute_bytes
 
 
 def reference_encode_bytes(facts: Family, element: int) -> int:
-    """Encoding the longest reference (``MAX_REFERENCE_SECONDS``, trimmed to it on reading) through the
-    part that encodes voices, once per voice: the same convolutions per sample as decoding, at ``element``
-    bytes (the compute dtype where the part runs; 4 on a CPU island)."""
-    return int(MAX_REFERENCE_SECONDS * facts.sample_rate * facts.codec_elements_per_sample * element)
+    """Encoding the longest reference (``MAX_REFERENCE_SECONDS``, trimmed to it on reading), or the longest
+    piece of it a streaming encoder takes at a time, through the part that encodes voices, once per voice:
+    the same convolutions per sample as decoding, at ``element`` bytes (the compute dtype where the part
+    runs; 4 on a CPU island)."""
+    seconds = min(MAX_REFERENCE_SECONDS, facts.encode_piece_seconds or MAX_REFERENCE_SECONDS)
+    return int(seconds * facts.sample_rate * facts.codec_elements_per_sample * element)
 
 
 def activation_bytes(facts: Family, size: ModelSize, work: Workload, policy: DtypePolicy,

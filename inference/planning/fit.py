@@ -341,6 +341,18 @@ def _cpu_codecs(ctx: _Context) -> tuple[tuple[ComponentSize, ...], str]:
     return prompt + codecs, why
 
 
+def _cpu_choices(ctx: _Context) -> list[tuple[tuple[ComponentSize, ...], str]]:
+    """What an offload level may compute on the CPU, and why, most VRAM saved first: with the parts that
+    only encode voices, then without them, for when their fp32 copy there is more than the RAM allows."""
+    cpu, why = _cpu_codecs(ctx)
+    frame = tuple(c for c in cpu if not c.component.prompt_only)
+    return [(cpu, why)] + ([(frame, _frame_codecs(ctx)[1])] if frame != cpu else [])
+
+
+def _with_cpu(cpu: tuple[ComponentSize, ...]) -> str:
+    return f" with {_names(cpu)} on the CPU" if cpu else ""
+
+
 def _frame_codecs(ctx: _Context) -> tuple[tuple[ComponentSize, ...], str]:
     """Per-frame codecs the adapter measured fast enough on a CPU, and which are free to move."""
     codecs = [c for c in ctx.size.by_role(Role.CODEC) if not c.component.prompt_only]
@@ -390,7 +402,15 @@ def _streamed(ctx: _Context, search: _Search) -> list[Plan]:
         search.note("streaming layers: not possible (the backbone has no layers that can stream)")
         return []
     executor = ctx.executor if ctx.executor in ("streamed", "accelerate") else "streamed"
-    cpu, cpu_why = _cpu_codecs(ctx)
+    for cpu, cpu_why in _cpu_choices(ctx):
+        plans = _streamed_with(ctx, search, executor, layers, cpu, cpu_why)
+        if plans:
+            return plans
+    return []
+
+
+def _streamed_with(ctx: _Context, search: _Search, executor: str, layers: list[tuple[str, int]],
+                   cpu: tuple[ComponentSize, ...], cpu_why: str) -> list[Plan]:
     # Offloading fewer layers than there are GPU slots saves nothing: each one still needs a slot.
     least = min(len(layers), STREAM_SLOTS + 1)
     options: list[tuple[int, int, Plan]] = []
@@ -431,8 +451,8 @@ def _streamed(ctx: _Context, search: _Search) -> list[Plan]:
                      f"host memory, more than half of the {gib(ctx.hardware.ram_available_bytes)} available")
         return []
     if not ctx.ram_ok(first.ram_needed_bytes):
-        search.note(f"streaming {len(first.streamed_layers)} layers: needs {gib(first.ram_needed_bytes)} of RAM, "
-                    f"more than the {_ram_words(ctx.hardware)}")
+        search.note(f"streaming {len(first.streamed_layers)} layers{_with_cpu(cpu)}: needs "
+                    f"{gib(first.ram_needed_bytes)} of RAM, more than the {_ram_words(ctx.hardware)}")
         return []
     out = []
     for count, neg_chars, plan in options:
@@ -541,12 +561,14 @@ def _zero3(ctx: _Context, search: _Search, device: str) -> list[Plan]:
     executor = "deepspeed" if missing is None and ctx.executor in (None, "deepspeed") else "accelerate"
     if missing is not None:
         search.note(f"DeepSpeed ZeRO-3 ({device}): {missing}; accelerate hooks take its place")
-    cpu, _ = _cpu_codecs(ctx)
     largest = max(n for _, n in layers)
     host = sum(n for _, n in layers)
-    ram = ctx.island_ram(cpu) + (host if device == "cpu" else 4 * largest)
-    if not ctx.ram_ok(ram):
-        search.note(f"{level}: needs {gib(ram)} of RAM, more than the {_ram_words(ctx.hardware)}")
+    for cpu, _ in _cpu_choices(ctx):
+        ram = ctx.island_ram(cpu) + (host if device == "cpu" else 4 * largest)
+        if ctx.ram_ok(ram):
+            break
+        search.note(f"{level}{_with_cpu(cpu)}: needs {gib(ram)} of RAM, more than the {_ram_words(ctx.hardware)}")
+    else:
         return []
     plans: list[Plan] = []
     for lookups in ((), ctx.size.lookups):
