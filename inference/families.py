@@ -138,19 +138,20 @@ FAMILIES: dict[str, Family] = {f.family: f for f in (
         "embeddings": Part(Role.EMBEDDINGS),
         "backbone": Part(Role.BACKBONE),
         "diffusion_head": Part(Role.HEAD, pinned_to_compute=True),
-        "acoustic_encoder": Part(Role.CODEC, prompt_only=True),
+        # 2.4 s of CPU per second of reference on 2 threads (docs/measurements.md): a 20 s voice, once.
+        "acoustic_encoder": Part(Role.CODEC, prompt_only=True, cpu_real_time_factor=2.4),
         # Per frame, called as methods (pinned), but their widest stage's blocks run through forward: they
         # may stream, when the whole backbone streaming is not enough (4 GB cards).
         "acoustic_decoder": Part(Role.CODEC, pinned_to_compute=True, cpu_real_time_factor=1.35, streams_layers=True),
         "semantic_encoder": Part(Role.CODEC, pinned_to_compute=True, cpu_real_time_factor=0.91, streams_layers=True),
         "connectors": Part(Role.OTHER, pinned_to_compute=True),
     # The towers' first ConvNeXt stages hold 32-128 channels at 24 kHz (an RMS norm in fp32, a 4x
-    # feed-forward): encoding 20 s on the CPU peaked at 393 fp32 elements per sample
-    # (docs/measurements.md, "VibeVoice's audio towers"); 512 leaves room for the GPU's workspaces.
+    # feed-forward): encoding a 20 s reference in 8 s pieces on the CPU peaked at 765 fp32 elements per
+    # sample encoded at once (docs/measurements.md, "VibeVoice's voice encoder"); 1024 leaves room.
     # The acoustic encoder is causal and streams (the semantic encoder is the same network, run per frame):
     # 8 s pieces through its padding cache give the whole reference's latents up to float rounding (3e-7 on
     # the tiny checkpoint), and the 5-15 s references the README asks for take one or two.
-    }, kv_cache_copies=2, codec_elements_per_sample=512, codec_streams_frames=True, encode_piece_seconds=8.0),
+    }, kv_cache_copies=2, codec_elements_per_sample=1024, codec_streams_frames=True, encode_piece_seconds=8.0),
 )}
 
 

@@ -285,7 +285,9 @@ class _Context:
         for c in self.size.components:
             where = f"{self.device}"
             if c in placement.cpu_components and c.component.prompt_only:
-                where = "cpu (encodes each new voice there, once; nothing per frame)"
+                rtf = c.component.cpu_real_time_factor
+                where = "cpu (encodes each new voice there, once" + \
+                    (f": {rtf:.1f} s per second of the reference on 2 threads" if rtf else "") + "; nothing per frame)"
             elif c in placement.cpu_components:
                 where = f"cpu (computes there, {c.component.cpu_real_time_factor:.2f}x real time)"
             elif set(c.component.module_paths) & {p for p, _ in placement.lookups}:
