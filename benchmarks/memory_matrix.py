@@ -7,6 +7,11 @@ events give the plan chosen and every plan change with its cause; a thread sampl
 the GPU's used memory, less what was used before the worker started (the GPU is otherwise idle), which
 is the whole worker process: CUDA context, allocator and cuBLAS workspaces.
 
+Every cell gets a fresh Vesper cache folder (``VESPER_CACHE_DIR``): the worker remembers plans that ran out
+of memory, so without it a cell would start on what an earlier cell learnt and "first time right" would
+measure that memory, not the prediction. Results are written after every cell; ``--budget-s`` starts no
+new cell after that many seconds (the rest are listed as not run).
+
 Models are folders: ``python -m tests.tiny_models --full-size DIR`` writes each registered model at its
 real size with random weights. Goal: every cell finishes with peak <= limit, at least 90% of cells on
 their first plan (no step-down). Writes ``benchmarks/results/memory-matrix-<tag>.{json,md}``.
@@ -16,7 +21,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -98,7 +105,8 @@ def run_cell(model: Path, cap_gib: float, text_name: str, voice: Path, batch: in
 
     cell = {"model": model.name, "cap_gib": cap_gib, "text": text_name, "chars": len(TEXTS[text_name])}
     begin = time.perf_counter()
-    with NvmlPeak() as nvml:
+    with tempfile.TemporaryDirectory(prefix="vesper-cell-") as cache, NvmlPeak() as nvml:
+        os.environ["VESPER_CACHE_DIR"] = cache  # the worker process inherits it: no plan history
         try:
             with WorkerClient(WorkerSettings(max_batch=batch, vram_limit_bytes=limit)) as client:
                 result = client.speak(SpeakJob(TEXTS[text_name], voice, None, str(model), 0), watch)
@@ -154,17 +162,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=4, help="the worker's micro-batch (its default)")
     parser.add_argument("--tag", default="local")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--budget-s", type=float, default=0, help="start no cell after this many seconds (0: all)")
     args = parser.parse_args(argv)
     env = environment()
-    cells = [run_cell(model, cap, text, args.voice, args.batch)
-             for model in args.models for cap in args.caps for text in args.texts]
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"memory-matrix-{args.tag}"
-    command = "python3 benchmarks/memory_matrix.py " + " ".join(sys.argv[1:])
-    stem.with_suffix(".json").write_text(json.dumps({"environment": env, "command": command, "cells": cells},
-                                                    indent=1))
-    stem.with_suffix(".md").write_text(markdown(cells, env, command))
-    return 0 if all(c["finished"] and c["within_limit"] for c in cells) else 1
+    command = "python3 benchmarks/memory_matrix.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    grid = [(model, cap, text) for model in args.models for cap in args.caps for text in args.texts]
+    cells: list[dict] = []
+    started = time.perf_counter()
+    for model, cap, text in grid:
+        if args.budget_s and time.perf_counter() - started > args.budget_s:
+            print(f"not run (budget): {model.name} {cap} GiB {text}", flush=True)
+            continue
+        cells.append(run_cell(model, cap, text, args.voice, args.batch))
+        stem.with_suffix(".json").write_text(json.dumps({"environment": env, "command": command, "cells": cells,
+                                                        "not_run": len(grid) - len(cells)}, indent=1))
+        stem.with_suffix(".md").write_text(markdown(cells, env, command))
+    return 0 if len(cells) == len(grid) and all(c["finished"] and c["within_limit"] for c in cells) else 1
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from desktop.widgets.player import PlayerWidget
 from inference.errors import BadInputError, VesperError
 from inference.narration import book
 from inference.narration.runner import NarrationCancelled, Progress, Runner
-from inference.voice_library import Voice
+from inference.voice_library import Voice, VoiceLibrary
 from inference.worker import protocol as p
 
 
@@ -45,11 +45,11 @@ class Controller(QObject):
     _progressed = Signal(object)  # Progress, emitted on the narration thread, handled on the GUI thread
     _ended = Signal()  # the narration thread is over
 
-    def __init__(self, bridge: WorkerBridge, player: PlayerWidget, chunk_chars: int,
+    def __init__(self, bridge: WorkerBridge, player: PlayerWidget, chunk_chars: int, library: VoiceLibrary,
                  parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.bridge, self.player = bridge, player
-        self.state = NarrationState(chunk_chars)
+        self.state = NarrationState(chunk_chars, library)  # ``[voice: NAME]`` names the library's voices
         self.last_result: book.NarrationResult | None = None
         self._speaking: set[str] = set()  # ids of plain speak jobs
         self._thread: threading.Thread | None = None
@@ -90,12 +90,15 @@ class Controller(QObject):
         self.stop()
         self.set_text(document, choice)
         state = self.state
+        if state.problem:
+            raise BadInputError(state.problem)
         if state.script is None or state.project is None:
             raise BadInputError("The text is empty: type or open something to narrate.")
         if not redo and all(r.status is ChunkStatus.DONE for r in state.rows):
             return self.player.play_audio(*state.assembled())
-        narration = book.Narration(str(document.path or UNTITLED), state.script, {None: choice.voice},
+        narration = book.Narration(str(document.path or UNTITLED), state.script, state.voices,
                                    state.project.root, choice.model, redo=redo)
+        state.start()
         self._runner = self.bridge.runner(self._progressed.emit)
         self._thread = threading.Thread(target=self._run, args=(narration, self._runner), name="narration",
                                         daemon=True)
@@ -142,6 +145,8 @@ class Controller(QObject):
         self._thread, self._runner = None, None
         outcome, self._outcome = self._outcome, None
         self.last_result = outcome if isinstance(outcome, book.NarrationResult) else None
+        if isinstance(outcome, BaseException):
+            self.state.fail(str(outcome))
         self.state.progress = None
         self.state.replan()
         self.rows_reset.emit()

@@ -1,21 +1,21 @@
-"""Exporting the window's narration through the narration package: master, encode, subtitles.
+"""Exporting the window's narration: the project's chunks through the narration's own renderer.
 
-The window holds its takes in memory, so it hands the exporter one block of audio and the chunk cues
-it laid out; the mastering presets, formats and subtitle writers are ``inference.narration``'s, the
-same the ``narrate`` command uses.
+``inference.narration.book.render`` is what ``vesper narrate`` writes its book with: the assembly
+(trims, fades, sentence, paragraph and chapter pauses), mastering, the encoder with chapter marks, and
+subtitles from the assembly's cues. The window only checks the targets the dialog named and hands it
+the narration's assembly.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from inference.narration import export, mastering
-from inference.narration.assembly import Cue
+from inference.errors import BadInputError
+from inference.narration import book, export
+from inference.narration.assembly import Assembly
 from inference.narration.mastering import MasterReport, Mode
+from inference.narration.script import Script
 from inference.output import check_output
 
 FORMATS = tuple(f.upper() for f in export.FORMATS)  # as the dialog lists them
@@ -32,15 +32,18 @@ class ExportRequest:
     author: str = ""
 
 
-def export_narration(request: ExportRequest, audio: np.ndarray, rate: int,
-                     cues: Sequence[Cue]) -> tuple[Path, MasterReport]:
-    """Write the audio (and its subtitles); nothing is written if a target is unusable. Returns the audio
-    file (its extension the format's) and what mastering did."""
+def ready(assembly: Assembly | None) -> Assembly:
+    """The narration's assembly, or the one line that says why there is nothing to export yet."""
+    if assembly is None:
+        raise BadInputError("Narrate every chunk before exporting: some have no audio yet.")
+    return assembly
+
+
+def export_narration(request: ExportRequest, assembly: Assembly, script: Script) -> tuple[Path, MasterReport]:
+    """Write the narration (and its subtitles); nothing is written if a target is unusable. Returns the
+    audio file (its extension the format's) and what mastering did."""
     target = check_output(request.path.with_suffix(f".{request.format.lower()}"), export.FORMATS)
     subtitles = check_output(target.with_suffix(".srt"), ("srt",)) if request.subtitles else None
-    report = MasterReport(request.master, mastering.measure([audio], rate))
-    export.write_audio(target, mastering.apply(request.master, [audio], rate, report), rate, None,
-                       export.BookInfo(request.title, request.author))
-    if subtitles is not None:
-        export.write_text(subtitles, export.srt(cues))
+    outputs = book.Outputs(target, subtitles, None, request.master, export.BookInfo(request.title, request.author))
+    report, _ = book.render(assembly, script, outputs)
     return target, report

@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 from desktop import model_fit
 from desktop.bridge import WorkerBridge
 from desktop.controller import Controller, Document, VoiceChoice
-from desktop.export import export_narration
+from desktop.export import export_narration, ready
 from desktop.plan_view import PlanViewModel, catalogue_choices
 from desktop.settings import Key, Settings
 from desktop.state.status import StatusModel
@@ -47,7 +47,6 @@ from desktop.widgets.voice_picker import VoicePicker
 from inference import hardware
 from inference import settings as user_settings
 from inference.errors import BadInputError, VesperError
-from inference.narration.assembly import Cue
 from inference.worker import protocol as p
 
 REVISE_MS = 400  # re-cut the chunk list this long after the last keystroke
@@ -69,7 +68,7 @@ class MainWindow(QMainWindow):
         self.model.show_fits(model_fit.fits(machine))
         self.status = StatusBar(StatusModel(gpu_name=machine.gpus[0].name if machine.gpus else "CPU only"), self)
         self.setStatusBar(self.status)
-        self.controller = Controller(bridge, self.player, options.chunk_chars, self)
+        self.controller = Controller(bridge, self.player, options.chunk_chars, self.voice.library, self)
         self._document: Path | None = None  # the file the editor's text came from (names its project)
         self._default_model = options.default_model
         self.tabs = QTabWidget(self)
@@ -213,16 +212,14 @@ class MainWindow(QMainWindow):
         self.player.stop()
 
     def export(self) -> None:
-        assembled = self.controller.state.assembled()
-        if assembled is None:
-            raise BadInputError("Narrate every chunk before exporting: some have no audio yet.")
+        state = self.controller.state
+        ready(state.assembly())
         folder = Path(self.settings.text(Key.LAST_EXPORT_DIR) or Path.home())
-        dialog = ExportDialog(folder, self.settings.text(Key.LAST_EXPORT_FORMAT), parent=self)
+        dialog = ExportDialog(folder, self.settings.text(Key.LAST_EXPORT_FORMAT), state.script.title, parent=self)
         if dialog.exec() != ExportDialog.DialogCode.Accepted:
             return
         request = dialog.request()
-        cues = [Cue(*span) for span in self.controller.state.cues()]
-        written, report = export_narration(request, *assembled, cues)
+        written, report = export_narration(request, ready(state.assembly()), state.script)
         self.settings.set(Key.LAST_EXPORT_FORMAT, request.format)
         self.settings.set(Key.LAST_EXPORT_DIR, str(written.parent))
         self.status.showMessage(f"Exported {written.name}; {report.lines()[-1]}", 15000)

@@ -1,7 +1,9 @@
 """The sound device behind the player: one sounddevice output stream that pulls from a ``PlayerState``.
 
-The stream opens at the track's sample rate on first play and stays open while the rate is the same;
-PortAudio's callback runs on its own thread and only copies samples, so a slow GUI never starves it.
+The stream opens at the track's sample rate when there is audio to hear and closes when there has been
+none for a moment (``PlayerWidget`` decides): an open stream keeps a laptop's sound device awake, and a
+virtual one without a clock is written as fast as the callback can fill it. PortAudio's callback runs on
+its own thread and only copies samples, so a slow GUI never starves it.
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ class AudioOutput:
 
     def _fill(self, outdata, frames: int, time_info, status) -> None:
         outdata[:, 0] = self.state.read(frames)
+
+    @property
+    def is_open(self) -> bool:
+        return self._stream is not None
 
     def close(self) -> None:
         if self._stream is not None:

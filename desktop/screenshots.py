@@ -119,8 +119,9 @@ def plan_shots(out: Path, models: list[ModelChoice]) -> None:
     manager.select("csm-1b")
     manager.download()
     manager.on_event(StageStarted("load-csm-1b", Stage.DOWNLOADING))
-    manager.on_event(DownloadProgress("load-csm-1b", manager.selected.hub_id, "model.safetensors", 2_480_000_000,
-                                      6_220_000_000))
+    size = manager.selected.download_bytes  # the catalogue's size, so the row and its bar agree
+    manager.on_event(DownloadProgress("load-csm-1b", manager.selected.hub_id, "model.safetensors", int(0.4 * size),
+                                      size))
     save(manager, out / "model-manager.png", 820, 380)
 
 

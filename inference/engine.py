@@ -18,6 +18,7 @@ import torch
 from inference import calibration, executors, fastpath
 from inference.adapters.base import LoadedModel, VoicePrompt
 from inference.audio import resample
+from inference.executors.base import closed_on_failure
 from inference.models import ModelRef, fetch
 from inference.planning.types import Plan
 from inference.settings import threads_chosen_by_user
@@ -44,7 +45,9 @@ class Engine:
         """Fetch the checkpoint if needed and let the plan's executor place it.
 
         On a GPU, the first load of a plan on this machine also calibrates it (one probe at the
-        worst-case chunk); ``engine.plan`` then carries the measured correction.
+        worst-case chunk); ``engine.plan`` then carries the measured correction. A load that fails after
+        the executor placed the model (the probe or the fast session ran out of memory) closes what the
+        executor keeps before the error leaves, so no pinned memory or hooks outlive it.
         """
         if plan.device != "cpu":
             # cuDNN attention builds an execution plan for every new key length, i.e. at every decode
@@ -52,9 +55,23 @@ class Engine:
             # need none.
             torch.backends.cuda.enable_cudnn_sdp(False)
         placed = executors.get(plan.executor).load(ref, plan, fetch(ref))
-        plan = calibration.calibrate(plan, ref, placed.loaded)
-        fast, reason = _open_fast_session(ref, plan, placed.loaded)
+        with closed_on_failure(placed.keep):
+            plan = calibration.calibrate(plan, ref, placed.loaded)
+            fast, reason = _open_fast_session(ref, plan, placed.loaded)
         return cls(ref, replace(plan, reasons=plan.reasons + (reason,)), placed.loaded, placed.keep, fast)
+
+    def close(self) -> None:
+        """End what the executor keeps (hooks, streams, page-locked host memory) now rather than at garbage
+        collection, each keeper even if another fails; the model itself goes when the last reference does."""
+        keep, self.keep, self.fast = self.keep, [], None
+        errors = []
+        for held in keep:
+            try:
+                held.close()
+            except Exception as exc:  # noqa: BLE001 - the others must still be closed; the first is raised
+                errors.append(exc)
+        if errors:
+            raise errors[0]
 
     @property
     def sample_rate(self) -> int:

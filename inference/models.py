@@ -197,6 +197,7 @@ def _download(hub_id: str, patterns: list[str], needed: list[str] | None = None,
 
     ``needed`` are all the repos the model needs, for the offline advice.
     """
+    import httpx2  # huggingface_hub's HTTP client: an unreachable hub raises its transport errors
     from huggingface_hub import constants
     from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
 
@@ -213,7 +214,7 @@ def _download(hub_id: str, patterns: list[str], needed: list[str] | None = None,
                                  "`hf auth login`, then try again.") from exc
     except RepositoryNotFoundError as exc:
         raise ModelNotFoundError(f"Model {hub_id} does not exist on the Hugging Face hub.") from exc
-    except (LocalEntryNotFoundError, OSError) as exc:  # connection errors surface as these
+    except (LocalEntryNotFoundError, OSError, httpx2.TransportError) as exc:  # no network, no DNS, no answer
         raise OfflineModelError(_offline_message(needed, "the hub cannot be reached")) from exc
 
 

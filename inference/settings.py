@@ -7,7 +7,8 @@ users who script Vesper:
 - ``VESPER_HOME`` / ``VESPER_CACHE_DIR``: folders, read by ``inference.paths``;
 - ``VESPER_VRAM_LIMIT``: the GPU memory Vesper may use, as a size ("6GiB", "6GB", "6144MiB"; a bare
   number is GiB), overriding ``vram_limit_gib``; the command line's ``--vram-limit`` overrides both;
-- ``VESPER_FAULT``: ``oom@K`` or ``crash@K``, a fault the worker injects at chunk K (tests);
+- ``VESPER_FAULT``: ``oom@K``, ``cuda@K``, ``crash@K`` or ``hang@K``, a fault the worker injects at chunk K,
+  or a comma-separated list of them, one per worker started (tests; ``inference.worker.faults``);
 - ``OMP_NUM_THREADS``: when set, the engine leaves torch's CPU thread count to it.
 """
 

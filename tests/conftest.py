@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 # Set before transformers / huggingface_hub are imported anywhere: tests never touch the network.
@@ -17,6 +19,8 @@ import soundfile as sf  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_VOICE = REPO / "assets" / "voices" / "sample.wav"
 SAMPLE_TRANSCRIPT = (REPO / "assets" / "voices" / "sample.txt").read_text().strip()
+SPOKEN_TEXT = ("Recording a voice for Vesper. I read a few sentences at an even pace, close to the microphone, "
+               "so that the clone sounds like me.")
 
 
 @pytest.fixture(scope="session")
@@ -45,3 +49,15 @@ def reference_voice() -> tuple[np.ndarray, int]:
 @pytest.fixture(scope="session")
 def reference_transcript() -> str:
     return SAMPLE_TRANSCRIPT
+
+
+@pytest.fixture(scope="session")
+def spoken(tmp_path_factory) -> tuple[np.ndarray, int]:
+    """``SPOKEN_TEXT`` said by espeak-ng (peaks at -6 dBFS), as float32 samples and its rate: what the
+    recorder tests feed the virtual microphone."""
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("needs espeak-ng (.ci/run installs it)")
+    path = tmp_path_factory.mktemp("espeak") / "speech.wav"
+    subprocess.run(["espeak-ng", "-w", str(path), SPOKEN_TEXT], check=True, timeout=60)
+    audio, rate = sf.read(path, dtype="float32")
+    return audio / np.abs(audio).max() * 0.5, rate

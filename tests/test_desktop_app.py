@@ -5,14 +5,17 @@ down by the fixture, so none outlives its test."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 import soundfile as sf
+import soxr
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import (
     QAbstractButton,
@@ -27,14 +30,18 @@ from PySide6.QtWidgets import (
 
 from desktop.bridge import WorkerBridge
 from desktop.main_window import MainWindow
+from desktop.recorder_state import Phase
 from desktop.settings import Key, Settings
 from desktop.state.narration import ChunkStatus
 from desktop.state.player import PlayState
+from desktop.state.status import GiB
 from desktop.widgets.error_dialog import ErrorDialog
 from desktop.widgets.export_dialog import ExportDialog
+from inference import paths
 from inference.narration.mastering import Mode
+from inference.voice_quality import MAX_SECONDS
 from inference.worker.protocol import WorkerSettings
-from tests.conftest import REPO, SAMPLE_VOICE
+from tests.conftest import REPO, SAMPLE_TRANSCRIPT, SAMPLE_VOICE, SPOKEN_TEXT
 from tests.test_playback import ALSA_CONF, _portaudio_available
 
 pytestmark = [pytest.mark.slow,
@@ -62,7 +69,9 @@ def speaker(tmp_path, monkeypatch):
     played, mic = tmp_path / "played.raw", tmp_path / "mic.raw"
     mic.write_bytes(b"\0" * 4800)
     conf = tmp_path / "asound.conf"
-    conf.write_text(ALSA_CONF.format(played=played, mic=mic))
+    # Appended through cat: the player lets the device go when it has nothing to play, and a file device
+    # opened again would be written from its start, losing what was heard before.
+    conf.write_text(ALSA_CONF.format(played=f"|cat >> {played}", mic=mic))
     monkeypatch.setenv("ALSA_CONFIG_PATH", str(conf))
     sd._terminate()  # PortAudio reads the ALSA configuration when it initialises
     sd._initialize()
@@ -123,6 +132,10 @@ def test_speak_is_heard_on_the_virtual_speaker_while_it_is_generated(qtbot, open
     window.speak_action.trigger()
     _idle(qtbot, window)
     qtbot.waitUntil(lambda: window.player.state.state is PlayState.STOPPED, timeout=30_000)  # played to the end
+    qtbot.waitUntil(lambda: not window.player.output.is_open, timeout=5_000)  # the device is let go when silent
+    size = speaker.stat().st_size
+    qtbot.wait(300)
+    assert speaker.stat().st_size == size
     window.player.close_output()
     produced = np.clip(np.concatenate([c.audio for c in sorted(chunks, key=lambda c: c.index)]), -1, 1)
     assert pieces, "the fast path streams: playback starts from the first pieces"
@@ -184,26 +197,105 @@ def test_narrate_regenerate_export_without_blocking_the_event_loop(qtbot, open_w
     assert progress.rows[1].take == 0 and window.chunks.table.item(1, 2).text() == "1/2"
     assert progress.project.takes()[progress.planned[1].base_key] == {"chosen": 0, "takes": 2}  # kept there
 
-    target = tmp_path / "book.flac"
+    target = _export(window, tmp_path / "book.flac", "FLAC", Mode.NONE, subtitles=True)
+    audio, rate = sf.read(target, dtype="float32")
+    expected, expected_rate = progress.assembled()  # the narration assembled as `vesper narrate` assembles it
+    assert rate == expected_rate and len(audio) == len(expected)
+    assert np.allclose(audio, np.clip(expected, -1, 1), atol=2**-15)  # 16-bit FLAC
+    assert sf.info(target).format == "FLAC" and Settings().text(Key.LAST_EXPORT_FORMAT) == "FLAC"
+    cues = (tmp_path / "book.srt").read_text().split("\n\n")
+    assert [c.splitlines()[2] for c in cues if c] == [r.text for r in progress.rows]
 
+
+def _export(window: MainWindow, target: Path, fmt: str, master: Mode, subtitles: bool = False) -> Path:
+    """Export… from the window, filling in its dialog as a user would; returns the file written."""
     def fill_in() -> None:
         dialog = QApplication.activeModalWidget()
         assert isinstance(dialog, ExportDialog)
         dialog.path.setText(str(target))
-        dialog.format.setCurrentText("FLAC")
-        dialog.preset.setCurrentIndex(dialog.preset.findData(Mode.NONE))
-        dialog.subtitles.setChecked(True)
-        dialog.title.setText("Three paragraphs")
+        dialog.format.setCurrentText(fmt)
+        dialog.preset.setCurrentIndex(dialog.preset.findData(master))
+        dialog.subtitles.setChecked(subtitles)
+        dialog.title.setText("A short book")
         dialog.accept()
 
     QTimer.singleShot(0, fill_in)
     window.export_action.trigger()
-    audio, rate = sf.read(target, dtype="float32")
-    expected, expected_rate = progress.assembled()
-    assert rate == expected_rate and np.allclose(audio, np.clip(expected, -1, 1), atol=2**-15)  # 16-bit FLAC
-    assert sf.info(target).format == "FLAC" and Settings().text(Key.LAST_EXPORT_FORMAT) == "FLAC"
-    cues = (tmp_path / "book.srt").read_text().split("\n\n")
-    assert [c.splitlines()[2] for c in cues if c] == [r.text for r in progress.rows]
+    assert target.is_file() and window.status.currentMessage().startswith(f"Exported {target.name}")
+    return target
+
+
+BOOK = """# Morning
+
+The first paragraph is short.
+
+[voice: Other] The second paragraph is read by another voice.
+
+# Evening
+
+And the third one ends the day."""
+
+
+def test_record_a_voice_then_narrate_hear_and_export_a_book_in_it(qtbot, open_window, speaker, spoken, tmp_path):
+    """The issue's whole path: record from the virtual microphone (espeak-ng speech), save the voice,
+    narrate a three-paragraph book with it (one paragraph in a second library voice, by markup), hear it
+    on the virtual speaker, see the worker's memory, export FLAC and a chaptered M4B."""
+    window = open_window()
+    recorder = window.recorder
+    audio, espeak_rate = spoken
+    rate = recorder.device.default_rate
+    take = np.concatenate([np.zeros(rate // 2, np.float32), soxr.resample(audio, espeak_rate, rate),
+                           np.zeros(int((MAX_SECONDS + 5) * rate), np.float32)])
+    (speaker.parent / "mic.raw").write_bytes((np.clip(take, -1, 1) * 32767).astype("<i2").tobytes())
+    window.record_action.trigger()  # Ctrl+R: the Voices tab
+    recorder.record_action.trigger()
+    qtbot.waitUntil(lambda: recorder.state.phase is Phase.REVIEW, timeout=30_000)
+    recorder.name_edit.setText("Me")
+    recorder.transcript_edit.setText(SPOKEN_TEXT)
+    recorder.save_button.click()
+    me = window.voice.voice()
+    assert me.name == "Me" and me.recording.is_relative_to(paths.voices_dir())
+    window.voice.library.add("Other", SAMPLE_VOICE, SAMPLE_TRANSCRIPT)
+    window.voice.refresh()
+    assert window.voice.voice() == me
+
+    document = tmp_path / "day.md"
+    document.write_text(BOOK)
+    window.editor.open_file(document)
+    chunks, jobs = [], []
+    window.bridge.chunk_ready.connect(chunks.append)
+    window.bridge.job_started.connect(jobs.append)
+    _narrate(qtbot, window, None)
+    state = window.controller.state
+    manifest = state.project.manifest()
+    assert [(c["text"], c["voice"]) for c in manifest["chunks"]] == [
+        ("Morning", "Me"), ("The first paragraph is short.", "Me"),
+        ("The second paragraph is read by another voice.", "Other"), ("Evening", "Me"),
+        ("And the third one ends the day.", "Me")]
+    assert manifest["voices"]["Me"]["recording"] == str(me.recording)  # the recorded voice reads the book
+    assert manifest["voices"]["Other"]["recording"] == str(window.voice.library.get("Other").recording)
+    assert [len(j.chunks) for j in jobs] == [2, 1, 2]  # a job per chapter and voice, as `vesper narrate` sends
+    assert re.fullmatch(r"RAM \d+\.\d GiB", window.status.memory_label.text())  # the worker's, from its samples
+    assert 0.1 < window.status.model.rss / GiB < 16
+
+    qtbot.waitUntil(lambda: window.player.state.state is PlayState.STOPPED, timeout=60_000)  # played out
+    window.player.close_output()
+    produced = np.clip(np.concatenate([c.audio for c in chunks]), -1, 1)
+    heard = _heard(speaker)
+    np.testing.assert_array_equal(heard[heard != 0], produced[produced != 0])
+
+    flac = _export(window, tmp_path / "day.flac", "FLAC", Mode.NONE)
+    assembled, assembled_rate = state.assembled()
+    assert sf.info(flac).frames == len(assembled) and sf.info(flac).samplerate == assembled_rate
+    m4b = _export(window, tmp_path / "day.m4b", "M4B", Mode.PODCAST)
+    assembly = state.assembly()
+    list(assembly.blocks())  # lays out the timeline: where the chapters start
+    with av.open(str(m4b)) as container:
+        chapters = container.chapters()
+        assert container.duration / 1e6 == pytest.approx(assembly.timeline.seconds, abs=0.1)
+    assert [c["metadata"]["title"] for c in chapters] == ["Morning", "Evening"]
+    for mark, chapter in zip(assembly.timeline.chapters, chapters, strict=True):
+        assert float(chapter["start"] * chapter["time_base"]) == pytest.approx(mark.start, abs=0.01)
 
 
 def test_editing_a_paragraph_generates_only_that_paragraph_again(qtbot, open_window):
@@ -243,6 +335,28 @@ def test_a_worker_killed_mid_job_shows_a_notice_and_the_narration_finishes(qtbot
     assert "restarted" in window.status.currentMessage()
 
 
+def test_a_chunk_that_cannot_be_written_shows_failed_and_the_next_narration_retries_it(qtbot, open_window):
+    window = open_window()
+    window.editor.set_text("One.\n\nTwo.\n\nThree.")
+    window.controller.set_text(window.document(), window.choice())
+    state = window.controller.state
+    blocker = state.project.path(state.planned[1])
+    blocker.mkdir(parents=True)  # a folder where chunk 2's file goes: renaming the finished file onto it fails
+    failures = []
+    window.controller.failed.connect(failures.append)
+    _narrate(qtbot, window, None)
+    assert [window.chunks.table.item(r, 1).text() for r in range(3)] == ["done", "failed", "pending"]
+    assert len(failures) == 1 and failures[0].message.startswith("Could not write")
+    assert window.chunks.table.item(1, 1).toolTip() == failures[0].message
+    assert "1 failed" in window.chunks.progress_label.text()
+    next(w for w in QApplication.topLevelWidgets() if isinstance(w, ErrorDialog) and w.isVisible()).close()
+
+    blocker.rmdir()
+    _narrate(qtbot, window, None)
+    assert all(r.status is ChunkStatus.DONE for r in state.rows)
+    assert window.controller.last_result.run.generated == 2 and not failures[1:]
+
+
 def test_worker_errors_are_readable_and_diagnostics_can_be_copied(qtbot, open_window):
     window = open_window()
     window.model.choose("no-such-model")
@@ -250,6 +364,10 @@ def test_worker_errors_are_readable_and_diagnostics_can_be_copied(qtbot, open_wi
     window.controller.failed.connect(failures.append)
     _narrate(qtbot, window, "One.\n\nTwo.\n\nThree.")
     assert len(failures) == 1 and "Unknown model 'no-such-model'" in failures[0].message  # the rest stopped
+    rows = window.controller.state.rows
+    assert [r.status for r in rows] == [ChunkStatus.FAILED, ChunkStatus.PENDING, ChunkStatus.PENDING]
+    assert window.chunks.table.item(0, 1).text() == "failed"
+    assert window.chunks.table.item(0, 1).toolTip() == failures[0].message == rows[0].reason
     dialog = next(w for w in QApplication.topLevelWidgets() if isinstance(w, ErrorDialog) and w.isVisible())
     assert "Unknown model" in dialog.text()
     dialog.close()

@@ -7,16 +7,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from desktop.state.narration import ChunkStatus, NarrationState, generation
 from desktop.state.player import PlayerState, PlayState
 from desktop.state.status import GiB, StatusModel
 from inference import paths
 from inference.errors import BadInputError
+from inference.narration.assembly import AssemblySettings
 from inference.narration.runner import Progress
-from inference.voice_library import Voice, voice_hash
+from inference.voice_library import Voice, VoiceLibrary, voice_hash
 from inference.worker.protocol import (
-    CHUNK_GAP_SECONDS,
     JobStarted,
     MemorySample,
     Notice,
@@ -76,7 +77,7 @@ def test_statuses_and_progress_come_from_the_project():
     state.progress = None
     state.refresh()
     assert [r.status for r in state.rows] == [ChunkStatus.DONE, ChunkStatus.PENDING, ChunkStatus.PENDING]
-    assert state.summary() == "1/3 chunks done" and state.assembled() is None and state.cues() == []
+    assert state.summary() == "1/3 chunks done" and state.assembled() is None
 
 
 def test_a_new_take_is_the_projects_redo_and_an_older_one_can_be_chosen_again():
@@ -94,17 +95,60 @@ def test_a_new_take_is_the_projects_redo_and_an_older_one_can_be_chosen_again():
         state.choose(0, 2)
 
 
-def test_assembled_joins_chosen_takes_with_the_chunk_pause():
+def test_the_narration_is_assembled_as_vesper_narrate_assembles_it():
     state = _state("One.\n\nTwo.")
+    assert state.assembly() is None and state.assembled() is None  # not every chunk has a file yet
     for row, value in enumerate((0.25, -0.25)):
         _write(state, row, value)
     state.refresh()
     audio, rate = state.assembled()
-    gap = int(CHUNK_GAP_SECONDS * 1000)
-    assert rate == 1000 and len(audio) == 200 + gap
-    assert np.allclose(audio[:100], 0.25, atol=1e-6) and not audio[100:100 + gap].any()
-    assert np.allclose(audio[100 + gap:], -0.25, atol=1e-6)
-    assert state.cues() == [(0.0, 0.1, "One."), (0.1 + gap / 1000, 0.2 + gap / 1000, "Two.")]
+    pause = AssemblySettings()  # the narrate command's: edge silence, then the paragraph pause between them
+    edge, gap = int(pause.edge_silence * rate), int(pause.paragraph_pause * rate)
+    fade = int(pause.fade_seconds * rate)
+    assert rate == 1000 and len(audio) == edge + 100 + gap + 100 + edge
+    assert not audio[:edge].any() and not audio[edge + 100:edge + 100 + gap].any()
+    assert np.allclose(audio[edge + fade:edge + 100 - fade], 0.25, atol=1e-6)
+    assert np.allclose(audio[edge + 100 + gap + fade:edge + 200 + gap - fade], -0.25, atol=1e-6)
+    assembly = state.assembly()
+    list(assembly.blocks())
+    assert [(c.start, c.end, c.text) for c in assembly.timeline.cues] == [
+        (0.5, 0.6, "One."), (0.5 + 0.1 + gap / 1000, 0.5 + 0.2 + gap / 1000, "Two.")]
+
+
+def test_a_failed_narration_marks_the_chunk_it_was_generating_until_a_narration_retries_it():
+    state = _state("One.\n\nTwo.\n\nThree.")
+    state.start()
+    _write(state, 0, 0.25)
+    state.progress = Progress(1, 3, 1, 0, 0.1, 1.0, None, None)
+    state.refresh()
+    reason = "Could not write chunk 2: No space left on device; make room and narrate again."
+    state.fail(reason)
+    assert [r.status for r in state.rows] == [ChunkStatus.DONE, ChunkStatus.FAILED, ChunkStatus.PENDING]
+    assert state.rows[1].reason == reason and state.progress is None
+    assert state.summary() == "1/3 chunks done, 1 failed"
+    state.replan()  # read again when the narration thread ends: still failed
+    assert state.rows[1].status is ChunkStatus.FAILED
+    assert _state("One.\n\nTwo.\n\nThree.").rows[1].status is ChunkStatus.PENDING  # not kept in the project
+    state.start()  # the next narration retries it
+    state.progress = Progress(1, 3, 0, 1, 0.1, 0.0, None, None)
+    state.refresh()
+    assert [r.status for r in state.rows] == [ChunkStatus.DONE, ChunkStatus.GENERATING, ChunkStatus.PENDING]
+
+
+def test_voice_markup_names_the_librarys_voices(tmp_path):
+    library = VoiceLibrary()
+    other = tmp_path / "other.wav"
+    audio, rate = sf.read(SAMPLE_VOICE, dtype="float32")
+    sf.write(other, audio[::-1], rate)  # another recording: another voice hash
+    narrator, second = library.add("Narrator", SAMPLE_VOICE), library.add("Other", other)
+    state = NarrationState(300, library)
+    state.revise("Said by the narrator.\n\n[voice: other] Said by another voice. [voice] And back.", "text", None,
+                 narrator, MODEL)
+    assert [(r.paragraph, r.text, r.voice) for r in state.rows] == [
+        (0, "Said by the narrator.", "Narrator"), (1, "Said by another voice.", "Other"), (1, "And back.", "Narrator")]
+    assert [p.voice for p in state.planned] == [narrator, second, narrator]
+    state.revise("[voice: Nobody] Hello.", "text", None, narrator, MODEL)
+    assert state.rows == [] and state.summary().startswith("Unknown voice 'Nobody' in [voice: Nobody]")
 
 
 def test_an_edited_paragraph_needs_generating_and_the_others_are_reused():

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import av
 import numpy as np
+import pytest
 import soundfile as sf
 from PySide6.QtGui import QTextCursor
 
-from desktop.export import FORMATS, ExportRequest, export_narration
+from desktop.export import FORMATS, ExportRequest, export_narration, ready
 from desktop.model_fit import fits
 from desktop.state.narration import NarrationState, generation
 from desktop.widgets.chunk_list import ChunkList
@@ -15,11 +18,14 @@ from desktop.widgets.editor import TextEditor
 from desktop.widgets.export_dialog import ExportDialog
 from desktop.widgets.model_picker import ModelPicker
 from desktop.widgets.voice_picker import VoicePicker
+from inference.errors import BadInputError
 from inference.hardware import PRESETS
-from inference.narration.assembly import Cue
 from inference.narration.mastering import Mode
+from inference.narration.runner import Progress
 from inference.voice_library import Voice, VoiceLibrary, voice_hash
 from tests.conftest import SAMPLE_TRANSCRIPT, SAMPLE_VOICE
+
+VOICE = Voice("sample", SAMPLE_VOICE, None, voice_hash(SAMPLE_VOICE, None))
 
 
 def test_speak_takes_the_selection_or_else_the_paragraph_under_the_cursor(qtbot):
@@ -41,20 +47,25 @@ def test_speak_takes_the_selection_or_else_the_paragraph_under_the_cursor(qtbot)
 
 def test_chunk_list_shows_status_takes_and_hands_on_choices(qtbot, tmp_path, monkeypatch):
     monkeypatch.setenv("VESPER_HOME", str(tmp_path))
-    voice = Voice("sample", SAMPLE_VOICE, None, voice_hash(SAMPLE_VOICE, None))
     progress = NarrationState(chunk_chars=300)
-    progress.revise("One.\n\nTwo.", "text", None, voice, "pocket-tts")
+    progress.revise("One.\n\nTwo.\n\nThree.", "text", None, VOICE, "pocket-tts")
     project = progress.project.open()
     for take in (0, 1):  # a chunk narrated, then regenerated (the project's redo): two takes
         project.write_chunk(progress.planned[0], np.zeros(10, np.float32), 1000)
         if not take:
             progress.planned = project.redo(progress.planned, [1], generation("pocket-tts"))
-    progress.refresh()
+    progress.start()
+    progress.progress = Progress(1, 3, 1, 0, 0.1, 1.0, None, None)
+    progress.fail("The inference worker stopped: run it again.")  # the narration failed at chunk 2
     chunks = ChunkList()
     qtbot.addWidget(chunks)
     chunks.show_progress(progress)
-    rows = [[chunks.table.item(r, c).text() for c in range(4)] for r in range(2)]
-    assert rows == [["1", "done", "2/2", "One."], ["2", "pending", "-", "Two."]]
+    rows = [[chunks.table.item(r, c).text() for c in range(4)] for r in range(3)]
+    assert rows == [["1", "done", "2/2", "One."], ["2", "failed", "-", "Two."], ["3", "pending", "-", "Three."]]
+    assert chunks.table.item(1, 1).toolTip() == "The inference worker stopped: run it again."
+    assert not chunks.table.item(1, 1).icon().isNull() and chunks.table.item(2, 1).icon().isNull()
+    assert chunks.table.item(0, 3).toolTip() == "One.\n\nVoice: sample"
+    assert chunks.progress_label.text() == "1/3 chunks done, 1 failed"
     chunks.table.setCurrentCell(0, 0)
     assert [chunks.takes.itemText(i) for i in range(chunks.takes.count())] == ["1", "2"]
     with qtbot.waitSignal(chunks.take_chosen) as chosen:
@@ -78,20 +89,43 @@ def test_export_dialog_builds_the_request(qtbot, tmp_path):
     assert request.master is Mode.ACX  # the enum itself: mastering compares by identity
 
 
-def test_export_masters_encodes_and_writes_subtitles(tmp_path):
+def test_export_renders_the_project_as_narrate_does_with_chapters_and_subtitles(tmp_path, monkeypatch):
+    monkeypatch.setenv("VESPER_HOME", str(tmp_path / "home"))
     rate = 24000
-    audio = (0.05 * np.sin(np.arange(2 * rate) / 7)).astype(np.float32)  # quiet: podcast mastering raises it
-    cues = [Cue(0.0, 0.9, "First."), Cue(1.05, 2.0, "Second.")]
+    state = NarrationState(chunk_chars=300)
+    state.revise("# Morning\n\nThe first paragraph.\n\n# Evening\n\nThe last one.", "markdown", None, VOICE,
+                 "pocket-tts")
+    project = state.project.open()
+    tone = (0.05 * np.sin(np.arange(rate // 2) / 7)).astype(np.float32)  # quiet: podcast mastering raises it
+    for item in state.planned:
+        project.write_chunk(item, tone, rate)
+    state.refresh()
     target, report = export_narration(ExportRequest(tmp_path / "book", "M4B", Mode.PODCAST, True, "T", "A"),
-                                      audio, rate, cues)
+                                      state.assembly(), state.script)
     assert target == tmp_path / "book.m4b" and report.gain_db > 0
+    audio, _ = state.assembled()
     with av.open(str(target)) as container:
         assert container.streams.audio[0].codec_context.name == "aac"
-        assert container.metadata.get("title") == "T" and abs(container.duration / 1e6 - 2.0) < 0.1
-    assert (tmp_path / "book.srt").read_text().startswith("1\n00:00:00,000 --> 00:00:00,900\nFirst.")
-    flac, _ = export_narration(ExportRequest(tmp_path / "book.flac", "FLAC", Mode.NONE), audio, rate, cues)
+        assert container.metadata.get("title") == "T"
+        assert container.duration / 1e6 == pytest.approx(len(audio) / rate, abs=0.1)
+        chapters = container.chapters()
+    assert [c["metadata"]["title"] for c in chapters] == ["Morning", "Evening"]
+    assert float(chapters[1]["start"] * chapters[1]["time_base"]) == pytest.approx(
+        0.5 + 0.5 + 0.8 + 0.5 + 2.0, abs=0.01)  # edge, two chunks a paragraph apart, the chapter pause
+    cues = (tmp_path / "book.srt").read_text().split("\n\n")
+    assert [c.splitlines()[2] for c in cues if c] == ["Morning", "The first paragraph.", "Evening", "The last one."]
+    flac, _ = export_narration(ExportRequest(tmp_path / "book.flac", "FLAC", Mode.NONE), state.assembly(), state.script)
     written, written_rate = sf.read(flac, dtype="float32")
     assert written_rate == rate and np.allclose(written, audio, atol=2**-15)  # 16-bit, unmastered
+    assert (tmp_path / "book.cue").read_text().count("TRACK") == 2  # FLAC's chapters: a cue sheet beside it
+    with pytest.raises(BadInputError, match="Narrate every chunk"):
+        ready(_state_with_nothing_done(tmp_path))
+
+
+def _state_with_nothing_done(tmp_path: Path):
+    state = NarrationState(chunk_chars=300)
+    state.revise("Not narrated yet.", "text", tmp_path / "other.txt", VOICE, "pocket-tts")
+    return state.assembly()
 
 
 def test_model_picker_takes_a_typed_id_or_a_folder(qtbot, tmp_path):

@@ -88,6 +88,14 @@ def test_offline_first_run_names_every_repo_to_download(tmp_path):
     assert f"`hf download {POCKET_HUB_ID}` and `hf download {CODEC_HUB_ID}`" in line
 
 
+def test_a_first_run_without_network_names_every_repo_to_download(tmp_path):
+    """No network at all (nothing answers where the hub should be): the same advice, not an internal error."""
+    result = _say(_hub_env(tmp_path, "http://127.0.0.1:9"), tmp_path / "never.wav")  # discard port: closed
+    assert result.returncode == 2 and not (tmp_path / "never.wav").exists()
+    (line,) = result.stderr.strip().splitlines()[-1:]
+    assert "the hub cannot be reached" in line and f"`hf download {CODEC_HUB_ID}`" in line
+
+
 @pytest.fixture
 def wide_checkpoint(tmp_path) -> Path:
     return pocket_tts.build(tmp_path / "wide", hidden_size=WIDE)

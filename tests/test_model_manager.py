@@ -175,3 +175,73 @@ def test_widgets_and_the_cache_module_do_not_import_torch(module):
     code = f"import sys, {module}; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
+
+
+WEIGHTS = 20 * 2**20  # huggingface_hub reports a file's progress every 10 MiB: this one stops halfway once
+
+
+@pytest.mark.slow
+def test_the_widget_downloads_from_the_hub_with_progress_and_cancels_a_throttled_download(
+        qtbot, tmp_path, tiny_checkpoint, monkeypatch):
+    """A real worker behind the bridge, a loopback hub: Pocket TTS (the tiny checkpoint under its released
+    ids) downloads and loads with the row's bar showing it; CSM's repo (a config and 20 MiB of weights
+    bytes, never loaded) trickles in and is cancelled from the widget halfway."""
+    from PySide6.QtWidgets import QProgressBar
+
+    from desktop.bridge import WorkerBridge
+    from desktop.widgets.model_manager import STATUS, ModelManager
+    from inference.worker.protocol import WorkerSettings
+    from tests.local_hub import LocalHub, Repo, released_pocket_repos
+    from tests.test_first_run import _hub_env
+
+    csm = registry.specs()["csm-1b"].hub_id
+    repos = {**released_pocket_repos(tiny_checkpoint("pocket_tts")),
+             csm: Repo({"config.json": b'{"model_type": "csm"}', "model.safetensors": os.urandom(WEIGHTS)})}
+    cache = tmp_path / "hf" / "hub"
+    with LocalHub(repos, throttle=(csm, "model.safetensors")) as hub:
+        for name, value in _hub_env(tmp_path, hub.endpoint).items():
+            monkeypatch.setenv(name, value)  # what the worker inherits
+        bridge = WorkerBridge(WorkerSettings(low_latency=True))
+        widget = ModelManager(catalogue(cache), bridge, cache_dir=cache)
+        qtbot.addWidget(widget)
+        for signal in (bridge.stage_started, bridge.download_progress, bridge.job_finished, bridge.job_failed,
+                       bridge.job_cancelled):  # as the main window wires them
+            signal.connect(widget.on_event)
+        names = [m.name for m in widget.models]
+        shown: dict[str, list[tuple[int, str]]] = {"pocket-tts": [], "csm-1b": []}
+
+        def look(event: DownloadProgress) -> None:
+            """After the widget took the event in: what the model's row shows."""
+            model = "csm-1b" if event.repo_id == csm else "pocket-tts"
+            bar = widget.table.cellWidget(names.index(model), STATUS)
+            if isinstance(bar, QProgressBar):
+                shown[model].append((bar.value(), bar.format()))
+
+        bridge.download_progress.connect(look)
+        try:
+            widget.select("pocket-tts")
+            widget.download_button.click()
+            qtbot.waitUntil(lambda: not widget.downloads.by_model["pocket-tts"].active, timeout=180_000)
+            row = names.index("pocket-tts")
+            assert widget.table.item(row, STATUS).text() == "Downloaded and loaded."
+            assert widget.table.item(row, 3).text() != "no"  # on disk now
+            assert shown["pocket-tts"] and all(text.startswith("Downloading:") for _, text in shown["pocket-tts"])
+            assert shown["pocket-tts"][-1][0] == 1000
+            for repo_id, repo in released_pocket_repos(tiny_checkpoint("pocket_tts")).items():
+                assert all(f"GET /{repo_id}/resolve/{repo.sha}/{name}" in hub.requests for name in repo.files)
+
+            widget.select("csm-1b")
+            widget.download_button.click()
+            qtbot.waitUntil(lambda: any(0 < value < 1000 for value, _ in shown["csm-1b"]), timeout=120_000)
+            assert widget.cancel_button.isEnabled()
+            widget.cancel_button.click()
+            qtbot.waitUntil(lambda: not widget.downloads.by_model["csm-1b"].active, timeout=60_000)
+        finally:
+            bridge.shutdown()
+    row = names.index("csm-1b")
+    assert widget.downloads.by_model["csm-1b"].phase is Phase.CANCELLED
+    assert widget.table.item(row, STATUS).text() == "Cancelled." and widget.download_button.isEnabled()
+    files = [p for p in cache.rglob("*") if p.is_file() or p.is_symlink()]
+    assert files and not [p for p in files if ".incomplete" in p.name]
+    csm_cache = cache / f"models--{csm.replace('/', '--')}"
+    assert not list(csm_cache.glob("snapshots/*/model.safetensors")) and not (csm_cache / "refs" / "main").exists()

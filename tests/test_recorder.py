@@ -8,7 +8,6 @@ fast as it is read rather than in real time, so a take reaches its 30 s maximum 
 from __future__ import annotations
 
 import shutil
-import subprocess
 import time
 
 import numpy as np
@@ -18,6 +17,7 @@ import soxr
 
 from desktop.recorder_state import Phase, RecorderState, is_monitor, microphones
 from inference.voice_quality import MAX_SECONDS, analyse
+from tests.conftest import SPOKEN_TEXT
 from tests.test_playback import _portaudio_available
 
 needs_alsa = pytest.mark.skipif(not _portaudio_available(),
@@ -34,8 +34,6 @@ pcm.!default {{
 pcm.speakers_monitor {{ type file slave.pcm "null" file "/dev/null" infile "{mic}" format "raw" }}
 pcm.Loopback_capture {{ type file slave.pcm "null" file "/dev/null" infile "{mic}" format "raw" }}
 """
-TEXT = ("Recording a voice for Vesper. I read a few sentences at an even pace, close to the microphone, "
-        "so that the clone sounds like me.")
 
 
 @pytest.fixture
@@ -85,16 +83,6 @@ def library(tmp_path, monkeypatch):
 
     monkeypatch.setenv("VESPER_HOME", str(tmp_path / "home"))
     return VoiceLibrary()
-
-
-@pytest.fixture(scope="module")
-def spoken(tmp_path_factory) -> tuple[np.ndarray, int]:
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("needs espeak-ng (.ci/run installs it)")
-    path = tmp_path_factory.mktemp("espeak") / "speech.wav"
-    subprocess.run(["espeak-ng", "-w", str(path), TEXT], check=True, timeout=60)
-    audio, rate = sf.read(path, dtype="float32")
-    return audio / np.abs(audio).max() * 0.5, rate
 
 
 def test_monitor_devices_are_not_microphones():
@@ -188,11 +176,11 @@ def test_record_trim_check_and_save_from_the_virtual_microphone(qtbot, tmp_path,
     np.testing.assert_array_equal(heard[: len(take)], take)
 
     widget.name_edit.setText("Me")
-    widget.transcript_edit.setText(TEXT)
+    widget.transcript_edit.setText(SPOKEN_TEXT)
     assert widget.save_button.isEnabled()
     qtbot.mouseClick(widget.save_button, Qt.MouseButton.LeftButton)
     [voice] = library.list()
-    assert voice.name == "Me" and voice.transcript == TEXT
+    assert voice.name == "Me" and voice.transcript == SPOKEN_TEXT
     assert voice.recording.is_relative_to(tmp_path / "home" / "data" / "voices")  # under VESPER_HOME
 
     saved, saved_rate = sf.read(voice.recording, dtype="float32")

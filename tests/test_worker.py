@@ -16,6 +16,7 @@ import sys
 import time
 import weakref
 from dataclasses import replace
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -23,20 +24,23 @@ import pytest
 import soundfile as sf
 import torch
 
-from inference import jobs
+from inference import jobs, registry
 from inference.adapters.base import VoicePrompt
 from inference.audio import write_wav
 from inference.engine import Engine
 from inference.errors import VesperError
-from inference.hardware import PRESETS
+from inference.hardware import PRESETS, GiB, with_vram_limit
 from inference.models import describe
-from inference.planner import Workload, describe_plan, make_plan, step_down
+from inference.planner import NoPlanFitsError, Workload, candidates, describe_plan, make_plan, step_down
+from inference.worker import client as client_module
 from inference.worker import memory, protocol
-from inference.worker.client import WorkerClient, WorkerError
+from inference.worker.client import MAX_FRESH_STARTS_WITHOUT_PROGRESS, WorkerClient, WorkerError
 from inference.worker.faults import Fault, FaultInjector, parse
 from inference.worker.plan_memory import PlanMemory
-from inference.worker.process import Worker
+from inference.worker.process import Worker, needs_fresh_process
 from inference.worker.protocol import (
+    EXIT_AFTER_GPU_ERROR,
+    EXIT_TO_RELOAD,
     TERMINAL_EVENTS,
     ChunkPiece,
     ChunkReady,
@@ -149,7 +153,10 @@ def test_fault_spec():
     assert parse("oom@2") == Fault("oom", 2)
     assert parse("crash@1") == Fault("crash", 1)
     assert parse("hang@3") == Fault("hang", 3)
-    for bad in ("oom", "oom@0", "segv@2", "crash@x"):
+    assert parse("cuda@4") == Fault("cuda", 4)
+    assert parse("oom@2", worker=1) is None  # the worker that replaces the first runs without the fault
+    assert [parse("oom@1, cuda@2", worker=n) for n in range(3)] == [Fault("oom", 1), Fault("cuda", 2), None]
+    for bad in ("oom", "oom@0", "segv@2", "crash@x", "oom@1,", "oom@1,segv@1"):
         with pytest.raises(ValueError):
             parse(bad)
 
@@ -161,6 +168,21 @@ def test_fault_strikes_once_at_the_kth_chunk_counted_across_batches():
         injector.before_chunks(2)  # chunks 3-4
     injector.before_chunks(2)  # the retry of the same chunks: already fired
     injector.before_chunks(1)
+
+
+def test_an_injected_cuda_error_reads_as_one():
+    with pytest.raises(torch.AcceleratorError) as raised:
+        FaultInjector(Fault("cuda", 1)).before_chunks(1)
+    assert memory.is_cuda_error(raised.value) and not memory.is_out_of_memory(raised.value)
+
+
+def test_cuda_errors_recognised():
+    assert memory.is_cuda_error(torch.AcceleratorError("CUDA error: invalid argument"))
+    assert memory.is_cuda_error(RuntimeError("CUDA error: part or all of the requested memory range is already mapped"))
+    assert not memory.is_cuda_error(RuntimeError("CUDA error: out of memory"))  # out-of-memory: its own path
+    assert not memory.is_cuda_error(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert not memory.is_cuda_error(RuntimeError("shape mismatch"))
+    assert not memory.is_cuda_error(ValueError("CUDA error"))
 
 
 def test_out_of_memory_recognised():
@@ -326,6 +348,76 @@ def test_out_of_memory_while_loading_steps_down(tmp_path, tiny, monkeypatch, one
     assert isinstance(out[-1], JobFinished) and out[-1].plan == "cpu on cpu, batch 1"
 
 
+def test_only_a_gpu_step_down_that_places_the_model_anew_goes_to_a_fresh_process(tiny):
+    ref, hardware = describe(str(tiny)), PRESETS["laptop-4060-8g"]
+    resident = make_plan(ref, hardware, Workload(300, 4))
+    shorter = step_down(resident, ref, hardware)
+    assert (shorter.level, shorter.max_chunk_chars) == ("resident", 150)
+    assert not needs_fresh_process(resident, shorter)  # the same placement: the loaded model goes on
+    codec_cpu = step_down(shorter, ref, hardware)
+    assert codec_cpu.level == "codec-cpu" and needs_fresh_process(shorter, codec_cpu)
+    ladder = candidates(ref, hardware, Workload(300, 4))
+    gpu, cpu = [p for p in ladder if p.device != "cpu"], [p for p in ladder if p.device == "cpu"]
+    assert needs_fresh_process(gpu[-1], cpu[0])  # onto the CPU: no CUDA context at all in the new worker
+    assert [describe_plan(p) for p in cpu] == ["cpu on cpu, batch 4", "cpu on cpu, batch 2", "cpu on cpu, batch 1"]
+    assert not needs_fresh_process(cpu[0], cpu[1])  # RAM ran short, which a new process does not add
+
+
+def test_no_ladder_steps_down_into_more_fresh_processes_than_a_job_may_take():
+    """Every fresh start begins one plan lower; the client's bound leaves room for the whole GPU part of
+    every ladder, and one more start (a CUDA error on the last plan retries it)."""
+    most = 0
+    for machine in PRESETS.values():
+        for hardware in (machine, with_vram_limit(machine, 4 * GiB)):
+            for model in registry.specs():
+                try:
+                    ladder = candidates(describe(model), hardware)
+                except NoPlanFitsError:
+                    continue
+                most = max(most, sum(needs_fresh_process(a, b) for a, b in pairwise(ladder)))
+    assert 0 < most < MAX_FRESH_STARTS_WITHOUT_PROGRESS
+
+
+def test_out_of_memory_loading_a_gpu_plan_ends_the_worker_when_the_lower_plan_places_anew(tmp_path, tiny,
+                                                                                           monkeypatch):
+    """A GPU preset's plan on this CPU machine, whose loads run out of memory as a full GPU's would: the
+    shorter-chunk rung keeps the placement and is tried in place; the codec moving to the CPU needs a
+    reload, so that plan is remembered and left to a fresh worker."""
+    loads = []
+
+    def load_out_of_memory(ref, plan):
+        loads.append(plan.level)
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB")
+
+    monkeypatch.setattr(jobs, "usable_here", lambda hardware, spec: hardware)  # as if this PyTorch had CUDA
+    monkeypatch.setattr(Engine, "load", staticmethod(load_out_of_memory))
+    worker, events = _local_worker(tmp_path, WorkerSettings(max_batch=4))
+    out = _run_local(worker, events, SpeakJob(FIVE_CHUNKS, SAMPLE_VOICE, model=str(tiny), chunk_chars=300,
+                                              hardware="laptop-4060-8g"))
+    assert loads == ["resident", "resident"]  # 300 characters, then 150 on the same placement
+    changes = [e for e in out if isinstance(e, PlanChanged)]
+    assert [(c.cause, c.to_plan) for c in changes] == [(PlanChangeCause.OUT_OF_MEMORY, "resident on cuda:0, batch 4"),
+                                                       (PlanChangeCause.OUT_OF_MEMORY, "codec-cpu on cuda:0, batch 4")]
+    assert "fresh worker process" not in changes[0].message and "in a fresh worker process" in changes[1].message
+    assert worker.exit_code == EXIT_TO_RELOAD and not any(isinstance(e, TERMINAL_EVENTS) for e in out)
+    (remembered,) = json.loads((tmp_path / "plans.json").read_text()).values()
+    assert remembered["plan"] == "codec-cpu on cuda:0, batch 4"
+
+
+def test_a_cuda_error_remembers_the_lower_plan_and_ends_the_worker(tmp_path, tiny, one_thread):
+    worker, events = _local_worker(tmp_path, WorkerSettings(max_batch=2), Fault("cuda", 3))
+    out = _run_local(worker, events, _job(tiny))
+    (change,) = [e for e in out if isinstance(e, PlanChanged)]
+    assert (change.cause, change.at_chunk) == (PlanChangeCause.GPU_ERROR, 2)
+    assert (change.from_plan, change.to_plan) == ("cpu on cpu, batch 2", "cpu on cpu, batch 1")
+    assert "in a fresh worker process" in change.message and "AcceleratorError" in change.message
+    assert [e.index for e in out if isinstance(e, ChunkReady)] == [0, 1]
+    assert not any(isinstance(e, TERMINAL_EVENTS) for e in out)  # the job goes on in the next worker
+    assert worker.exit_code == EXIT_AFTER_GPU_ERROR
+    (remembered,) = json.loads((tmp_path / "plans.json").read_text()).values()
+    assert remembered["plan"] == "cpu on cpu, batch 1"
+
+
 def test_preflight_steps_down_when_free_vram_shrinks(tmp_path, tiny, monkeypatch):
     from inference.worker.process import _Run
 
@@ -421,6 +513,49 @@ def test_out_of_memory_steps_down_retries_the_chunk_and_remembers(tiny, monkeypa
         assert remembered["plan"] == "cpu on cpu, batch 1" and len(remembered["fingerprint"]) == 32
         again = faulty.speak(_job(tiny, "Hello there."), timeout=120)
         assert again.plan == "cpu on cpu, batch 1" and "higher plan ran out of memory" in again.notices[0]
+
+
+def test_a_cuda_error_goes_on_in_a_fresh_worker_with_the_audio_of_a_step_down_in_place(tiny, monkeypatch, tmp_path,
+                                                                                        one_thread):
+    monkeypatch.setenv("VESPER_FAULT", "cuda@3")
+    monkeypatch.setenv("VESPER_CACHE_DIR", str(tmp_path / "cache"))
+    job = _job(tiny)
+    with WorkerClient(WorkerSettings(max_batch=2)) as faulty:
+        first_pid = faulty.worker_pid
+        events = _until_end(faulty, faulty.submit(job), timeout=180)
+        assert faulty.restarts == 1 and faulty.worker_pid != first_pid
+    assert isinstance(events[-1], JobFinished) and events[-1].plan == "cpu on cpu, batch 1"
+    assert [e.index for e in events if isinstance(e, ChunkReady)] == list(range(5))  # none lost, none twice
+    order = [e for e in events if isinstance(e, (JobStarted, PlanChanged, WorkerRestarted))]
+    assert [type(e).__name__ for e in order] == ["JobStarted", "PlanChanged", "WorkerRestarted", "JobStarted"]
+    _, change, restart, resumed = order
+    assert (change.cause, change.at_chunk, change.to_plan) == (PlanChangeCause.GPU_ERROR, 2, "cpu on cpu, batch 1")
+    assert (restart.cause, restart.exit_code, restart.resume_chunk) == (RestartCause.FRESH_PROCESS,
+                                                                        EXIT_AFTER_GPU_ERROR, 2)
+    assert "fresh CUDA context" in restart.message and "chunk 3 of 5" in restart.message
+    assert (resumed.start_chunk, resumed.plan) == (2, "cpu on cpu, batch 1")  # the remembered plan
+    (remembered,) = json.loads((tmp_path / "cache" / "plans.json").read_text()).values()
+    assert remembered["plan"] == "cpu on cpu, batch 1"
+    # The same plans from the same chunks as a step-down in place (out of memory on the CPU): the same audio.
+    worker, local = _local_worker(tmp_path, WorkerSettings(max_batch=2), Fault("oom", 3))
+    assert np.array_equal(_audio(events), _audio(_run_local(worker, local, job)))
+
+
+def test_a_job_whose_fresh_workers_keep_failing_ends_in_one_readable_failure(tiny, monkeypatch, tmp_path):
+    monkeypatch.setattr(client_module, "MAX_FRESH_STARTS_WITHOUT_PROGRESS", 1)  # the app allows 8: 10 workers
+    monkeypatch.setenv("VESPER_FAULT", "cuda@1,cuda@1")
+    monkeypatch.setenv("VESPER_CACHE_DIR", str(tmp_path))
+    with WorkerClient(WorkerSettings(max_batch=2)) as faulty:
+        events = _until_end(faulty, faulty.submit(_job(tiny, "One two three.")), timeout=240)
+        failed = events[-1]
+        assert isinstance(failed, JobFailed) and failed.user_error and "\n" not in failed.message
+        assert failed.message.startswith("The GPU kept failing: 2 fresh worker processes in a row")
+        # Batch 2 stepped down to batch 1; batch 1 has no lower plan, so the next worker tried it again.
+        assert [e.to_plan for e in events if isinstance(e, PlanChanged)] == ["cpu on cpu, batch 1"]
+        restarts = [e for e in events if isinstance(e, WorkerRestarted)]
+        assert [r.cause for r in restarts] == [RestartCause.FRESH_PROCESS] and faulty.restarts == 1
+        result = faulty.speak(_job(tiny, "Still here."), timeout=120)  # a third worker, without a fault
+        assert len(result.chunks) == 1
 
 
 @pytest.mark.parametrize("batch, fault, resumed_at", [(1, "crash@2", 1), (2, "crash@3", 2)])
@@ -568,6 +703,61 @@ def test_a_hung_worker_is_replaced_and_the_job_resumes_identically(tiny, monkeyp
     assert [e.start_chunk for e in events if isinstance(e, JobStarted)] == [0, 1]
     worker, local = _local_worker(tmp_path, settings)
     assert np.array_equal(_audio(events), _audio(_run_local(worker, local, job)))
+
+
+# On the GPU: stepping down after out-of-memory, in place and in fresh workers.
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_streamed_plan_on_the_gpu_loads_again_after_running_out_of_memory_in_one_process(tmp_path, tiny):
+    """What the memory matrix met: load the streamed plan (host buffers registered), run out of memory,
+    unload, load again in the same process; three times, then the job runs to its end."""
+    from inference.executors.streamed_executor import live_registrations
+
+    job = _job(tiny)
+    prepared = jobs.prepare(job, 1)
+    streamed = prepared.plan
+    while streamed.level != "streamed":
+        streamed = step_down(streamed, prepared.ref, prepared.hardware)
+    before = live_registrations()
+    for _ in range(3):
+        worker, events = _local_worker(tmp_path, fault=Fault("oom", 1))
+        worker.plans.remember(prepared.ref, prepared.hardware, streamed)
+        out = _run_local(worker, events, job)
+        assert next(e for e in out if isinstance(e, JobStarted)).plan.startswith("streamed on cuda")
+        (change,) = [e for e in out if isinstance(e, PlanChanged)]
+        assert change.cause is PlanChangeCause.OUT_OF_MEMORY and "in a fresh worker process" in change.message
+        assert worker.exit_code == EXIT_TO_RELOAD and not any(isinstance(e, TERMINAL_EVENTS) for e in out)
+        assert live_registrations() > before  # still loaded, as in a worker about to end
+        worker.unload()
+        assert live_registrations() == before
+    worker, events = _local_worker(tmp_path)
+    worker.plans.remember(prepared.ref, prepared.hardware, streamed)
+    out = _run_local(worker, events, job)
+    assert isinstance(out[-1], JobFinished) and out[-1].plan.startswith("streamed on cuda")
+    assert [e.index for e in out if isinstance(e, ChunkReady)] == list(range(5))
+    worker.unload()
+    assert live_registrations() == before
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_out_of_memory_on_the_gpu_steps_down_in_fresh_workers_and_the_job_finishes(tiny, monkeypatch, tmp_path):
+    monkeypatch.setenv("VESPER_FAULT", "oom@1,oom@1")  # the first two workers each run out at their first chunk
+    monkeypatch.setenv("VESPER_CACHE_DIR", str(tmp_path))
+    with WorkerClient(WorkerSettings(max_batch=1)) as faulty:
+        events = _until_end(faulty, faulty.submit(_job(tiny)), timeout=300)
+        assert faulty.restarts == 2
+    assert isinstance(events[-1], JobFinished) and events[-1].plan.startswith("streamed on cuda")
+    changes = [e for e in events if isinstance(e, PlanChanged)]
+    assert [c.to_plan.split(" on ")[0] for c in changes] == ["codec-cpu", "streamed"]
+    assert all(c.cause is PlanChangeCause.OUT_OF_MEMORY for c in changes)
+    restarts = [e for e in events if isinstance(e, WorkerRestarted)]
+    assert [(r.cause, r.exit_code, r.resume_chunk) for r in restarts] == [(RestartCause.FRESH_PROCESS,
+                                                                           EXIT_TO_RELOAD, 0)] * 2
+    assert [e.index for e in events if isinstance(e, ChunkReady)] == list(range(5))
+    (remembered,) = json.loads((tmp_path / "plans.json").read_text()).values()
+    assert remembered["plan"].startswith("streamed on cuda")
 
 
 # The command line, through launch.py.

@@ -104,6 +104,11 @@ class PlayerState:
         return self._length / self.sample_rate if self.sample_rate else 0.0
 
     @property
+    def sounding(self) -> bool:
+        """Playing with audio left to hear now (not paused, stopped, or waiting for the next piece)."""
+        return self.state is PlayState.PLAYING and self.position < self._length
+
+    @property
     def seconds(self) -> float:
         return self.position / self.sample_rate if self.sample_rate else 0.0
 

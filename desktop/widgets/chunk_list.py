@@ -1,8 +1,13 @@
-"""The narration's chunks by paragraph, with status and takes; click one to hear it, regenerate one."""
+"""The narration's chunks by paragraph, with status and takes; click one to hear it, regenerate one.
+
+A failed chunk's status cell carries the reason as its tooltip; the text cell's tooltip names the voice
+that says it (``[voice: NAME]`` switches it within a paragraph).
+"""
 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -10,6 +15,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QPushButton,
+    QStyle,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -83,7 +89,11 @@ class ChunkList(QWidget):
                 self.table.setItem(index, column, item)
             item.setText(value)
             item.setTextAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
-        self.table.item(index, 3).setToolTip(row.text)
+        status = self.table.item(index, 1)
+        status.setToolTip(row.reason)
+        failed = row.status is ChunkStatus.FAILED
+        status.setIcon(self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxWarning) if failed else QIcon())
+        self.table.item(index, 3).setToolTip(f"{row.text}\n\nVoice: {row.voice}" if row.voice else row.text)
         if index == self.table.currentRow():
             self._show_takes(index)
 

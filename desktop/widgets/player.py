@@ -11,6 +11,7 @@ from desktop.state.player import PlayerState, PlayState
 from inference.errors import VesperError
 
 REFRESH_MS = 100
+IDLE_CLOSE_MS = 1500  # silence this long (paused, stopped, waiting for the next piece) closes the stream
 
 
 class PlayerWidget(QWidget):
@@ -38,6 +39,7 @@ class PlayerWidget(QWidget):
             layout.addWidget(widget)
         layout.addWidget(self.slider, 1)
         layout.addWidget(self.position_label)
+        self._idle_ms = 0  # how long the open stream has had nothing to play
         self._timer = QTimer(self)
         self._timer.setInterval(REFRESH_MS)
         self._timer.timeout.connect(self.refresh)
@@ -83,6 +85,7 @@ class PlayerWidget(QWidget):
         self.refresh()
 
     def refresh(self) -> None:
+        self._close_when_idle()
         playing = self.state.state is PlayState.PLAYING
         self.play_button.setText("Pause" if playing else "Play")
         duration = self.state.duration
@@ -90,6 +93,16 @@ class PlayerWidget(QWidget):
         if not self.slider.isSliderDown():
             self.slider.setValue(int(self.state.seconds * 10))
         self.position_label.setText(f"{_clock(self.state.seconds)} / {_clock(duration)}")
+
+    def _close_when_idle(self) -> None:
+        """Release the sound device after ``IDLE_CLOSE_MS`` with nothing to hear; ``_open`` reopens it."""
+        if self.state.sounding or not self.output.is_open:
+            self._idle_ms = 0
+            return
+        self._idle_ms += REFRESH_MS
+        if self._idle_ms >= IDLE_CLOSE_MS:
+            self.output.close()
+            self._idle_ms = 0
 
     def _open(self) -> None:
         if self.state.sample_rate == 0:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QLabel, QStatusBar, QWidget
+from PySide6.QtWidgets import QFrame, QLabel, QStatusBar, QWidget
 
 from desktop.state.status import StatusModel
 
@@ -17,7 +17,10 @@ class StatusBar(QStatusBar):
         self.memory_label.setAccessibleName("Memory in use")
         self.plan_label = QLabel(self)
         self.plan_label.setAccessibleName("Current plan")
-        for label in (self.gpu_label, self.memory_label, self.plan_label):
+        for index, label in enumerate((self.gpu_label, self.memory_label, self.plan_label)):
+            if index:
+                self.addPermanentWidget(_separator())
+            label.setContentsMargins(4, 0, 4, 0)
             self.addPermanentWidget(label)
         self.setAccessibleName("Status")
         self.refresh()
@@ -33,3 +36,11 @@ class StatusBar(QStatusBar):
         self.gpu_label.setText(self.model.gpu_name)
         self.memory_label.setText(self.model.memory_text)
         self.plan_label.setText(self.model.plan_text)
+
+
+def _separator() -> QFrame:
+    """A thin vertical line between two of the bar's figures, so they do not read as one."""
+    line = QFrame()
+    line.setFrameShape(QFrame.Shape.VLine)
+    line.setFrameShadow(QFrame.Shadow.Sunken)
+    return line

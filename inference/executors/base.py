@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -30,6 +32,23 @@ class Keeper(Protocol):
     """
 
     def close(self) -> None: ...
+
+
+@contextlib.contextmanager
+def closed_on_failure(keep: list[Keeper]) -> Iterator[list[Keeper]]:
+    """Yield ``keep`` for a placement (or a load) to fill; if it fails part-way, close what it gathered
+    before the error leaves.
+
+    A load that runs out of memory half-way must not leave host memory page-locked or hooks behind: the
+    worker steps down and loads again in the same process. The placement's own error is the one raised.
+    """
+    try:
+        yield keep
+    except BaseException:
+        for held in keep:
+            with contextlib.suppress(Exception):
+                held.close()
+        raise
 
 
 class Hooks:
@@ -85,9 +104,10 @@ def computes_upcast(loaded: LoadedModel, plan: Plan, place) -> list[Keeper]:
 
     storage, compute = getattr(torch, plan.dtype), getattr(torch, plan.compute_dtype)
     upcast.settle_small(loaded.model, storage, compute, plan.cpu_islands)
-    keep = place()
-    loaded.dtype = compute  # adapters bring inputs to the compute dtype
-    return keep + [Hooks(upcast.upcast_per_layer(loaded.model, storage, compute, plan.cpu_islands))]
+    with closed_on_failure(place()) as keep:
+        loaded.dtype = compute  # adapters bring inputs to the compute dtype
+        keep.append(Hooks(upcast.upcast_per_layer(loaded.model, storage, compute, plan.cpu_islands)))
+        return keep
 
 
 def under(path: str, prefixes: tuple[str, ...] | set[str]) -> bool:

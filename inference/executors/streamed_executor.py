@@ -32,15 +32,19 @@ the tests exercise the exact binding logic the GPU uses.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import torch
 
 from inference.adapters.base import LoadedModel
-from inference.executors.base import Executor, Placed, computes_upcast, place_resident_part
+from inference.executors.base import Executor, Placed, closed_on_failure, computes_upcast, place_resident_part
+
+log = logging.getLogger(__name__)
 
 ALIGN = 512  # bytes: as CUDA's caching allocator aligns blocks, so kernels see the alignment resident weights have
 SLOTS = 2
+_REGISTERED: dict[int, int] = {}  # data pointer -> bytes of every host buffer page-locked by a live stream
 
 
 @dataclass
@@ -54,28 +58,33 @@ class _Packed:
 
 
 class LayerStream:
-    """Moves a ring of layers through GPU slots while the model runs."""
+    """Moves a ring of layers through GPU slots while the model runs.
+
+    A stream whose construction fails part-way (out of memory while packing a layer or allocating the
+    slots) closes itself before the error leaves: no host memory stays page-locked behind a failed load.
+    """
 
     def __init__(self, layers: list[torch.nn.Module], device: torch.device, slots: int = SLOTS):
         self.device = device
         self.cuda = device.type == "cuda"
-        self.registered: list[torch.Tensor] = []
-        self.packed = [self._pack(layer) for layer in layers]
-        width = max(p.host.numel() for p in self.packed)
-        count = min(slots, len(layers))
-        self.slots = [torch.empty(width, dtype=torch.uint8, device=device) for _ in range(count)]
-        self.slot_views = [[_views(slot, p.layout) for slot in self.slots] for p in self.packed]
-        self.owner: list[int | None] = [None] * count
-        self.slot_of: dict[int, int] = {}
+        self.registered: list[torch.Tensor] = []  # host buffers page-locked in place, unlocked by ``close``
+        self.handles: list[torch.utils.hooks.RemovableHandle] = []
         self.loads = 0  # layer copies issued, for tests and benchmarks
-        if self.cuda:
-            self.stream = torch.cuda.Stream(device)
-            self.copied = [torch.cuda.Event() for _ in self.slots]
-            self.freed = [torch.cuda.Event() for _ in self.slots]
-        self.handles = []
-        for index, layer in enumerate(layers):
-            self.handles.append(layer.register_forward_pre_hook(self._before(index)))
-            self.handles.append(layer.register_forward_hook(self._after(index)))
+        with closed_on_failure([self]):
+            self.packed = [self._pack(layer) for layer in layers]
+            width = max(p.host.numel() for p in self.packed)
+            count = min(slots, len(layers))
+            self.slots = [torch.empty(width, dtype=torch.uint8, device=device) for _ in range(count)]
+            self.slot_views = [[_views(slot, p.layout) for slot in self.slots] for p in self.packed]
+            self.owner: list[int | None] = [None] * count
+            self.slot_of: dict[int, int] = {}
+            if self.cuda:
+                self.stream = torch.cuda.Stream(device)
+                self.copied = [torch.cuda.Event() for _ in self.slots]
+                self.freed = [torch.cuda.Event() for _ in self.slots]
+            for index, layer in enumerate(layers):
+                self.handles.append(layer.register_forward_pre_hook(self._before(index)))
+                self.handles.append(layer.register_forward_hook(self._after(index)))
 
     @property
     def nbytes(self) -> int:
@@ -113,16 +122,18 @@ class LayerStream:
 
         torch's pinned allocator rounds every block up to a power of two (a 233 MB layer would pin
         256 MB, a 10 GB set 16 GB), so ordinary memory is page-locked in place with cudaHostRegister;
-        torch's pinned allocator is the fallback.
+        torch's pinned allocator is the fallback. On the CPU nothing is locked, but the buffer is counted
+        the same way (``live_registrations``), so tests on the CPU see what a GPU would leave behind.
         """
         buffer = torch.empty(nbytes, dtype=torch.uint8)
-        if not self.cuda:
-            return buffer
-        status = torch.cuda.cudart().cudaHostRegister(buffer.data_ptr(), nbytes, 0)
-        if int(status) == 0 and buffer.is_pinned():
-            self.registered.append(buffer)
-            return buffer
-        return buffer.pin_memory()
+        if self.cuda:
+            status = int(torch.cuda.cudart().cudaHostRegister(buffer.data_ptr(), nbytes, 0))
+            if status != 0:
+                _clear_last_error(self.device, f"cudaHostRegister returned {status}")
+                return buffer.pin_memory()
+        self.registered.append(buffer)
+        _REGISTERED[buffer.data_ptr()] = nbytes
+        return buffer
 
     def _load(self, index: int, slot: int) -> None:
         """Copy layer ``index`` into ``slot`` once the compute that last read the slot is done."""
@@ -173,21 +184,52 @@ class LayerStream:
         return hook
 
     def close(self) -> None:
-        """Remove the hooks and unlock the host memory (after the GPU has finished with it)."""
+        """Remove the hooks and unlock the host memory (after the GPU has finished with it).
+
+        Runs on a partly built stream too, and unlocks every buffer even if CUDA reports an error on
+        the way (a broken context ends with its process anyway, and memory must not stay registered).
+        """
         for handle in self.handles:
             handle.remove()
         self.handles = []
-        if self.cuda and self.registered:
-            torch.cuda.synchronize(self.device)
-            for buffer in self.registered:
-                torch.cuda.cudart().cudaHostUnregister(buffer.data_ptr())
-            self.registered = []
+        registered, self.registered = self.registered, []
+        try:
+            if self.cuda and registered:
+                torch.cuda.synchronize(self.device)
+        finally:
+            for buffer in registered:
+                _REGISTERED.pop(buffer.data_ptr(), None)
+                if self.cuda:
+                    status = int(torch.cuda.cudart().cudaHostUnregister(buffer.data_ptr()))
+                    if status != 0:
+                        _clear_last_error(self.device, f"cudaHostUnregister returned {status}")
 
     def __del__(self) -> None:
         try:
             self.close()
         except Exception:  # noqa: BLE001 - interpreter shutdown: CUDA may already be gone
             pass
+
+
+def live_registrations() -> int:
+    """How many host buffers streamed layers hold page-locked in this process now (on the CPU: would hold)."""
+    return len(_REGISTERED)
+
+
+def _clear_last_error(device: torch.device, what: str) -> None:
+    """Read and reset CUDA's "last error" after a runtime call of ours failed.
+
+    A failed cudart call leaves its error pending in the thread, and torch's check after the next kernel
+    launch reports it as that kernel's failure (``AcceleratorError: CUDA error: part or all of the
+    requested memory range is already mapped``, far from the call that failed). A kernel launched here
+    takes it; a context that is really broken fails again at the next call and the worker starts afresh.
+    """
+    try:
+        torch.ones(1, device=device)
+    except RuntimeError as exc:
+        log.warning("%s; cleared the pending CUDA error: %s", what, " ".join(str(exc).split())[:200])
+    else:
+        log.warning("%s", what)
 
 
 def _views(base: torch.Tensor, layout: list[tuple[int, int, torch.dtype, torch.Size]]) -> list[torch.Tensor]:
@@ -211,12 +253,12 @@ class StreamedExecutor(Executor):
 
 
         def place() -> list:
-            keep = place_resident_part(model, plan, device, plan.streamed_layers)
-            if plan.streamed_layers:
-                layers = [model.get_submodule(p) for p in plan.streamed_layers]
-                keep.append(LayerStream(layers, device, int(plan.offload.get("slots", SLOTS))))
-            loaded.device = device
-            return keep
+            with closed_on_failure(place_resident_part(model, plan, device, plan.streamed_layers)) as keep:
+                if plan.streamed_layers:
+                    layers = [model.get_submodule(p) for p in plan.streamed_layers]
+                    keep.append(LayerStream(layers, device, int(plan.offload.get("slots", SLOTS))))
+                loaded.device = device
+                return keep
 
         return Placed(loaded, computes_upcast(loaded, plan, place))
 

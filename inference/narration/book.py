@@ -1,6 +1,8 @@
 """One narration end to end: plan the project, generate what is missing, assemble, master, export.
 
 This is what ``vesper narrate`` and the desktop app call; they differ only in how they show progress.
+``render`` writes the audiobook from a project's finished chunks: the command after its run, the
+window's Export whenever every chunk has a file.
 ``read_script`` turns the source into a ``Script`` with the project's text settings (its dictionary
 file, normalisation), so bad markup or an unknown ``[voice: NAME]`` stops it before anything starts.
 Outputs are checked before anything runs (``check_narration``), so a bad path costs no generation; each
@@ -166,17 +168,37 @@ def _narrate(narration: Narration, runner: Runner) -> NarrationResult:
 
 def _render(narration: Narration, project: Project, planned: list[PlannedChunk],
             rate: int) -> tuple[MasterReport | None, Timeline]:
-    """Assemble (pass one measures and lays out the timeline), then master and encode in pass two."""
     assembly = Assembly(project, narration.script, planned, rate, narration.assembly)
-    report = MasterReport(narration.master, mastering.measure(assembly.blocks(), rate))
-    timeline = assembly.timeline
-    if narration.out is not None:
-        script = narration.script
-        info = narration.info or export.BookInfo(script.title, script.author)
-        export.write_audio(narration.out, mastering.apply(narration.master, assembly.blocks(), rate, report), rate,
-                           timeline.chapters, info)
-    if narration.srt is not None:
-        export.write_text(narration.srt, export.srt(timeline.cues))
-    if narration.vtt is not None:
-        export.write_text(narration.vtt, export.webvtt(timeline.cues))
+    report, timeline = render(assembly, narration.script, Outputs(narration.out, narration.srt, narration.vtt,
+                                                                  narration.master, narration.info))
     return (report if narration.out is not None else None), timeline
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """What to write from an assembled narration (the narrate command's --out/--srt/--vtt/--master, the
+    window's export dialog); targets already checked (``check_output``)."""
+
+    audio: Path | None = None
+    srt: Path | None = None
+    vtt: Path | None = None
+    master: Mode = Mode.PODCAST
+    info: export.BookInfo | None = None  # None: title and author from the script
+
+
+def render(assembly: Assembly, script: Script, outputs: Outputs) -> tuple[MasterReport, Timeline]:
+    """Write ``outputs`` from ``assembly``: pass one measures the loudness and lays out the timeline
+    (cues, chapter marks), pass two masters and encodes. Returns what mastering did (measured only,
+    without an audio output) and the timeline."""
+    rate = assembly.sample_rate
+    report = MasterReport(outputs.master, mastering.measure(assembly.blocks(), rate))
+    timeline = assembly.timeline
+    if outputs.audio is not None:
+        info = outputs.info or export.BookInfo(script.title, script.author)
+        export.write_audio(outputs.audio, mastering.apply(outputs.master, assembly.blocks(), rate, report), rate,
+                           timeline.chapters, info)
+    if outputs.srt is not None:
+        export.write_text(outputs.srt, export.srt(timeline.cues))
+    if outputs.vtt is not None:
+        export.write_text(outputs.vtt, export.webvtt(timeline.cues))
+    return report, timeline

@@ -203,6 +203,10 @@ class Project:
         with atomic_output(self.path(item)) as partial:
             sf.write(partial, np.clip(audio, -1.0, 1.0), rate, format="FLAC", subtype="PCM_24")
 
+    def sample_rate(self, item: PlannedChunk) -> int:
+        """The rate of ``item``'s file (read from its header)."""
+        return int(sf.info(self.path(item)).samplerate)
+
     def read_chunk(self, item: PlannedChunk) -> tuple[np.ndarray, int]:
         audio, rate = sf.read(self.path(item), dtype="float32")
         return audio, int(rate)

@@ -231,5 +231,5 @@ def _seconds(project: Project, item: PlannedChunk) -> float:
 def _rate_of(project: Project, planned: Sequence[PlannedChunk], done: set[str]) -> int:
     for item in planned:
         if item.key in done:
-            return sf.info(project.path(item)).samplerate
+            return project.sample_rate(item)
     return 0

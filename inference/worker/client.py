@@ -13,8 +13,13 @@ on the worker (commands go out through a writer thread).
 Recovery: when the worker dies (segfault, kill -9, driver reset) or stops answering (no heartbeat for
 ``settings.hang_seconds`` while a job runs: the watchdog kills it), the client starts a new one and
 resubmits every unfinished job from its first chunk not yet delivered, with the same chunking, so the
-listener sees each chunk exactly once, after a ``WorkerRestarted``. A job whose worker keeps dying
-without progress fails instead of looping. A cancelled job in a stage the worker cannot interrupt
+listener sees each chunk exactly once, after a ``WorkerRestarted``. The same happens when the worker
+ends itself to step down in a fresh process (out of GPU memory with a lower plan that places the model
+anew, or any other CUDA error: it has sent its ``PlanChanged`` and remembered the lower plan, which the
+new worker starts from): ``WorkerRestarted`` then has ``RestartCause.FRESH_PROCESS`` and says why. A job
+whose worker keeps dying without progress (``MAX_RESTARTS_WITHOUT_PROGRESS``), or keeps asking for fresh
+processes without finishing a chunk (``MAX_FRESH_STARTS_WITHOUT_PROGRESS``), fails with a readable
+``JobFailed`` instead of looping. A cancelled job in a stage the worker cannot interrupt
 (loading weights) ends by killing the worker after ``settings.cancel_grace_seconds``; the next job
 gets a fresh one.
 
@@ -45,6 +50,7 @@ from inference.errors import VesperError
 from inference.text import normalize
 from inference.text_input import clean_text
 from inference.worker.protocol import (
+    FRESH_PROCESS_EXITS,
     TERMINAL_EVENTS,
     Cancel,
     ChunkPiece,
@@ -79,6 +85,10 @@ log = logging.getLogger(__name__)
 _worker_logger = logging.getLogger("inference.worker.remote")  # the worker's records, as it logged them
 
 MAX_RESTARTS_WITHOUT_PROGRESS = 3
+# Each fresh start after a step-down begins one plan lower, and no ladder on the presets has more than 6
+# changes of placement (a test checks), so more than this many fresh starts without a chunk is a GPU that
+# fails whatever the plan.
+MAX_FRESH_STARTS_WITHOUT_PROGRESS = 8
 LOG_TAIL = 200  # worker log lines kept for diagnostics
 STARTUP_SECONDS = 120.0  # the watchdog's limit before a new worker's first heartbeat
 # Stages in which the worker does not look at its commands: a cancel there kills it after the grace period.
@@ -126,6 +136,7 @@ class _Job:
     next_chunk: int = 0  # the first chunk not yet delivered
     cancel_requested: bool = False
     stage: Stage | None = None  # the last stage the worker reported (None: still queued)
+    fresh_starts: int = 0  # fresh worker processes it asked for since its last delivered chunk
 
 
 class WorkerClient:
@@ -139,7 +150,7 @@ class WorkerClient:
     def __init__(self, settings: WorkerSettings | None = None,
                  on_event: Callable[[Event], None] | None = None) -> None:
         self.settings = settings or WorkerSettings()
-        self.restarts = 0  # workers started to replace one that died or hung
+        self.restarts = 0  # workers started to replace one that died, hung or ended itself to step down
         self.worker_log: deque[str] = deque(maxlen=LOG_TAIL)  # the worker's last log lines
         self._on_event = on_event
         self._events: queue.Queue[Event | None] = queue.Queue()
@@ -154,7 +165,7 @@ class WorkerClient:
         self._closing = False
         self._closed = threading.Event()
         self._crashes_without_progress = 0
-        self._inject_faults = True  # only the first worker: an injected fault strikes once
+        self._workers_started = 0  # picks each worker's injected fault (``faults.parse``)
         self._last_heard = time.monotonic()  # the current worker's last event (any, heartbeats included)
         self._heard = False  # whether the current worker has sent anything yet
         self._killed: dict[int, str] = {}  # pid -> why the client killed it ("hung" or "cancel")
@@ -300,12 +311,12 @@ class WorkerClient:
         """Start a worker and its reader thread (called with the lock held)."""
         command_reader, command_writer = self._context.Pipe(duplex=False)
         event_reader, event_writer = self._context.Pipe(duplex=False)
-        args = (command_reader, event_writer, self.settings, self._inject_faults)
+        args = (command_reader, event_writer, self.settings, self._workers_started)
         process = self._context.Process(target=_worker_main, args=args, name="vesper-worker", daemon=True)
         process.start()
         command_reader.close()  # only the worker holds these ends now: its death reads as EOF here
         event_writer.close()
-        self._inject_faults = False
+        self._workers_started += 1
         self._process, self._commands = process, command_writer
         self._last_heard, self._heard = time.monotonic(), False
         log.info("started worker %d", process.pid)
@@ -392,7 +403,7 @@ class WorkerClient:
             elif isinstance(event, ChunkReady):
                 if event.index < record.next_chunk:
                     return  # delivered before a restart: never twice
-                record.next_chunk = event.index + 1
+                record.next_chunk, record.fresh_starts = event.index + 1, 0
                 self._crashes_without_progress = 0
             elif isinstance(event, TERMINAL_EVENTS):
                 del self._jobs[event.job_id]
@@ -411,10 +422,16 @@ class WorkerClient:
         return f"{detail}\n\nlast worker log lines:\n" + "\n".join(self.worker_log)
 
     def _recover(self, process: BaseProcess) -> None:
-        """The worker died (lock held): start another and resubmit unfinished jobs where they stopped."""
+        """The worker ended (lock held): start another and resubmit unfinished jobs where they stopped.
+
+        It died or hung, or it ended itself so that its job steps down in a fresh process (its exit code
+        is one of ``FRESH_PROCESS_EXITS``).
+        """
         self._process = self._commands = None  # the old pipe closes once the writer drops it
         why = self._killed.pop(process.pid, None) if process.pid is not None else None
-        log.warning("worker %d ended (exit code %s%s)", process.pid, process.exitcode, f", {why}" if why else "")
+        fresh = FRESH_PROCESS_EXITS.get(process.exitcode) if why is None else None
+        log.warning("worker %d ended (exit code %s%s)", process.pid, process.exitcode,
+                    f", {why or fresh}" if why or fresh else "")
         for request_id in list(self._unloads):  # a dead worker holds no model
             self._unloads.discard(request_id)
             self._dispatch(ModelUnloaded(request_id))
@@ -422,9 +439,11 @@ class WorkerClient:
             if record.cancel_requested:
                 del self._jobs[job_id]
                 self._dispatch(JobCancelled(job_id))
+        if fresh is not None:
+            self._bound_fresh_starts()
         if not self._jobs:
             return  # nothing to resume: the next submit starts a worker
-        if why != "cancel":
+        if fresh is None and why != "cancel":
             self._crashes_without_progress += 1
         if self._crashes_without_progress > MAX_RESTARTS_WITHOUT_PROGRESS:
             self._fail_all(f"The inference worker stopped {self._crashes_without_progress} times without "
@@ -433,16 +452,32 @@ class WorkerClient:
             return
         self.restarts += 1
         self._spawn()
-        cause = RestartCause.HUNG if why == "hung" else RestartCause.CRASHED
+        if fresh is not None:
+            cause, what = RestartCause.FRESH_PROCESS, f"was restarted {fresh}"
+        elif why == "hung":
+            cause, what = RestartCause.HUNG, "stopped answering and was replaced"
+        else:
+            cause, what = RestartCause.CRASHED, f"stopped (exit code {process.exitcode}) and was restarted"
         for job_id, record in self._jobs.items():
             self._send(Submit(job_id, record.job, record.next_chunk, record.chunks))
             if why == "cancel" or record.stage is None:
                 continue  # still queued: nothing of it was lost
-            what = "stopped answering and was replaced" if cause is RestartCause.HUNG else \
-                f"stopped (exit code {process.exitcode}) and was restarted"
             where = f"chunk {record.next_chunk + 1} of {len(record.chunks)}" if record.chunks else "the start"
             self._dispatch(WorkerRestarted(job_id, cause, process.exitcode, record.next_chunk,
                                            f"The inference worker {what}; resuming at {where}."))
+
+    def _bound_fresh_starts(self) -> None:
+        """The running job asked for another fresh process: fail it if it has asked too often without progress."""
+        for job_id, record in list(self._jobs.items()):
+            if record.stage is None:
+                continue  # queued behind the job that asked
+            record.fresh_starts += 1
+            if record.fresh_starts > MAX_FRESH_STARTS_WITHOUT_PROGRESS:
+                del self._jobs[job_id]
+                message = (f"The GPU kept failing: {record.fresh_starts} fresh worker processes in a row, each "
+                           "on a lower plan where one was left, ended before finishing a chunk; close other "
+                           "programs or choose a smaller model.")
+                self._dispatch(JobFailed(job_id, message, user_error=True, detail=self._with_log(message)))
 
     def _fail_all(self, message: str) -> None:
         for job_id in list(self._jobs):
@@ -464,7 +499,7 @@ class WorkerClient:
 
 
 def _worker_main(commands: Connection, events: Connection, settings: WorkerSettings,
-                 inject_faults: bool) -> None:
+                 worker_number: int) -> None:
     """The spawned process's target; it lives here so pickling it does not import torch in the client.
 
     The heartbeat and log forwarding start before the worker module (and torch) is imported.
@@ -476,7 +511,7 @@ def _worker_main(commands: Connection, events: Connection, settings: WorkerSetti
     forward_logs(channel)
     from inference.worker.process import main
 
-    main(commands, channel, settings, inject_faults)
+    main(commands, channel, settings, worker_number)
 
 
 def check_job(job: SpeakJob) -> None:

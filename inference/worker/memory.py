@@ -1,4 +1,4 @@
-"""The worker's memory: per-job peaks, giving memory back, and recognising out-of-memory errors.
+"""The worker's memory: per-job peaks, giving memory back, and recognising out-of-memory and CUDA errors.
 
 Users leave Vesper open for hours, so every job ends by returning what it used (collect cycles, empty
 CUDA's cache) and records what stayed resident; growth across jobs is a leak the tests catch.
@@ -28,6 +28,15 @@ def is_out_of_memory(exc: BaseException) -> bool:
     if isinstance(exc, torch.OutOfMemoryError):
         return True
     return isinstance(exc, RuntimeError) and any(m in str(exc).lower() for m in _OOM_MARKERS)
+
+
+def is_cuda_error(exc: BaseException) -> bool:
+    """A CUDA error other than out-of-memory (``torch.AcceleratorError``, or a runtime error that says "CUDA
+    error"): after one the process's CUDA state is not trusted, so the job goes on in a fresh worker."""
+    if is_out_of_memory(exc):
+        return False
+    return isinstance(exc, torch.AcceleratorError) or (isinstance(exc, RuntimeError)
+                                                        and "cuda error" in str(exc).lower())
 
 
 def release() -> None:

@@ -1,4 +1,4 @@
-"""The worker process: one job at a time, models and voices cached, out-of-memory errors survived.
+"""The worker process: one job at a time, models and voices cached, out-of-memory and CUDA errors survived.
 
 The client starts this in a child process (spawn) and talks to it over two pipes: commands in, events
 out (``protocol``). Between chunks, and between the pieces of a download, the worker looks at the
@@ -6,6 +6,19 @@ commands, so a cancel stops a job within one chunk (one micro-batch); only loadi
 interrupted, and there the client kills the worker after a grace period. Everything that can go
 wrong with a GPU happens here, where a crash costs only a restart: the client resumes the job from
 its first unfinished chunk.
+
+Stepping down after an error, the worker goes on in the state it knows works:
+
+- out of memory, and the lower plan keeps the placement (a smaller batch, shorter chunks) or the plan
+  runs on the CPU (RAM, not a CUDA context, ran short): in this process, with the loaded model;
+- out of GPU memory, and the lower plan places the model anew (it must be reloaded anyway): the lower
+  plan is remembered and the worker ends itself (``EXIT_TO_RELOAD``), so the client starts a fresh
+  one that loads it with a clean CUDA context and resumes at the failed chunk;
+- any other CUDA error: the same with ``EXIT_AFTER_GPU_ERROR``. A CUDA error's cause cannot be told
+  apart from memory pressure (a failed host registration, an allocation inside a library), so it steps
+  down one plan as out-of-memory does; with no lower plan left the fresh worker retries the same one.
+
+The client bounds the fresh starts a job may take without finishing a chunk.
 """
 
 from __future__ import annotations
@@ -43,6 +56,8 @@ from inference.worker import faults, memory
 from inference.worker.channel import EventChannel
 from inference.worker.plan_memory import PlanMemory
 from inference.worker.protocol import (
+    EXIT_AFTER_GPU_ERROR,
+    EXIT_TO_RELOAD,
     Cancel,
     ChunkPiece,
     ChunkReady,
@@ -73,14 +88,19 @@ from inference.worker.voices import VoiceCache, voice_key
 log = logging.getLogger(__name__)
 
 
-def main(commands: Connection, channel: EventChannel, settings: WorkerSettings, inject_faults: bool) -> None:
-    """Entry point of the child process: one pipe in, one (shared, locked) pipe out."""
+def main(commands: Connection, channel: EventChannel, settings: WorkerSettings, worker_number: int) -> None:
+    """Entry point of the child process: one pipe in, one (shared, locked) pipe out.
+
+    ``worker_number`` counts the workers the client started before this one (0: the first): it picks this
+    worker's fault from ``VESPER_FAULT``. The exit status is 0, or the code of a worker that ended itself so
+    that its job goes on in a fresh process (``protocol.FRESH_PROCESS_EXITS``).
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the client's to handle; it shuts us down
     # Progress bars from a background process garble the CLI's output, and tqdm's lock leaks a
     # semaphore whenever a worker is killed; downloads report through DownloadProgress instead.
     hf_logging.disable_progress_bar()
     disable_progress_bars()
-    fault = faults.parse(fault_spec()) if inject_faults else None
+    fault = faults.parse(fault_spec(), worker_number)
     inbox: queue.Queue[Command] = queue.Queue()
     threading.Thread(target=_receive, args=(commands, inbox), name="vesper-commands", daemon=True).start()
     worker = Worker(settings, inbox, channel.send, faults.FaultInjector(fault), PlanMemory.default(), channel)
@@ -96,7 +116,7 @@ def main(commands: Connection, channel: EventChannel, settings: WorkerSettings, 
     # took ~2 s here, which the client's shutdown (and a user closing the window) would wait for.
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)
+    os._exit(worker.exit_code)
 
 
 def cap_allocator(plan: Plan, limit_bytes: int) -> None:
@@ -127,6 +147,18 @@ class _Cancelled(Exception):
     """Raised between chunks when the running job was cancelled (or the worker is shutting down)."""
 
 
+class _FreshProcess(Exception):
+    """The running job must go on in a new worker process; its lower plan is remembered and announced.
+
+    ``exit_code`` says why (``protocol.FRESH_PROCESS_EXITS``); the client resumes the job at its first
+    chunk not yet delivered.
+    """
+
+    def __init__(self, exit_code: int) -> None:
+        super().__init__(exit_code)
+        self.exit_code = exit_code
+
+
 @dataclass
 class _Run:
     """The running job's state; the plan, engine and prompt change when memory runs short.
@@ -142,6 +174,7 @@ class _Run:
     chunks: tuple[str, ...] = ()
     engine: Engine | None = None
     prompt: VoicePrompt | None = None
+    at_chunk: int = 0  # the chunk being worked on: where a lower plan after an error starts
 
     @property
     def job_id(self) -> str:
@@ -191,6 +224,7 @@ class Worker:
         self._pending_settings: WorkerSettings | None = None
         self._stop_running = False
         self._shutting_down = False
+        self.exit_code = 0  # set when a job asked to go on in a fresh process: this worker then ends
 
     def serve(self) -> None:
         """Run queued jobs (and unloads) in order until told to shut down."""
@@ -206,7 +240,10 @@ class Worker:
                 self._handle(self.inbox.get())
 
     def run(self, submit: Submit) -> None:
-        """Run one job to its end and send its terminal event, after giving its memory back."""
+        """Run one job to its end and send its terminal event, after giving its memory back.
+
+        A job that must go on in a fresh process sends none: this worker ends after it (``exit_code``).
+        """
         self._apply_settings()
         self._running, self._stop_running, self._run_state = submit.job_id, False, None
         if self.channel is not None:
@@ -214,29 +251,50 @@ class Worker:
         log.info("job %s: %s for %s", submit.job_id, type(submit.job).__name__, submit.job.model)
         self.meter.start()
         started = time.perf_counter()
-        plan_label, event = None, None
-        try:
-            plan_label = self._load(submit) if isinstance(submit.job, LoadJob) else self._run(submit)
-        except _Cancelled:
-            log.info("job %s: cancelled", submit.job_id)
-            event = JobCancelled(submit.job_id)
-        except VesperError as exc:
-            log.info("job %s: %s", submit.job_id, exc)
-            event = JobFailed(submit.job_id, _one_line(str(exc)), user_error=True, detail=self._detail(submit))
-        except Exception as exc:  # noqa: BLE001 - a bug must fail the job, not the worker
-            log.exception("job %s failed", submit.job_id)
-            message = (f"Internal error in the inference worker ({type(exc).__name__}: {_one_line(str(exc))[:200]}); "
-                       "copy the diagnostics to report it.")
-            event = JobFailed(submit.job_id, message, user_error=False, detail=self._detail(submit))
+        plan_label, event = self._attempt(submit)
         self._running, self._run_state = None, None
         if self.channel is not None:
             self.channel.job_id = ""
+        if self.exit_code:
+            return  # no cleanup either: CUDA may be broken, and the process ends now
         memory.release()  # after the except blocks: their tracebacks held the job's tensors
         if event is None:
             seconds = time.perf_counter() - started
             event = JobFinished(submit.job_id, plan_label or "", self.meter.finish(), seconds)
             log.info("job %s: finished in %.1f s on %s", submit.job_id, seconds, plan_label)
         self.send(event)
+
+    def _attempt(self, submit: Submit) -> tuple[str | None, Event | None]:
+        """Run the job: the label of the plan it finished on, or the terminal event it ended with instead."""
+        try:
+            return self._run_job(submit), None
+        except _FreshProcess as request:
+            log.warning("job %s: ending worker %d so that the job goes on in a fresh process", submit.job_id,
+                        os.getpid())
+            self.exit_code, self._shutting_down = request.exit_code, True
+            return None, None  # the job is not over: the client resumes it in the next worker
+        except _Cancelled:
+            log.info("job %s: cancelled", submit.job_id)
+            return None, JobCancelled(submit.job_id)
+        except VesperError as exc:
+            log.info("job %s: %s", submit.job_id, exc)
+            return None, JobFailed(submit.job_id, _one_line(str(exc)), user_error=True, detail=self._detail(submit))
+        except Exception as exc:  # noqa: BLE001 - a bug must fail the job, not the worker
+            log.exception("job %s failed", submit.job_id)
+            message = (f"Internal error in the inference worker ({type(exc).__name__}: {_one_line(str(exc))[:200]}); "
+                       "copy the diagnostics to report it.")
+            return None, JobFailed(submit.job_id, message, user_error=False, detail=self._detail(submit))
+
+    def _run_job(self, submit: Submit) -> str:
+        """``_load`` or ``_run``; after a CUDA error other than out-of-memory the job steps down into a fresh
+        process."""
+        try:
+            return self._load(submit) if isinstance(submit.job, LoadJob) else self._run(submit)
+        except Exception as exc:
+            if not memory.is_cuda_error(exc) or self._run_state is None:
+                raise
+            log.exception("job %s: CUDA error", submit.job_id)
+            raise self._after_gpu_error(self._run_state, exc) from exc
 
     def _handle(self, command: Command) -> None:
         if isinstance(command, (Submit, Unload)):
@@ -319,13 +377,14 @@ class Worker:
             self._notice(run, message)
         if plan is not prepared.plan:
             self._notice(run, f"Using {describe_plan(plan)} for {run.ref.label}: a higher plan ran out of "
-                              "memory on this machine before.")
-        index = submit.start_chunk
+                              "memory (or met a GPU error) on this machine before.")
+        index = run.at_chunk = submit.start_chunk
         self._use(run, plan, index, "while loading the model")
         left = len(chunks) - index
         self._stage(submit.job_id, Stage.GENERATING, f"{left} chunk{'s' if left != 1 else ''}")
         pace = _Pace(len(chunks), index)
         while index < len(chunks):
+            run.at_chunk = index
             self._check_commands()
             self._preflight(run, index)
             start = index - index % run.plan.batch_size  # fixed groups: a resumed job makes the same batches
@@ -381,17 +440,44 @@ class Worker:
         return [np.concatenate(p) if p else np.zeros(0, dtype=np.float32) for p in parts]
 
     def _lower(self, run: _Run, plan: Plan, at_chunk: int, where: str) -> Plan:
-        """The plan after ``plan`` ran out of memory, remembered for this model and machine."""
-        memory.release()
+        """The plan after ``plan`` ran out of memory, remembered for this model and machine.
+
+        Raises ``_FreshProcess`` when ``plan`` ran on a GPU and the lower plan places the model anew: it
+        loads in a fresh worker, with a clean CUDA context, rather than beside what the failed one left.
+        """
         lower = step_down(plan, run.ref, run.hardware)
         if lower is None:
             raise VesperError(f"Ran out of memory {where} even with the most frugal plan "
                               f"({describe_plan(plan)}): close other programs or choose a smaller model.")
+        fresh = needs_fresh_process(plan, lower)
         self.plans.remember(run.ref, run.hardware, lower)
         self._plan_changed(run, plan, lower, PlanChangeCause.OUT_OF_MEMORY, at_chunk,
-                           f"Ran out of memory {where}: continuing with {describe_plan(lower)} "
-                           f"(remembered for {run.ref.label} on this machine).")
+                           f"Ran out of memory {where}: continuing with {describe_plan(lower)}"
+                           f"{' in a fresh worker process' if fresh else ''} (remembered for {run.ref.label} "
+                           "on this machine).")
+        if fresh:
+            raise _FreshProcess(EXIT_TO_RELOAD)
+        memory.release()
         return lower
+
+    def _after_gpu_error(self, run: _Run, exc: BaseException) -> _FreshProcess:
+        """After a CUDA error other than out-of-memory: remember the lower plan, if any, and announce it;
+        returns the request to go on in a fresh process.
+
+        Nothing here touches CUDA (the context may be broken); the plan memory is a file.
+        """
+        where = (f"at chunk {run.at_chunk + 1} of {len(run.chunks)}" if run.chunks else "while loading the model")
+        lower = step_down(run.plan, run.ref, run.hardware)
+        if lower is None:
+            log.warning("job %s: no lower plan than %s: the fresh worker tries it again", run.job_id,
+                        describe_plan(run.plan))
+        else:
+            self.plans.remember(run.ref, run.hardware, lower)
+            self._plan_changed(run, run.plan, lower, PlanChangeCause.GPU_ERROR, run.at_chunk,
+                               f"A CUDA error {where} ({type(exc).__name__}: {_one_line(str(exc))[:120]}): "
+                               f"continuing with {describe_plan(lower)} in a fresh worker process (remembered "
+                               f"for {run.ref.label} on this machine).")
+        return _FreshProcess(EXIT_AFTER_GPU_ERROR)
 
     def _use(self, run: _Run, plan: Plan, at_chunk: int, where: str) -> None:
         """Switch to ``plan``, stepping further down while even loading it runs out of memory."""
@@ -459,9 +545,8 @@ class Worker:
     def unload(self) -> None:
         """Drop the loaded model entirely; cached voices move to the CPU so no GPU memory stays behind."""
         engine, self.engine, self._engine_key = self.engine, None, None
-        for held in engine.keep if engine is not None else ():
-            held.close()  # executors' hooks, streams and pinned buffers end here, not at GC
         if engine is not None:
+            engine.close()  # executors' hooks, streams and pinned buffers end here, not at GC
             log.info("unloaded %s", engine.ref.label)
         del engine
         self.voices.to_host()
@@ -502,6 +587,17 @@ class Worker:
             lines.extend(f"  {reason}" for reason in run.plan.reasons)
         lines.append(traceback.format_exc().rstrip())
         return "\n".join(lines)
+
+
+def needs_fresh_process(plan: Plan, lower: Plan) -> bool:
+    """Whether stepping down from ``plan`` after out-of-memory should happen in a fresh worker process.
+
+    Only a GPU plan whose lower plan places the model anew: a reload is needed anyway, and in a fresh
+    process it meets a clean CUDA context instead of what the failed placement left. A smaller batch or
+    shorter chunks keep the loaded model; a CPU plan ran short of RAM, which a new process does not add.
+    """
+    return plan.device.startswith("cuda") and fingerprint(plan, placement_only=True) != fingerprint(
+        lower, placement_only=True)
 
 
 def _one_line(text: str) -> str:

@@ -17,7 +17,9 @@ A job's life, in order:
 
 After a worker crash or hang the client restarts it: a ``WorkerRestarted`` and a second ``JobStarted``
 (its ``start_chunk`` the first chunk not yet delivered) follow, and chunk indices carry on where they
-stopped (none repeated or skipped).
+stopped (none repeated or skipped). A worker also ends itself, after its ``PlanChanged``, when the lower
+plan must load in a fresh process (out of GPU memory with another placement, or any other CUDA error):
+the client then restarts it the same way, with ``RestartCause.FRESH_PROCESS``.
 
 Two events concern the worker, not a job: ``Heartbeat`` (the client's watchdog) and ``WorkerLog`` (the
 worker's log records, which the client writes into its own log and keeps for ``JobFailed.detail``);
@@ -151,6 +153,9 @@ class Stage(str, enum.Enum):
 
 class PlanChangeCause(str, enum.Enum):
     OUT_OF_MEMORY = "out of memory"  # a chunk or a load ran out of memory: remembered for this machine
+    # A CUDA error other than out-of-memory: the process's CUDA state is not trusted, so the lower plan
+    # (remembered, as for out-of-memory) runs in a fresh worker process.
+    GPU_ERROR = "gpu error"
     PREFLIGHT = "preflight"  # NVML showed too little free memory before a chunk (another program took it)
     USER = "user"  # the user chose another plan
 
@@ -158,6 +163,16 @@ class PlanChangeCause(str, enum.Enum):
 class RestartCause(str, enum.Enum):
     CRASHED = "crashed"  # the worker process died
     HUNG = "hung"  # no heartbeat for the watchdog's limit while a job ran: killed and replaced
+    FRESH_PROCESS = "fresh process"  # the worker ended itself so that its job goes on in a new process
+
+
+# How a worker that ends itself for ``RestartCause.FRESH_PROCESS`` exits, and why it did (for the message).
+EXIT_TO_RELOAD = 75  # out of GPU memory and the lower plan places the model anew: load it in a clean process
+EXIT_AFTER_GPU_ERROR = 76  # a CUDA error other than out-of-memory: go on with a fresh CUDA context
+FRESH_PROCESS_EXITS = {
+    EXIT_TO_RELOAD: "to load a lower plan in a fresh process after running out of GPU memory",
+    EXIT_AFTER_GPU_ERROR: "after a CUDA error, to go on with a fresh CUDA context",
+}
 
 
 @dataclass(frozen=True)
