@@ -151,7 +151,9 @@ def encode_reference(loaded: LoadedModel, values: torch.Tensor) -> torch.Tensor:
     cache = PaddingCache() if len(pieces) > 1 else None
     latents = [tower.encode(p.to(loaded.device, loaded.dtype), padding_cache=cache, use_cache=cache is not None,
                             sample=False).latents.to(loaded.device, loaded.dtype) for p in pieces]
-    return torch.cat(latents, dim=1)
+    # Joined in the encoder's own layout (channels by frames, its output a transposed view): the noise
+    # ``randn_like`` draws follows a tensor's layout, so this is the tensor ``generate`` would add it to.
+    return torch.cat([part.transpose(1, 2) for part in latents], dim=2).transpose(1, 2)
 
 
 def reference_latents(model, latents: torch.Tensor, rows: int) -> torch.Tensor:
