@@ -168,6 +168,15 @@ def test_the_machines_the_issue_found_refused_get_plans():
     plan = make_plan(describe("vibevoice-1.5b"), gtx16)
     assert plan.device == "cuda:0" and (plan.dtype, plan.compute_dtype) == ("float16", "float32")
 
+    # A 4 GB GTX 1650 with 8 GB of RAM, 6 GB of it free: fp16 storage computed in fp32, the encoder on the
+    # CPU, every backbone layer and some of the towers' streamed. (The gtx1650-4g preset has 5 GB free: the
+    # 2.69 GiB this pins is more than half of it, so it gets no GPU plan; test_planner.EXPECTED.)
+    gtx1650 = Hardware("Linux", 4, 8 * GiB, 6 * GiB, (_card("NVIDIA GeForce GTX 1650", 4, (7, 5)),))
+    plan = make_plan(ref, gtx1650)
+    assert plan.device == "cuda:0" and (plan.dtype, plan.compute_dtype) == ("float16", "float32")
+    assert plan.predicted_peak_bytes <= gtx1650.gpu.free_bytes and plan.ram_needed_bytes <= usable_ram(gtx1650)
+    assert towers & set(plan.streamed_layers) and plan.prompt_on_cpu == ("model.audio_tower.encoder",)
+
     # An 8 GB card half taken by other programs, on a 32 GB desktop: the pinned-to-GPU towers and the
     # output projection (4.2 GiB) leave no GPU plan in 4 GiB, but the bf16 weights fit RAM: a CPU plan
     # instead of the fp32 refusal (35 GiB).
