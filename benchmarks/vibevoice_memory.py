@@ -34,7 +34,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -79,30 +78,6 @@ def plan_summary(plan: Plan) -> dict:
 # --------------------------------------------------------------------------------------------- one cell
 
 
-class _NvmlPeak:
-    """The GPU's used memory above ``base``, sampled every 10 ms on a thread while a phase runs."""
-
-    def __init__(self, handle, base: int):
-        self.handle, self.base, self.peak = handle, base, 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        import pynvml
-
-        while not self._stop.is_set():
-            self.peak = max(self.peak, int(pynvml.nvmlDeviceGetMemoryInfo(self.handle).used) - self.base)
-            time.sleep(0.01)
-
-    def __enter__(self) -> _NvmlPeak:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 def run_cell(checkpoint: Path, limit_gib: float, chars: int, batch: int) -> dict:
     """One limit in this (fresh) process: plan, cap, load, voice, first chunk; the figures of each phase."""
     import numpy as np
@@ -110,6 +85,7 @@ def run_cell(checkpoint: Path, limit_gib: float, chars: int, batch: int) -> dict
     import soundfile as sf
     import torch
 
+    from benchmarks.memory_matrix import NvmlPeak
     from inference import paths
     from inference.engine import Engine
     from inference.hardware import detect
@@ -119,8 +95,7 @@ def run_cell(checkpoint: Path, limit_gib: float, chars: int, batch: int) -> dict
 
     os.environ[paths.CACHE_DIR_ENV] = tempfile.mkdtemp(prefix="vesper-bench-")  # no calibration from earlier runs
     pynvml.nvmlInit()
-    handle = pynvml.nvmlDeviceGetHandleByIndex(0)
-    base = int(pynvml.nvmlDeviceGetMemoryInfo(handle).used)  # before this process touches CUDA
+    base = int(pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(0)).used)  # before CUDA is touched
     ref, _, plan = plan_for(str(checkpoint), detect(), limit_gib, chars, batch)
     cell = {"limit_gib": limit_gib, "plan": plan_summary(plan), "phases": {}, "finished": False}
     if not plan.device.startswith("cuda"):
@@ -135,7 +110,9 @@ def run_cell(checkpoint: Path, limit_gib: float, chars: int, batch: int) -> dict
         torch.cuda.reset_peak_memory_stats(device)
         started = time.perf_counter()
         record = cell["phases"][name] = {}
-        nvml = _NvmlPeak(handle, base).__enter__()
+        nvml = NvmlPeak(period_s=0.01)
+        nvml.base = base  # the GPU's level before this process touched CUDA, not the phase's start
+        nvml.__enter__()
         try:
             yield
             torch.cuda.synchronize(device)
@@ -179,29 +156,28 @@ def run_cell(checkpoint: Path, limit_gib: float, chars: int, batch: int) -> dict
 
 
 def environment() -> dict:
+    """memory_matrix's GPU, link and driver, with the link's current state and the library versions."""
     import pynvml
     import torch
     import transformers
 
-    pynvml.nvmlInit()
-    handle = pynvml.nvmlDeviceGetHandleByIndex(0)
-    name = pynvml.nvmlDeviceGetName(handle)
-    return {"gpu": name if isinstance(name, str) else name.decode(),
-            "total_gib": round(pynvml.nvmlDeviceGetMemoryInfo(handle).total / GiB, 1),
-            "pcie": f"Gen{pynvml.nvmlDeviceGetMaxPcieLinkGeneration(handle)} "
-                    f"x{pynvml.nvmlDeviceGetMaxPcieLinkWidth(handle)}",
+    from benchmarks.memory_matrix import environment as gpu_environment
+
+    handle = pynvml.nvmlDeviceGetHandleByIndex(0)  # memory_matrix's environment has initialised NVML
+    return {**gpu_environment(),
             "pcie_now": f"Gen{pynvml.nvmlDeviceGetCurrPcieLinkGeneration(handle)} "
                         f"x{pynvml.nvmlDeviceGetCurrPcieLinkWidth(handle)}",
-            "driver": pynvml.nvmlSystemGetDriverVersion(), "torch": torch.__version__,
-            "transformers": transformers.__version__, "cpu_count": os.cpu_count()}
+            "torch": torch.__version__, "transformers": transformers.__version__, "cpu_count": os.cpu_count()}
 
 
 def ensure_checkpoint(folder: Path) -> Path:
     """The full-size random checkpoint, built on the GPU when the folder has none."""
     if not (folder / "config.json").exists():
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "tests.tiny_models", "--full-size", str(folder.parent), MODEL],
-                       cwd=REPO, check=True)
+        # in a child process: this one must not hold a CUDA context while the cells measure the GPU
+        code = "import sys; from pathlib import Path; from tests.tiny_models.full_size import build_full; " \
+               f"build_full({MODEL!r}, Path(sys.argv[1]))"
+        subprocess.run([sys.executable, "-c", code, str(folder)], cwd=REPO, check=True)
         print(f"built {folder} in {time.perf_counter() - started:.0f} s", flush=True)
     return folder
 
@@ -230,7 +206,7 @@ def run_matrix(checkpoint: Path, limits: list[float], chars: int, batch: int, de
 
 
 def markdown(cells: list[dict], env: dict, command: str) -> str:
-    lines = [f"# VibeVoice-1.5B memory through the app, by phase ({env['gpu']}, PCIe {env['pcie']} "
+    lines = [f"# VibeVoice-1.5B memory through the app, by phase ({env['gpu']}, PCIe {env['pcie_max']} "
              f"(now {env['pcie_now']}), driver {env['driver']}, torch {env['torch']}, transformers "
              f"{env['transformers']})", "", f"`{command}`", "",
              "Predicted: the plan's allocator peak (weights, streamed buffers, KV cache, activations) and its "
