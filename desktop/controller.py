@@ -1,4 +1,6 @@
-"""Speak and narrate through the bridge. Speak is one job played as it comes; Narrate runs the shared
+"""Speak and narrate through the bridge. Speak reads its text as the narration does
+(``desktop.state.speech``) and sends its jobs one after another (one per run of chunks in one voice),
+each played as it comes, with the markup's pauses as silence between them; Narrate runs the shared
 narration (``inference.narration.book`` with a ``Runner``) on a thread of its own, on the document's
 project folder, so what is generated is kept there and a later Narrate resumes. No widget code: the
 window draws what this emits.
@@ -15,6 +17,7 @@ from PySide6.QtCore import QObject, Signal
 
 from desktop.bridge import WorkerBridge
 from desktop.state.narration import UNTITLED, ChunkStatus, NarrationState
+from desktop.state.speech import Say, Silence, read_speech
 from desktop.widgets.player import PlayerWidget
 from inference.errors import BadInputError, VesperError
 from inference.narration import book
@@ -51,7 +54,10 @@ class Controller(QObject):
         self.bridge, self.player = bridge, player
         self.state = NarrationState(chunk_chars, library)  # ``[voice: NAME]`` names the library's voices
         self.last_result: book.NarrationResult | None = None
-        self._speaking: set[str] = set()  # ids of plain speak jobs
+        self._speaking: set[str] = set()  # ids of speak jobs
+        self._current: str | None = None  # the speak job whose end sends the rest of the speech
+        self._rest: list[Say | Silence] = []  # what the speech says after the current job
+        self._model = ""  # the speech's model
         self._thread: threading.Thread | None = None
         self._runner: Runner | None = None
         self._outcome: book.NarrationResult | BaseException | None = None
@@ -76,11 +82,15 @@ class Controller(QObject):
                           choice.model if choice else "")
         self.rows_reset.emit()
 
-    def speak(self, text: str, choice: VoiceChoice) -> None:
-        """Say ``text`` now (a selection or a paragraph), playing it as it is generated."""
+    def speak(self, text: str, kind: str, choice: VoiceChoice) -> None:
+        """Say ``text`` now (a selection or a paragraph, read as ``kind``), playing it as it is generated.
+
+        Bad markup or an unknown voice raises ``BadInputError`` with Narrate's message, and nothing is sent.
+        """
         self.stop()
-        job = p.SpeakJob(text, choice.voice.recording, choice.voice.transcript, choice.model)
-        self._speaking.add(self.bridge.speak(job))
+        self._rest, self._model = read_speech(text, kind, choice.voice, self.state.library,
+                                              self.state.chunk_chars), choice.model
+        self._say_next()  # the first job: a recording it cannot use raises before anything plays
         self.player.start_live()
         self.busy_changed.emit(True)
 
@@ -120,11 +130,25 @@ class Controller(QObject):
             self.player.play_audio(*chosen)
 
     def stop(self) -> None:
-        """Cancel the speech and the narration; waits for the narration thread (one micro-batch at most)."""
+        """Cancel the speech (and the jobs it has yet to send) and the narration; waits for the narration
+        thread (one micro-batch at most)."""
+        self._rest, self._current = [], None
         self.bridge.cancel(list(self._speaking))
         if self._runner is not None:
             self._runner.cancel()
         self._finish()
+
+    def _say_next(self) -> None:
+        """Send the speech's next job, after the silence asked for before it."""
+        while isinstance(self._rest[0], Silence):  # a speech ends with words: something follows a pause
+            self.player.silence(self._rest.pop(0).seconds)
+        say = self._rest.pop(0)
+        try:
+            self._current = self.bridge.speak(say.job(self._model))
+        except VesperError:
+            self._rest = []
+            raise
+        self._speaking.add(self._current)
 
     # The narration thread.
 
@@ -177,14 +201,25 @@ class Controller(QObject):
         return job_id in self._speaking or self._thread is not None
 
     def _on_failed(self, event: p.JobFailed) -> None:
-        """A speak job's failure; the narration's comes back through its runner."""
+        """A speak job's failure (the rest of the speech is not sent); the narration's comes back through
+        its runner."""
         if event.job_id in self._speaking:
+            if event.job_id == self._current:
+                self._rest = []
             self.failed.emit(event)
 
     def _on_ended(self, job_id: str) -> None:
-        if job_id in self._speaking:
-            self._speaking.discard(job_id)
-            self._idle()
+        if job_id not in self._speaking:
+            return
+        self._speaking.discard(job_id)
+        if job_id == self._current:
+            self._current = None
+            if self._rest:
+                try:
+                    self._say_next()
+                except VesperError as exc:  # the next voice's recording became unusable meanwhile
+                    self.failed.emit(p.JobFailed("", str(exc), True))
+        self._idle()
 
     def _idle(self) -> None:
         if not self.busy:

@@ -201,7 +201,7 @@ class MainWindow(QMainWindow):
         self._revise.start()
 
     def speak(self) -> None:
-        self.controller.speak(self.editor.speakable(), self.choice())
+        self.controller.speak(self.editor.speakable(), self.editor.kind, self.choice())
 
     def narrate(self) -> None:
         self._revise.stop()

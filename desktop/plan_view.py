@@ -22,7 +22,8 @@ from inference.units import gib
 from inference.worker.protocol import Event, JobFinished, JobStarted, MemorySample, PlanChanged
 
 FULL_LEVELS = ("resident", "codec-cpu")  # every weight on the GPU (a small codec may compute on the CPU)
-OFFLOAD_LEVELS = ("streamed", "zero3-cpu", "zero3-nvme")  # backbone weights come in from RAM or disk
+OFFLOAD_LEVELS = ("streamed", "zero3-cpu", "streamed-disk", "zero3-nvme")  # backbone weights come from RAM or disk
+DISK_LEVELS = ("streamed-disk", "zero3-nvme")  # ... from disk
 REAL_TIME = 1.0  # audio seconds per second: slower than this cannot keep up with playback
 DTYPES = ("bfloat16", "float16", "float32")  # what a plan's dtype can be, as plans name it
 
@@ -133,7 +134,7 @@ def verdict(choice: ModelChoice) -> Verdict:
         return Verdict(Fit.FITS, f"Fits fully on the GPU ({gib(plan.predicted_peak_bytes)} at peak{speed}).")
     if plan.level in OFFLOAD_LEVELS:
         return Verdict(Fit.OFFLOAD, f"Needs offload ({plan.level}: {gib(plan.predicted_peak_bytes)} on the GPU, "
-                                    f"the rest in {'RAM' if plan.level != 'zero3-nvme' else 'RAM and on disk'}"
+                                    f"the rest in {'RAM and on disk' if plan.level in DISK_LEVELS else 'RAM'}"
                                     f"{speed}).")
     return Verdict(Fit.CPU, f"Runs on the CPU{speed}.")
 

@@ -142,7 +142,7 @@ def verdict(model: str, hardware: Hardware, workload: Workload = Workload()) -> 
     gpu = hardware.gpu
     rtf = speed.real_time_factor(plan, spec.family, gpu.bandwidth_gbps if gpu else 0.0,
                                  gpu.pinned_bandwidth_gbps if gpu else 0.0)
-    fit = Fit.FITS if plan.level in RESIDENT_LEVELS else Fit.OFFLOAD
+    fit = Fit.FITS if plan.level in RESIDENT_LEVELS and not plan.from_disk else Fit.OFFLOAD
     if rtf > 1:
         fit = Fit.TOO_SLOW
     where = f"{plan.level} on {plan.device}, {plan.dtype}" + (f" computed in {plan.compute_dtype}"

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from inference import registry
+from inference.checkpoint_files import stored_dtype
 from inference.errors import ModelNotFoundError, OfflineModelError
 from inference.families import FAMILIES, Family, ModelSpec
 from inference.planning.shapes import ModelShape, stored
@@ -67,6 +68,14 @@ class ModelRef:
         from inference.planning.measure import measure
 
         return measure(self.adapter, self.config)
+
+    @property
+    def checkpoint_dtype(self) -> str | None:
+        """The dtype the checkpoint's weights are stored in: a folder's from its safetensors headers, a
+        registered model's as registered; None when not known before the download (another hub id)."""
+        if self.local_path is not None:
+            return stored_dtype(self.local_path)
+        return self.spec.checkpoint_dtype if self.spec is not None else None
 
 
 def describe(model: str) -> ModelRef:

@@ -3,7 +3,10 @@
 A decode step reads every weight it uses at least once, so on a GPU a frame takes at least the resident
 weights' bytes over the memory bandwidth (at ``GPU_EFFICIENCY`` of the specification sheet's figure),
 plus the offloaded bytes over their link (PCIe from pinned memory, a sixth of it from pageable memory,
-``DISK_READ_GBPS`` from disk). Small models on fast GPUs are bound by kernel launches instead: the
+``DISK_READ_GBPS`` from disk; a plan reading the checkpoint's memory-mapped files says how many bytes a
+pass of the model reads in ``offload["disk_bytes"]``, counted once per KV cache the family keeps (plain
+``generate`` runs classifier-free guidance's second sequence as a second pass), and they cross PCIe after
+the disk, counted one after the other). Small models on fast GPUs are bound by kernel launches instead: the
 measured steady state on the benchmark GPU (``MEASURED``) is the floor. On the CPU the same reasoning
 uses ``CPU_BANDWIDTH_GBPS``, floored by the CPU figures measured here.
 
@@ -20,7 +23,11 @@ from inference.planning.types import Plan
 
 GPU_EFFICIENCY = 0.6  # share of the memory bandwidth a decode step's small matrix-vector products reach
 PAGEABLE_SLOWDOWN = 6.0  # accelerate's synchronous copies from pageable memory: 5-9x slower than streaming
-DISK_READ_GBPS = 2.0  # an NVMe SSD's sequential read (10^9 bytes/s); a SATA SSD reads ~0.5, the page cache more
+# Reading weights from disk every decode step, 10^9 bytes/s: a conservative figure for a laptop's NVMe SSD. The
+# makers' sheets give 3.5 GB/s sequential read for PCIe 3.0 x4 drives (Samsung 970 EVO Plus, WD Blue SN570) and
+# 5-7 GB/s for PCIe 4.0 ones, at queue depths page faults on a memory map do not reach; a SATA SSD reads ~0.55.
+# Layers the page cache still holds come faster: the figure is what a step costs when it holds none of them.
+DISK_READ_GBPS = 2.0
 CPU_BANDWIDTH_GBPS = 20.0  # what 2-4 laptop cores reach of dual-channel DDR4/DDR5 in matrix-vector products
 
 
@@ -45,8 +52,10 @@ def real_time_factor(plan: Plan, family: str, gpu_bandwidth_gbps: float, pcie_gb
     """Predicted seconds of decoding per second of audio under ``plan`` (lower is faster; 1 is real time)."""
     frame_ms = 1000 / FAMILIES[family].frame_rate
     weights = sum(info["bytes"] for info in plan.components.values())
+    disk = plan.offload.get("disk_bytes", 0)  # per pass of the model; guidance's second sequence may pass again
+    disk_ms = 1000 * disk * FAMILIES[family].kv_cache_copies / (DISK_READ_GBPS * 1e9)
     if plan.device == "cpu":
-        bound = 1000 * weights / (CPU_BANDWIDTH_GBPS * 1e9)
+        bound = 1000 * weights / (CPU_BANDWIDTH_GBPS * 1e9) + disk_ms
         floor = MEASURED.get((family, "cpu"))
         return max(bound, floor.ms_per_frame if floor else 0.0) / frame_ms
     on_cpu = sum(info["bytes"] for info in plan.components.values() if info["placement"].startswith("cpu"))
@@ -55,8 +64,8 @@ def real_time_factor(plan: Plan, family: str, gpu_bandwidth_gbps: float, pcie_gb
     step = 1000 * resident / (gpu_bandwidth_gbps * 1e9 * GPU_EFFICIENCY)
     if offloaded:
         link = {"streamed": pcie_gbps, "accelerate": pcie_gbps / PAGEABLE_SLOWDOWN}.get(plan.executor, pcie_gbps)
-        if "disk" in plan.device_map.values():
+        if "disk" in plan.device_map.values() and not disk:  # accelerate's or DeepSpeed's files on disk
             link = min(link, DISK_READ_GBPS)
-        step += 1000 * offloaded / (link * 1e9)
+        step += 1000 * offloaded / (link * 1e9) + disk_ms
     floor = MEASURED.get((family, "gpu"))
     return max(step, floor.ms_per_frame if floor else 0.0) / frame_ms

@@ -17,6 +17,7 @@ import pytest
 import soundfile as sf
 import soxr
 from PySide6.QtCore import QTimer
+from PySide6.QtGui import QTextCursor
 from PySide6.QtWidgets import (
     QAbstractButton,
     QApplication,
@@ -40,7 +41,7 @@ from desktop.widgets.export_dialog import ExportDialog
 from inference import paths
 from inference.narration.mastering import Mode
 from inference.voice_quality import MAX_SECONDS
-from inference.worker.protocol import WorkerSettings
+from inference.worker.protocol import Stage, WorkerSettings
 from tests.conftest import REPO, SAMPLE_TRANSCRIPT, SAMPLE_VOICE, SPOKEN_TEXT
 from tests.test_playback import ALSA_CONF, _portaudio_available
 
@@ -143,6 +144,76 @@ def test_speak_is_heard_on_the_virtual_speaker_while_it_is_generated(qtbot, open
     heard = _heard(speaker)
     # Underruns (a worker slower than real time) insert silence; the sound itself is the produced audio.
     np.testing.assert_array_equal(heard[heard != 0], produced[produced != 0])
+
+
+def _select_from(window: MainWindow, start: int) -> None:
+    """Select the editor's text from ``start`` to its end, as a user dragging over it."""
+    cursor = window.editor.edit.textCursor()
+    cursor.setPosition(start)
+    cursor.movePosition(QTextCursor.MoveOperation.End, QTextCursor.MoveMode.KeepAnchor)
+    window.editor.edit.setTextCursor(cursor)
+
+
+def _sent_jobs(window: MainWindow, monkeypatch) -> list:
+    """The jobs the window hands the bridge, in order (they still go to the worker)."""
+    sent, speak = [], window.bridge.speak
+    monkeypatch.setattr(window.bridge, "speak", lambda job: sent.append(job) or speak(job))
+    return sent
+
+
+def test_speak_obeys_the_selections_markup_a_job_per_voice_with_the_pause_between(qtbot, open_window, speaker,
+                                                                                  monkeypatch):
+    window = open_window()
+    other = window.voice.library.add("Other", SAMPLE_VOICE, SAMPLE_TRANSCRIPT)
+    sent, chunks = _sent_jobs(window, monkeypatch), []
+    window.bridge.chunk_ready.connect(chunks.append)
+    window.editor.set_text("Hello [voice: Nobody] there.")
+    window.editor.select_all()
+    window.speak_action.trigger()  # an unknown voice: Narrate's message, and nothing is sent
+    dialog = next(w for w in QApplication.topLevelWidgets() if isinstance(w, ErrorDialog) and w.isVisible())
+    assert dialog.text().startswith("Unknown voice 'Nobody' in [voice: Nobody]") and not sent
+    assert not window.controller.busy
+    dialog.close()
+
+    skipped = "Not this paragraph.\n\n"
+    window.editor.set_text(skipped + "Said by the narrator. [pause 0.5s] [voice: other] Said by another voice.")
+    _select_from(window, len(skipped))
+    window.speak_action.trigger()
+    _idle(qtbot, window)
+    assert [(job.chunks, job.voice) for job in sent] == [
+        (("Said by the narrator.",), SAMPLE_VOICE), (("Said by another voice.",), other.recording)]
+    assert [(c.index, c.text) for c in chunks] == [(0, "Said by the narrator."), (0, "Said by another voice.")]
+    assert chunks[0].job_id != chunks[1].job_id
+    track, rate = window.player.state, chunks[0].sample_rate
+    pause = int((track.gap + 0.5) * rate)  # the chunk pause and the half second asked for
+    assert round(track.duration * rate) == len(chunks[0].audio) + pause + len(chunks[1].audio)  # both, in order
+    qtbot.waitUntil(lambda: track.state is PlayState.STOPPED, timeout=30_000)  # played to the end
+    window.player.close_output()
+    produced = np.clip(np.concatenate([c.audio for c in chunks]), -1, 1)
+    heard = _heard(speaker)
+    np.testing.assert_array_equal(heard[heard != 0], produced[produced != 0])
+
+    window.bridge.chunk_ready.connect(lambda _e: window.stop_action.trigger())
+    window.speak_action.trigger()  # the same selection again, stopped in its first job: the second is not sent
+    _idle(qtbot, window)
+    qtbot.wait(500)
+    assert len(sent) == 3 and sent[2].voice == SAMPLE_VOICE and not window.stop_action.isEnabled()
+
+
+def test_the_status_bar_shows_the_workers_memory_once_the_model_is_loaded_before_any_chunk(
+        qtbot, open_window, monkeypatch):
+    window = open_window()
+    sent, seen = _sent_jobs(window, monkeypatch), []
+    window.bridge.stage_started.connect(lambda e: seen.append((e.stage, window.status.memory_label.text())))
+    window.bridge.chunk_piece.connect(lambda _e: seen.append(("piece", window.status.memory_label.text())))
+    window.editor.set_text("Plain text. Without markup.")
+    window.speak_action.trigger()
+    _idle(qtbot, window)
+    shown = dict(reversed(seen))  # what the bar showed when each stage began (the first piece for "piece")
+    assert shown[Stage.LOADING] == "Memory: -"  # a fresh worker: nothing measured yet
+    for moment in (Stage.ENCODING_VOICE, Stage.GENERATING, "piece"):
+        assert re.fullmatch(r"RAM \d+\.\d GiB", shown[moment]), (moment, shown[moment])
+    assert [job.chunks for job in sent] == [("Plain text. Without markup.",)]  # plain text: one job
 
 
 def _runqueue_wait() -> float:
@@ -458,6 +529,7 @@ def test_every_control_has_an_accessible_name_and_the_shortcuts_are_set(open_win
 OPEN_AND_LIST = """
 import sys
 from PySide6.QtCore import QTimer
+from PySide6.QtGui import QTextCursor
 from PySide6.QtWidgets import QApplication, QMessageBox
 app = QApplication(sys.argv)
 def report():

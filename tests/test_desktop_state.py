@@ -11,6 +11,7 @@ import soundfile as sf
 
 from desktop.state.narration import ChunkStatus, NarrationState, generation
 from desktop.state.player import PlayerState, PlayState
+from desktop.state.speech import Say, Silence, read_speech
 from desktop.state.status import GiB, StatusModel
 from inference import paths
 from inference.errors import BadInputError
@@ -24,6 +25,7 @@ from inference.worker.protocol import (
     PlanChangeCause,
     PlanChanged,
     RestartCause,
+    SpeakJob,
     WorkerRestarted,
 )
 from tests.conftest import SAMPLE_VOICE
@@ -160,6 +162,63 @@ def test_an_edited_paragraph_needs_generating_and_the_others_are_reused():
         ("Keep me.", ChunkStatus.DONE), ("Changed now.", ChunkStatus.PENDING), ("And a new one.", ChunkStatus.PENDING)]
 
 
+def _library_with_another_voice(tmp_path: Path) -> tuple[VoiceLibrary, Voice]:
+    library = VoiceLibrary()
+    other = tmp_path / "other.wav"
+    audio, rate = sf.read(SAMPLE_VOICE, dtype="float32")
+    sf.write(other, audio[::-1], rate)  # another recording: another voice hash
+    return library, library.add("Other", other, "What the other voice says.")
+
+
+def test_speak_reads_plain_text_as_one_job_in_the_narrators_voice():
+    parts = read_speech("It cost $5.\n\nA second paragraph.", "text", VOICE, VoiceLibrary(), 300)
+    assert parts == [Say(VOICE, ("It cost five dollars.", "A second paragraph."))]  # as Narrate lists it
+    assert parts[0].job(MODEL) == SpeakJob("It cost five dollars. A second paragraph.", SAMPLE_VOICE, None, MODEL,
+                                           chunks=("It cost five dollars.", "A second paragraph."))
+    markdown = read_speech("# A heading\n\nSome *emphasis*.", "markdown", VOICE, VoiceLibrary(), 300)
+    assert markdown == [Say(VOICE, ("A heading", "Some emphasis."))]
+
+
+def test_speak_obeys_voice_and_pause_markup_as_narrate_does(tmp_path):
+    library, other = _library_with_another_voice(tmp_path)
+    text = ("[pause 1s] One by the narrator. [voice: other] Two by the other. [pause 1.5s] Three, still her. "
+            "[voice] Four, back.\n\nFive, the narrator's paragraph. [pause 2s]")
+    assert read_speech(text, "text", VOICE, library, 300) == [
+        Say(VOICE, ("One by the narrator.",)), Say(other, ("Two by the other.",)), Silence(1.5),
+        Say(other, ("Three, still her.",)), Say(VOICE, ("Four, back.", "Five, the narrator's paragraph."))]
+    job = Say(other, ("Two by the other.",)).job(MODEL)
+    assert (job.voice, job.voice_text) == (other.recording, "What the other voice says.")  # her recording
+
+
+@pytest.mark.parametrize("text", ["[voice: Nobody] Hello.", "Hello [there.", "Hello [pause forever].",
+                                  "[pause 1s]", " \n "])
+def test_speak_stops_on_what_narrate_stops_on_with_its_message(tmp_path, text):
+    library, _ = _library_with_another_voice(tmp_path)
+    narration = NarrationState(300, library)
+    narration.revise(text, "text", None, VOICE, MODEL)
+    with pytest.raises(BadInputError) as raised:
+        read_speech(text, "text", VOICE, library, 300)
+    assert str(raised.value) == narration.problem and "\n" not in narration.problem
+
+
+def test_player_state_puts_the_silence_asked_for_before_the_next_chunk():
+    state = PlayerState(gap=0.01)
+    state.clear(live=True)
+    state.feed((1, 0), 0, np.ones(5, np.float32), 1000)
+    state.silence(0.02)
+    state.silence(0.005)  # two pauses in a row add up
+    state.feed((1, 0), 5, np.ones(5, np.float32), 1000)  # more of the same chunk: no pause inside it
+    state.feed((2, 0), 0, np.full(5, 0.5, np.float32), 1000)
+    state.play()
+    expected = np.concatenate([np.ones(10, np.float32), np.zeros(35, np.float32), np.full(5, 0.5, np.float32)])
+    np.testing.assert_array_equal(state.read(50), expected)
+    state.clear(live=True)
+    state.silence(1.0)
+    state.clear(live=True)  # a new speech owes nothing
+    state.feed("first", 0, np.ones(3, np.float32), 1000)
+    assert state.duration == pytest.approx(0.003)
+
+
 def test_player_state_skips_what_a_retried_chunk_streams_again():
     state = PlayerState(gap=0.01)
     state.clear(live=True)
@@ -176,7 +235,14 @@ def test_player_state_skips_what_a_retried_chunk_streams_again():
     assert not heard[45:].any()
     assert state.state is PlayState.PLAYING and state.position == 45  # live: waits for more
     state.close()
+    assert state.state is PlayState.STOPPED and state.position == 0  # complete, and at the end: stops now
+    state.clear(live=True)
+    state.feed(0, 0, first, 1000)
+    state.play()
     state.read(10)
+    state.close()
+    assert state.state is PlayState.PLAYING  # 20 samples still to hear
+    state.read(30)
     assert state.state is PlayState.STOPPED and state.position == 0  # complete: stops at the end
 
 

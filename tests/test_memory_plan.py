@@ -7,19 +7,22 @@ import json
 import re
 import subprocess
 import sys
-import time
 from dataclasses import replace
 
 import pytest
 import torch
 
-from inference import catalogue, paths, registry
+from inference import catalogue, paths, registry, speed
 from inference.cli import main
+from inference.dtypes import dtype_policy
 from inference.errors import BadInputError
 from inference.executors import upcast
+from inference.families import Role
 from inference.hardware import PRESETS, GiB, Gpu, Hardware, cpu_computes_bf16, with_vram_limit
 from inference.models import describe
 from inference.planner import CUDA_RUNTIME_BYTES, NoPlanFitsError, candidates, make_plan, usable_ram
+from inference.planning import fit
+from inference.planning.estimates import safety_margin
 from inference.planning.shapes import stored
 from inference.worker import memory
 from inference.worker.process import cap_allocator
@@ -122,7 +125,7 @@ def test_sliced_upcast_of_a_large_linear_layer_gives_the_fp32_result(monkeypatch
     reference = [p.detach().float().clone() for p in model.parameters()]
     ids = torch.tensor([[1, 2, 3]])
     upcast.settle_small(model, torch.float16, torch.float32)
-    handles = upcast.upcast_per_layer(model, torch.float16, torch.float32)
+    handles = upcast.upcast_per_layer(model, torch.float32)
     assert model[2].weight.dtype == torch.float16 and model[1].weight.dtype == torch.float32
     out = model(ids)
     plain = torch.nn.Sequential(torch.nn.Embedding(10, 16), torch.nn.LayerNorm(16), torch.nn.Linear(16, 40))
@@ -185,31 +188,127 @@ def test_the_machines_the_issue_found_refused_get_plans():
     assert plan.device == "cpu" and plan.dtype == "bfloat16" and plan.ram_needed_bytes <= usable_ram(half)
 
 
-def test_vibevoice_7b_streams_from_disk_on_an_8_gb_gpu_with_16_gb_of_ram_and_says_how_fast():
-    machine = Hardware("Linux", 8, 16 * GiB, 12 * GiB, (_card("NVIDIA GeForce RTX 3070", 8, (8, 6)),))
-    plan = make_plan(describe("vibevoice-7b"), machine)
-    assert plan.level == "zero3-nvme" and "disk" in plan.device_map.values()
+SPEED = re.compile(r"expected speed: about ([\d.]+) s of decoding per second of audio, reading ([\d.]+) GiB from "
+                   r"disk .*: ([\d.]+) s at the 2 GB/s NVMe read assumed")
+
+
+def _disk_speed(plan) -> tuple[float, float, float]:
+    """(seconds of decoding per audio second, GiB read per pass, seconds per pass) from the plan's reasons."""
+    found = [SPEED.search(r) for r in plan.reasons]
+    (match,) = [m for m in found if m]
+    return tuple(float(x) for x in match.groups())
+
+
+@pytest.mark.parametrize("preset", ["laptop-4060-8g", "laptop-3070-8g"])
+def test_vibevoice_7b_streams_from_the_checkpoints_files_on_an_8_gb_gpu_with_16_gb_of_ram(preset):
+    """17.4 GiB of bf16 weights, 8.5 GiB of usable RAM: the backbone's layers stay in the checkpoint's
+    memory-mapped safetensors and are read every pass; RAM holds only the pinned staging buffers. The plan
+    says how fast it will be."""
+    machine = PRESETS[preset]
+    ref = describe("vibevoice-7b")
+    plan = make_plan(ref, machine)
+    assert (plan.level, plan.executor, plan.offload["home"]) == ("streamed-disk", "streamed", "disk")
+    assert {plan.device_map[p] for p in plan.streamed_layers} == {"disk"}
     assert plan.predicted_peak_bytes <= machine.gpu.free_bytes and plan.ram_needed_bytes <= usable_ram(machine)
-    assert any(re.search(r"expected speed: .* s per frame at an assumed 2 GB/s NVMe read", r) for r in plan.reasons)
+    layers = ref.shape.at("bfloat16").streamable_layers
+    assert plan.ram_needed_bytes < sum(n for _, n in layers) < stored()["vibevoice-7b"].at("bfloat16").total_bytes
+    rtf, read, seconds = _disk_speed(plan)
+    assert read == round(plan.offload["disk_bytes"] / GiB, 2) and seconds == round(plan.offload["disk_bytes"] / 2e9, 1)
+    gpu = machine.gpu
+    assert rtf == round(speed.real_time_factor(plan, "vibevoice", gpu.bandwidth_gbps, gpu.pinned_bandwidth_gbps), 1)
+    assert rtf > 2 * seconds * 7.5  # two passes a frame (guidance), 7.5 frames a second of audio, plus PCIe
+    assert catalogue.verdict("vibevoice-7b", machine).fit is catalogue.Fit.TOO_SLOW
+
+
+def test_one_gpu_slot_when_two_do_not_fit():
+    """The smallest card VibeVoice-7B plans on holds every part but the layers and one layer more, not two: the
+    copies take turns with the compute."""
+    ref = describe("vibevoice-7b")
+    layer = max(n for _, n in ref.shape.at("bfloat16").streamable_layers)
+    for sixty_fourths in range(6 * 64, 8 * 64):  # free VRAM from 6 GiB up, the first card that gets a plan
+        machine = _machine_with(sixty_fourths / 64)
+        try:
+            plan = make_plan(ref, machine)
+        except NoPlanFitsError:
+            continue
+        break
+    assert (plan.level, plan.offload["slots"]) == ("streamed-disk", 1)
+    assert plan.memory.streamed_buffers == layer and plan.predicted_peak_bytes <= machine.gpu.free_bytes
+    assert any("one GPU slot for streamed layers (two do not fit)" in r for r in plan.reasons)
+
+
+def _machine_with(free_gib: float) -> Hardware:
+    """A Linux laptop with 16 GB of RAM (10 GB available) and an Ampere card with ``free_gib`` free."""
+    return Hardware("Linux", 8, 16 * GiB, 10 * GiB, (_card("NVIDIA GeForce RTX 3080 Laptop GPU", 16, (8, 6),
+                                                          free_gib=free_gib),))
+
+
+def test_pascal_streams_fp16_layers_from_disk_when_ram_is_short_too():
+    """Old GPUs combine their fp16 storage (fp32 compute) with layers read from the checkpoint's files."""
+    machine = replace(PRESETS["gtx1060-6g"], ram_available_bytes=GiB)  # pinning 0.6 GiB would take half of it
+    plan = make_plan(describe("vibevoice-1.5b"), machine)
+    assert (plan.level, plan.dtype, plan.compute_dtype) == ("streamed-disk", "float16", "float32")
+    assert plan.offload["disk_bytes"] == sum(n for p, n in describe("vibevoice-1.5b").shape.at("float16")
+                                             .streamable_layers if p in plan.streamed_layers)
+    _disk_speed(plan)
+
+
+def test_a_cpu_with_native_bf16_leaves_the_weights_in_the_checkpoints_files():
+    """VibeVoice-7B on 16 GB of RAM: with AVX512-BF16/AMX the bf16 weights stay memory-mapped (only the KV cache
+    and activations need RAM) and the plan says how slow that is; without, the refusal names a model that fits."""
+    ref = describe("vibevoice-7b")
+    plan = make_plan(ref, replace(PRESETS["cpu-16g"], cpu_bf16=True))
+    weights = stored()["vibevoice-7b"].at("bfloat16").total_bytes
+    assert (plan.level, plan.dtype, plan.compute_dtype, plan.offload) == (
+        "cpu", "bfloat16", "", {"home": "disk", "disk_bytes": weights})
+    assert plan.ram_needed_bytes < GiB
+    rtf, read, _ = _disk_speed(plan)
+    assert read == round(weights / GiB, 2) and rtf > 100
+    with pytest.raises(NoPlanFitsError) as refused:
+        make_plan(ref, PRESETS["cpu-16g"])
+    assert "no native bfloat16 arithmetic (AVX512-BF16 or AMX) to compute from weights left on disk" in \
+        str(refused.value) and "choose vibevoice-1.5b" in str(refused.value)
+    assert make_plan(describe("csm-1b"), replace(PRESETS["cpu-16g"], cpu_bf16=True)).offload == {}  # fits RAM
 
 
 def _figures(message: str) -> list[float]:
     return [float(x) for x in re.findall(r"(\d+\.\d\d) GiB", message)]
 
 
+def _fixed_on_gpu(model: str, hardware: Hardware) -> int:
+    """Bytes of weights no GPU plan can move off the GPU: all but the streamable layers, the embedding tables
+    read on the CPU and the codecs fast enough to compute there."""
+    ref = describe(model)
+    size = ref.shape.at(dtype_policy(hardware.gpu).storage)
+    codecs = [c for c in size.by_role(Role.CODEC) if not c.component.pinned_to_compute
+              and c.component.cpu_real_time_factor is not None]
+    movable = sum(c.nbytes for c in codecs) if sum(c.component.cpu_real_time_factor for c in codecs) \
+        <= fit.CODEC_CPU_MAX_RTF else 0
+    return size.total_bytes - sum(n for _, n in size.streamable_layers) - sum(n for _, n in size.lookups) - movable
+
+
 @pytest.mark.parametrize("preset", list(PRESETS))
 def test_every_preset_and_model_gets_a_plan_or_a_justified_refusal(preset):
-    """A refusal only where the GPU plan's figure exceeds the free VRAM and the weights alone, at the
-    narrowest dtype (bf16), exceed the RAM that may be used: no plan, however frugal, could hold them."""
+    """A refusal only where the weights exceed what VRAM, RAM and the disk allowed may hold: on the GPU the
+    weights that cannot leave it, with the CUDA context, one layer's slot and the margin, exceed the free VRAM
+    (the refusal's figure is at least that floor and names those weights); on the CPU the weights exceed the
+    usable RAM and may not stay on disk (this CPU does not compute in the dtype they are stored in)."""
     hardware = PRESETS[preset]
     for model in MODELS:
         try:
             ladder = candidates(describe(model), hardware)
         except NoPlanFitsError as refusal:
+            message = str(refusal)
             assert stored()[model].at("bfloat16").total_bytes > usable_ram(hardware), (model, preset)
+            assert "to compute from weights left on disk" in message or "none are left on disk" in message
             if hardware.gpu is not None:
-                need, free = _figures(str(refusal))[:2]
+                need, free, fixed = _figures(message)[:3]
                 assert need > free == round(hardware.gpu.free_bytes / GiB, 2), (model, preset)
+                layer = max(n for _, n in describe(model).shape.at(dtype_policy(hardware.gpu).storage)
+                            .streamable_layers)
+                floor = _fixed_on_gpu(model, hardware) + CUDA_RUNTIME_BYTES + layer + safety_margin(free * GiB)
+                assert need >= round(floor / GiB, 2) and fixed == round(_fixed_on_gpu(model, hardware) / GiB, 2)
+                assert f"the weights that cannot leave the GPU ({fixed:.2f} GiB)" in message
             continue
         for plan in ladder:
             assert plan.predicted_peak_bytes <= (hardware.gpu.free_bytes if hardware.gpu else 0)
@@ -219,6 +318,7 @@ def test_every_preset_and_model_gets_a_plan_or_a_justified_refusal(preset):
 VERDICTS = {  # (preset, model) -> verdict, for the four verdicts on the presets
     ("laptop-4060-8g", "vibevoice-1.5b"): "fits fully", ("laptop-3060-6g", "vibevoice-1.5b"): "needs offload",
     ("laptop-4060-8g", "vibevoice-7b"): "too slow for real time", ("gtx1650-4g", "vibevoice-7b"): "does not fit",
+    ("laptop-4050-6g", "vibevoice-7b"): "does not fit", ("gtx1650-4g", "vibevoice-1.5b"): "does not fit",
     ("cpu-16g", "pocket-tts"): "fits fully", ("cpu-16g", "csm-1b"): "too slow for real time",
 }
 
@@ -251,18 +351,14 @@ def test_models_json_lists_one_object_per_model(capsys):
     assert "pocket-tts" in table and "fits fully" in table and "RTF" in table
 
 
-def test_models_runs_without_torch_in_well_under_a_second():
-    code = ("import sys, time\nstart = time.perf_counter()\nfrom inference.cli import main\n"
+def test_models_runs_without_torch():
+    """Sizing advice comes before any download or torch import (its speed: ``benchmarks/plan_speed.py``)."""
+    code = ("import sys\nfrom inference.cli import main\n"
             "main(['models', '--hardware', 'laptop-4060-8g'])\n"
-            "print('torch' in sys.modules, 'transformers' in sys.modules, time.perf_counter() - start,\n"
-            "      file=sys.stderr)\n")
-    started = time.perf_counter()
+            "print('torch' in sys.modules, 'transformers' in sys.modules, file=sys.stderr)\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    torch_loaded, transformers_loaded, seconds = done.stderr.split()[-3:]
-    assert (torch_loaded, transformers_loaded) == ("False", "False")
-    assert float(seconds) < 1.0, seconds
-    assert time.perf_counter() - started < 10
+    assert done.stderr.split()[-2:] == ["False", "False"]
 
 
 

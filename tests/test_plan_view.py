@@ -25,7 +25,7 @@ from inference.worker.protocol import (
 from tests.test_planner import EXPECTED
 
 FIT_OF_LEVEL = {"resident": Fit.FITS, "codec-cpu": Fit.FITS, "streamed": Fit.OFFLOAD, "zero3-cpu": Fit.OFFLOAD,
-                "zero3-nvme": Fit.OFFLOAD, "cpu": Fit.CPU, None: Fit.NO_FIT}
+                "streamed-disk": Fit.OFFLOAD, "zero3-nvme": Fit.OFFLOAD, "cpu": Fit.CPU, None: Fit.NO_FIT}
 
 
 @functools.cache
@@ -87,9 +87,11 @@ def test_measured_memory_from_worker_events():
 
 
 def test_the_catalogue_gives_sizes_repos_and_refusals():
-    choices = {c.name: c for c in choices_for("laptop-4050-6g")}
+    choices = {c.name: c for c in choices_for("gtx1060-6g")}
     assert choices["pocket-tts"].companions and all(c.download_bytes > 0 for c in choices.values())
     assert choices["vibevoice-7b"].plan is None and "RAM" in verdict(choices["vibevoice-7b"]).text
+    streamed = {c.name: c for c in choices_for("laptop-4060-8g")}["vibevoice-7b"]  # layers read from disk
+    assert streamed.plan.level == "streamed-disk" and "RAM and on disk" in verdict(streamed).text
 
 
 def test_plan_view_does_not_import_torch():

@@ -54,6 +54,12 @@ def project_root(document: Path | None) -> Path:
     return default_root(str(document) if document is not None else UNTITLED)
 
 
+def read_text(text: str, kind: str, library: VoiceLibrary, chunk_chars: int) -> Script:
+    """The editor's text (or a part of it) as ``vesper narrate`` reads it, ``[voice: NAME]`` naming
+    ``library``'s voices; bad markup or an unknown name raises ``BadInputError`` (one line)."""
+    return book.read_script(text, book.TextSettings(), [v.name for v in library.list()], chunk_chars, kind=kind)
+
+
 class NarrationState:
     """The editor's text planned against its project: ``rows`` and ``summary`` for the window."""
 
@@ -76,8 +82,7 @@ class NarrationState:
         words yet, or markup it cannot read: ``problem`` says why)."""
         self.problem = ""
         try:
-            script = book.read_script(text, book.TextSettings(), [v.name for v in self.library.list()],
-                                      self.chunk_chars, kind=kind)
+            script = read_text(text, kind, self.library, self.chunk_chars)
         except BadInputError as exc:
             self.problem = str(exc)
             return None

@@ -2,7 +2,8 @@
 
 Audio is fed while it is generated: chunk pieces as they stream (a retried chunk streams again from
 offset 0, so samples already held are skipped by their offset, as ``inference.playback.LivePlayer``
-does) and whole chunks, with the narration's pause between chunks. The sound device's callback
+does) and whole chunks, with the narration's pause between chunks, and a longer silence before the
+next chunk where the text asks for one (``[pause 2s]``, ``silence``). The sound device's callback
 pulls samples with ``read``; while the track has run dry but more is coming it gets silence and
 the cursor waits, so playback resumes where it was once the next piece arrives.
 """
@@ -34,6 +35,7 @@ class PlayerState:
         self._length = 0
         self._starts: list[int] = []  # where each part starts in the track
         self._fed: dict[object, int] = {}  # chunk key -> samples of it already in the track
+        self._silence = 0.0  # seconds of silence owed before the next chunk, beside the gap
         self.sample_rate = 0
         self.position = 0  # samples
         self.state = PlayState.STOPPED
@@ -42,30 +44,39 @@ class PlayerState:
     def clear(self, live: bool = False) -> None:
         """Empty the track; ``live``: audio will be fed as it is generated until ``close`` is called."""
         with self._lock:
-            self._parts, self._starts, self._length, self._fed = [], [], 0, {}
+            self._parts, self._starts, self._length, self._fed, self._silence = [], [], 0, {}, 0.0
             self.sample_rate, self.position, self.state = 0, 0, PlayState.STOPPED
             self.complete = not live
 
     def close(self) -> None:
-        """No more audio is coming: playback stops when it reaches the end."""
+        """No more audio is coming: playback stops when it reaches the end, at once if it is there (the
+        sound device may have been let go while the track waited for more)."""
         with self._lock:
             self.complete = True
+            self._stop_at_end()
 
     def load(self, audio: np.ndarray, rate: int) -> None:
         """Replace the track with ``audio`` (a chunk's take, a whole narration)."""
         self.clear()
         self.feed("whole", 0, audio, rate)
 
+    def silence(self, seconds: float) -> None:
+        """``seconds`` of silence before the next chunk fed, on top of the chunk pause (a ``[pause]``);
+        it is laid down when that chunk comes, at its sample rate."""
+        with self._lock:
+            self._silence += seconds
+
     def feed(self, key: object, offset: int, audio: np.ndarray, rate: int) -> None:
-        """The samples of chunk ``key`` from ``offset`` on; a new key starts after the chunk pause."""
+        """The samples of chunk ``key`` from ``offset`` on; a new key starts after the chunk pause and
+        any silence asked for."""
         with self._lock:
             if self.sample_rate and rate != self.sample_rate:
                 raise ValueError(f"audio at {rate} Hz fed to a track at {self.sample_rate} Hz")
             self.sample_rate = rate
             if key not in self._fed:
-                if self._fed:
-                    self._append(np.zeros(int(self.gap * rate), dtype=np.float32))
-                self._fed[key] = 0
+                pause = (self.gap if self._fed else 0.0) + self._silence
+                self._append(np.zeros(int(pause * rate), dtype=np.float32))
+                self._fed[key], self._silence = 0, 0.0
             skip = self._fed[key] - offset
             if skip < len(audio):
                 self._append(np.clip(np.asarray(audio[max(skip, 0):], dtype=np.float32), -1.0, 1.0))
@@ -126,6 +137,9 @@ class PlayerState:
                 written += len(samples)
                 self.position += len(samples)
                 part += 1
-            if self.complete and self.position >= self._length:
-                self.state, self.position = PlayState.STOPPED, 0
+            self._stop_at_end()
             return out
+
+    def _stop_at_end(self) -> None:
+        if self.state is PlayState.PLAYING and self.complete and self.position >= self._length:
+            self.state, self.position = PlayState.STOPPED, 0

@@ -56,6 +56,10 @@ class PlayerWidget(QWidget):
         self.state.feed(key, offset, audio, rate)
         self._open()
 
+    def silence(self, seconds: float) -> None:
+        """A pause the text asks for (``[pause 2s]``), heard before the next chunk fed."""
+        self.state.silence(seconds)
+
     def end_live(self) -> None:
         self.state.close()
 

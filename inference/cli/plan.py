@@ -54,7 +54,9 @@ def run(args: argparse.Namespace) -> int:
               f"{calibrated}")
         for name, value in vars(plan.memory).items():
             print(f"  {name:<17}{gib(value)}")
-        print(f"host RAM   {gib(plan.ram_needed_bytes)} held (offloaded weights, CPU components)")
+        held = "staging buffers, CPU components; layers read from disk" if plan.from_disk else \
+            "offloaded weights, CPU components"
+        print(f"host RAM   {gib(plan.ram_needed_bytes)} held ({held})")
     for name, info in plan.components.items():
         print(f"component  {name:<19}{gib(info['bytes'])} {info['dtype']:<9} {info['placement']}")
     if plan.streamed_layers:

@@ -77,15 +77,20 @@ class Executor(ABC):
     name: str
 
     def load(self, ref: ModelRef, plan: Plan, path: Path) -> Placed:
-        """Load through the adapter into host memory, then place.
+        """Load through the adapter into host memory, then place."""
+        return self.place(self.load_on_cpu(ref, plan, path), plan)
 
-        Safetensors are memory-mapped, so loading to the CPU first costs page cache, not RAM, when
-        the checkpoint already has the plan's dtype. The map names the modules that compute on the CPU,
-        so an adapter that keeps such a module in another dtype (Pocket's codec in fp32) does so.
+    def load_on_cpu(self, ref: ModelRef, plan: Plan, path: Path, elsewhere: dict[str, str] | None = None
+                    ) -> LoadedModel:
+        """The model loaded by its adapter into host memory in the plan's dtype.
+
+        Safetensors are memory-mapped, so this costs page cache, not RAM, when the checkpoint already
+        has the plan's dtype. The map names the modules that compute on the CPU, so an adapter that keeps
+        such a module in another dtype (Pocket's codec in fp32) does so; ``elsewhere`` adds modules placed
+        otherwise (``"meta"``: not loaded at all).
         """
-        device_map = {"": "cpu", **dict.fromkeys(plan.cpu_islands, "cpu")}
-        loaded = ref.adapter.load(path, getattr(torch, plan.dtype), torch.device(plan.device), device_map)
-        return self.place(loaded, plan)
+        device_map = {"": "cpu", **dict.fromkeys(plan.cpu_islands, "cpu"), **(elsewhere or {})}
+        return ref.adapter.load(path, getattr(torch, plan.dtype), torch.device(plan.device), device_map)
 
     @abstractmethod
     def place(self, loaded: LoadedModel, plan: Plan) -> Placed:
@@ -106,7 +111,8 @@ def computes_upcast(loaded: LoadedModel, plan: Plan, place) -> list[Keeper]:
     upcast.settle_small(loaded.model, storage, compute, plan.cpu_islands)
     with closed_on_failure(place()) as keep:
         loaded.dtype = compute  # adapters bring inputs to the compute dtype
-        keep.append(Hooks(upcast.upcast_per_layer(loaded.model, storage, compute, plan.cpu_islands)))
+        swapped = plan.streamed_layers if plan.from_disk else ()  # outside forward: the checkpoint's own dtype
+        keep.append(Hooks(upcast.upcast_per_layer(loaded.model, compute, plan.cpu_islands, swapped)))
         return keep
 
 

@@ -26,6 +26,15 @@ bound memory when the host queues copies faster than the GPU computes. Outside a
 ``forward`` its parameters point at their host copies, so nothing can read a slot another layer
 has overwritten.
 
+From disk (a plan whose ``offload["home"]`` is ``"disk"``: the layers fit neither the GPU nor the RAM)
+the ring is the same, but a layer has no host copy: the model is loaded with those layers on the meta
+device, and their tensors are bound to the checkpoint's own safetensors, memory-mapped
+(``executors.mapped``), so no layer is ever held in Vesper's RAM and nothing is copied into an offload
+folder. Each copy reads the layer from the mapping into the slot's pinned staging buffer (the OS page
+cache keeps what RAM allows; the rest is read from the disk again), converting a checkpoint stored in
+another dtype on the way, then sends it to the GPU as above. The staging buffer of a slot is refilled
+only once its previous copy has finished.
+
 On the CPU the same hooks run with the CPU as host and compute device (plain copies, no streams):
 the tests exercise the exact binding logic the GPU uses.
 """
@@ -34,11 +43,18 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from inference.adapters.base import LoadedModel
+from inference.executors import mapped
 from inference.executors.base import Executor, Placed, closed_on_failure, computes_upcast, place_resident_part
+
+if TYPE_CHECKING:
+    from inference.models import ModelRef
+    from inference.planning.types import Plan
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +65,13 @@ _REGISTERED: dict[int, int] = {}  # data pointer -> bytes of every host buffer p
 
 @dataclass
 class _Packed:
-    """One layer's tensors laid out in one flat byte buffer."""
+    """One layer's tensors laid out in one flat byte buffer: the slots' layout, and the host copy's."""
 
-    host: torch.Tensor  # flat uint8 host copy (pinned when the compute device is a GPU)
+    host: torch.Tensor | None  # flat uint8 host copy (pinned on a GPU); None: read from the checkpoint's files
     targets: list[tuple[torch.nn.Module, str, bool]]  # (owner, attribute, is_parameter)
     layout: list[tuple[int, int, torch.dtype, torch.Size]]  # (offset, bytes, dtype, shape) per target
-    host_views: list[torch.Tensor]
+    host_views: list[torch.Tensor]  # what the tensors are outside forward: the host copy's views, or the mapped ones
+    width: int  # bytes the layout spans
 
 
 class LayerStream:
@@ -62,20 +79,27 @@ class LayerStream:
 
     A stream whose construction fails part-way (out of memory while packing a layer or allocating the
     slots) closes itself before the error leaves: no host memory stays page-locked behind a failed load.
+    ``mapped`` layers keep their memory-mapped tensors instead of being packed into host buffers, and
+    ``convert`` maps a dtype the checkpoint stores to the dtype the slots hold (bf16 into an fp16 plan).
     """
 
-    def __init__(self, layers: list[torch.nn.Module], device: torch.device, slots: int = SLOTS):
+    def __init__(self, layers: list[torch.nn.Module], device: torch.device, slots: int = SLOTS,
+                 mapped: bool = False, convert: dict[torch.dtype, torch.dtype] | None = None):
         self.device = device
         self.cuda = device.type == "cuda"
+        self.mapped, self.convert = mapped, convert or {}
         self.registered: list[torch.Tensor] = []  # host buffers page-locked in place, unlocked by ``close``
         self.handles: list[torch.utils.hooks.RemovableHandle] = []
         self.loads = 0  # layer copies issued, for tests and benchmarks
         with closed_on_failure([self]):
             self.packed = [self._pack(layer) for layer in layers]
-            width = max(p.host.numel() for p in self.packed)
+            width = max(p.width for p in self.packed)
             count = min(slots, len(layers))
             self.slots = [torch.empty(width, dtype=torch.uint8, device=device) for _ in range(count)]
             self.slot_views = [[_views(slot, p.layout) for slot in self.slots] for p in self.packed]
+            # Mapped layers reach a GPU through one pinned staging buffer per slot (none on the CPU).
+            self.staging = [self._host_buffer(width) for _ in self.slots] if mapped and self.cuda else []
+            self.stage_views = [[_views(stage, p.layout) for stage in self.staging] for p in self.packed]
             self.owner: list[int | None] = [None] * count
             self.slot_of: dict[int, int] = {}
             if self.cuda:
@@ -88,7 +112,7 @@ class LayerStream:
 
     @property
     def nbytes(self) -> int:
-        return sum(p.host.numel() for p in self.packed)
+        return sum(p.width for p in self.packed)
 
     def _pack(self, layer: torch.nn.Module) -> _Packed:
         targets: list[tuple[torch.nn.Module, str, bool]] = []
@@ -106,14 +130,17 @@ class LayerStream:
                     tensors.append(buf)
         layout, offset = [], 0
         for t in tensors:
-            nbytes = t.numel() * t.element_size()
-            layout.append((offset, nbytes, t.dtype, t.shape))
+            dtype = self.convert.get(t.dtype, t.dtype)
+            nbytes = t.numel() * dtype.itemsize
+            layout.append((offset, nbytes, dtype, t.shape))
             offset += -(-nbytes // ALIGN) * ALIGN
-        host = self._host_buffer(max(offset, ALIGN))
+        width = max(offset, ALIGN)
+        if self.mapped:  # the layer keeps its memory-mapped tensors; copies read them
+            return _Packed(None, targets, layout, tensors, width)
+        host = self._host_buffer(width)
         views = _views(host, layout)
-        for view, t in zip(views, tensors, strict=True):
-            view.copy_(t)
-        packed = _Packed(host, targets, layout, views)
+        _fill(views, tensors)
+        packed = _Packed(host, targets, layout, views, width)
         _bind(packed, views)  # the layer's own (possibly memory-mapped) tensors are released here
         return packed
 
@@ -141,9 +168,16 @@ class LayerStream:
         if previous is not None:
             del self.slot_of[previous]
         self.owner[slot], self.slot_of[index] = index, slot
-        host = self.packed[index].host
-        target = self.slots[slot][: host.numel()]
+        packed = self.packed[index]
         self.loads += 1
+        if packed.host is None and not self.cuda:  # mapped, on the CPU: from the mapping into the slot
+            _fill(self.slot_views[index][slot], packed.host_views)
+            return
+        if packed.host is None:  # mapped: through the slot's staging buffer, once its last copy has left
+            self.copied[slot].synchronize()
+            _fill(self.stage_views[index][slot], packed.host_views)
+        host = packed.host if packed.host is not None else self.staging[slot][: packed.width]
+        target = self.slots[slot][: packed.width]
         if not self.cuda:
             target.copy_(host)
             return
@@ -232,6 +266,13 @@ def _clear_last_error(device: torch.device, what: str) -> None:
         log.warning("%s", what)
 
 
+def _fill(views: list[torch.Tensor], tensors: list[torch.Tensor]) -> None:
+    """Copy ``tensors`` into ``views`` (converting dtypes where they differ); reading a memory-mapped tensor
+    here is what pages it in from the page cache or the disk."""
+    for view, tensor in zip(views, tensors, strict=True):
+        view.copy_(tensor)
+
+
 def _views(base: torch.Tensor, layout: list[tuple[int, int, torch.dtype, torch.Size]]) -> list[torch.Tensor]:
     return [base[offset: offset + nbytes].view(dtype).view(shape) for offset, nbytes, dtype, shape in layout]
 
@@ -247,16 +288,28 @@ def _bind(packed: _Packed, views: list[torch.Tensor]) -> None:
 class StreamedExecutor(Executor):
     name = "streamed"
 
-    def place(self, loaded: LoadedModel, plan) -> Placed:
+    def load(self, ref: ModelRef, plan: Plan, path: Path) -> Placed:
+        """From disk, the loader leaves the streamed layers on the meta device: they are never read into RAM
+        (``place`` binds them to the checkpoint's memory-mapped tensors)."""
+        if not plan.from_disk:
+            return super().load(ref, plan, path)
+        with mapped.undispatched():
+            loaded = self.load_on_cpu(ref, plan, path, dict.fromkeys(plan.streamed_layers, "meta"))
+        return self.place(loaded, plan)
+
+    def place(self, loaded: LoadedModel, plan: Plan) -> Placed:
         device = torch.device(plan.device)
         model = loaded.model
 
-
         def place() -> list:
+            convert = None
+            if plan.from_disk and plan.streamed_layers:
+                convert = mapped.bind_layers(model, plan.streamed_layers, loaded.path, getattr(torch, plan.dtype))
             with closed_on_failure(place_resident_part(model, plan, device, plan.streamed_layers)) as keep:
                 if plan.streamed_layers:
                     layers = [model.get_submodule(p) for p in plan.streamed_layers]
-                    keep.append(LayerStream(layers, device, int(plan.offload.get("slots", SLOTS))))
+                    slots = int(plan.offload.get("slots", SLOTS))
+                    keep.append(LayerStream(layers, device, slots, convert is not None, convert))
                 loaded.device = device
                 return keep
 

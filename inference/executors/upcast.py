@@ -43,19 +43,24 @@ def settle_small(model: torch.nn.Module, storage: torch.dtype, compute: torch.dt
             _settle_small(module, storage, compute)
 
 
-def upcast_per_layer(model: torch.nn.Module, storage: torch.dtype, compute: torch.dtype,
-                     skip: tuple[str, ...] = ()) -> list:
-    """Hook every module of ``model`` holding ``storage``-dtype weights so it computes in ``compute``.
+def upcast_per_layer(model: torch.nn.Module, compute: torch.dtype, skip: tuple[str, ...] = (),
+                     swapped: tuple[str, ...] = ()) -> list:
+    """Hook every module of ``model`` holding weights narrower than ``compute`` so it computes in ``compute``.
 
     Registered after the executor's own hooks, so a streamed layer's weights are already bound to
-    their GPU slot when its modules upcast them. Modules under ``skip`` (those computing on a CPU
-    island, already fp32) are left alone. Returns the hook handles, kept alive with the model.
+    their GPU slot when its modules upcast them. Any floating-point weight narrower than ``compute`` is
+    upcast, not only the plan's storage dtype: a layer the disk-streamed executor reads from a bf16 checkpoint into
+    an fp16 plan holds bf16 outside its forward and fp16 inside; the modules under ``swapped`` (those layers)
+    are hooked whatever they hold outside it, since an fp32 checkpoint's layers look computable then. Modules
+    under ``skip`` (those computing on a CPU island, already fp32) are left alone. Returns the hook handles,
+    kept alive with the model.
     """
     handles = []
     for name, module in model.named_modules():
         if under(name, skip):
             continue
-        if not any(p.dtype == storage for p in module.parameters(recurse=False)):
+        params = list(module.parameters(recurse=False))
+        if not (any(_narrow(p, compute) for p in params) or params and under(name, swapped)):
             continue
         if isinstance(module, torch.nn.Embedding):
             handles.append(module.register_forward_hook(_rows_upcast(compute)))
@@ -63,7 +68,7 @@ def upcast_per_layer(model: torch.nn.Module, storage: torch.dtype, compute: torc
         if isinstance(module, torch.nn.Linear) and module.weight.numel() > UPCAST_CHUNK_ELEMENTS:
             module.forward = _sliced_linear(module, compute)
             continue
-        handles.append(module.register_forward_pre_hook(_weights_up(storage, compute)))
+        handles.append(module.register_forward_pre_hook(_weights_up(compute)))
         handles.append(module.register_forward_hook(_weights_back))
     return handles
 
@@ -77,11 +82,17 @@ def _settle_small(module: torch.nn.Module, storage: torch.dtype, compute: torch.
             module._buffers[key] = buf.to(compute)
 
 
-def _weights_up(storage: torch.dtype, compute: torch.dtype):
+def _narrow(tensor: torch.Tensor, compute: torch.dtype) -> bool:
+    """Whether ``tensor`` holds floating-point values narrower than ``compute``: the storage dtype, or a
+    layer read from a checkpoint stored in another half-precision dtype (bf16 read into an fp16 plan)."""
+    return tensor.is_floating_point() and tensor.dtype != compute
+
+
+def _weights_up(compute: torch.dtype):
     def hook(module, args):
         kept = []
         for param in module.parameters(recurse=False):
-            if param.dtype == storage:
+            if _narrow(param, compute):
                 kept.append((param, param.data))
                 param.data = param.data.to(compute)
         module._vesper_stored = kept

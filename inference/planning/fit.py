@@ -11,11 +11,15 @@ reasons, until one fits:
    as many layers resident as fit;
 4. ``zero3-cpu``: DeepSpeed ZeRO-3 holds the backbone layers in host memory (pageable, when pinning
    that much would starve the machine), keeping as much resident as fits by persistence thresholds;
-5. ``zero3-nvme``: the same with the layers on disk, when RAM is short too;
-6. ``cpu``: everything on the CPU.
+5. ``streamed-disk``: as ``streamed``, the layers read from the checkpoint's own memory-mapped
+   safetensors (the OS page cache keeps what RAM allows), when RAM is short too;
+6. ``zero3-nvme``: DeepSpeed ZeRO-3 with the layers on NVMe (only where DeepSpeed runs);
+7. ``cpu``: everything on the CPU (the weights left in the checkpoint's memory-mapped files where the
+   CPU computes in their dtype and they do not fit the RAM).
 
-Within a step, shorter chunks are tried before more layers are offloaded; if no step fits at the
-asked batch, half the batch is tried, down to one, before the CPU. Everything that differs between
+Within a step, shorter chunks are tried before more layers are offloaded, and one GPU slot for streamed
+layers before none fits; if no step fits at the asked batch, half the batch is tried, down to one,
+before the CPU. Everything that differs between
 model families comes from the family's facts and the model's shape; this module names no model.
 A calibration measured on this machine (``corrections``) corrects the prediction when one exists.
 When nothing fits, the refusal says which part of the nearest plan was largest and what would help.
@@ -26,7 +30,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field, replace
 
-from inference.dtypes import DtypePolicy, cpu_policy, dtype_policy, upcast_policy
+from inference.dtypes import ELEMENT_BYTES, DtypePolicy, cpu_policy, dtype_policy, upcast_policy
 from inference.errors import VesperError
 from inference.executors import UPCASTING, unavailable_reason
 from inference.families import Role
@@ -44,7 +48,7 @@ from inference.planning.estimates import (
 )
 from inference.planning.shapes import ComponentSize, stored
 from inference.planning.types import MemoryBreakdown, Plan, Workload, describe_plan, fingerprint
-from inference.speed import DISK_READ_GBPS
+from inference.speed import DISK_READ_GBPS, real_time_factor
 from inference.units import gib
 
 log = logging.getLogger(__name__)
@@ -54,7 +58,7 @@ RAM_HEADROOM = 0.85  # leave the OS and the GUI some of the available RAM
 PIN_FRACTION = 0.5  # page-locking more than half the available RAM starves the OS of reclaimable memory
 CODEC_CPU_MAX_RTF = 0.35  # a codec may move to the CPU when it costs at most this many seconds per audio second
 STREAM_SLOTS = 2  # GPU buffers for streamed layers: the one computing and the one being copied in
-LEVELS = ("resident", "codec-cpu", "streamed", "zero3-cpu", "zero3-nvme", "cpu")
+LEVELS = ("resident", "codec-cpu", "streamed", "zero3-cpu", "streamed-disk", "zero3-nvme", "cpu")
 
 
 class NoPlanFitsError(VesperError):
@@ -70,6 +74,7 @@ class _Search:
         self.reasons: list[str] = []
         self.closest: tuple[MemoryBreakdown, int, int] | None = None  # (memory, budget, chunk chars)
         self.cpu_need = 0  # RAM the CPU plan needs
+        self.cpu_disk = ""  # why the CPU plan's weights cannot stay on disk, or that they already do
 
     def note(self, reason: str) -> None:
         log.info("%s: %s", self.ref.label, reason)
@@ -165,10 +170,13 @@ def _loadable(policy: DtypePolicy) -> DtypePolicy:
 
 def step_down(plan: Plan, ref: ModelRef, hardware: Hardware) -> Plan | None:
     """The next more frugal plan after ``plan``, or None when nothing lower is left."""
-    executor = plan.executor if plan.executor == "accelerate" else None
     chars, batch = plan.asked if plan.asked[0] else (plan.max_chunk_chars, plan.batch_size)
-    ladder = candidates(ref, hardware, Workload(chars, batch), executor)
-    keys = [fingerprint(p) for p in ladder]
+    # An accelerate plan is a rung of the default ladder (ZeRO's fallback) or of one made with accelerate forced.
+    for executor in (None, "accelerate") if plan.executor == "accelerate" else (None,):
+        ladder = candidates(ref, hardware, Workload(chars, batch), executor)
+        keys = [fingerprint(p) for p in ladder]
+        if fingerprint(plan) in keys:
+            break
     index = keys.index(fingerprint(plan)) if fingerprint(plan) in keys else -1
     lower = ladder[index + 1:]
     if not lower:
@@ -294,7 +302,8 @@ class _Context:
                 where = f"{self.device}; embedding table read on the cpu, its rows sent to the GPU"
             elif offloaded.intersection(c.layer_paths):
                 count = len(offloaded.intersection(c.layer_paths))
-                how = {"streamed": "streamed from pinned host memory",
+                how = {"streamed": "streamed from pinned host memory" if placement.layer_home == "cpu"
+                       else "streamed from the checkpoint's memory-mapped files on disk",
                        "deepspeed": f"ZeRO-3 partitions in {placement.offload.get('device', 'cpu')}",
                        "accelerate": f"accelerate hooks from {placement.layer_home}"}[placement.executor]
                 where = f"{self.device}; {count} of {len(c.layer_paths)} layers {how}"
@@ -343,12 +352,12 @@ def _cpu_codecs(ctx: _Context) -> tuple[tuple[ComponentSize, ...], str]:
     return prompt + codecs, why
 
 
-def _cpu_choices(ctx: _Context) -> list[tuple[tuple[ComponentSize, ...], str]]:
-    """What an offload level may compute on the CPU, and why, most VRAM saved first: with the parts that
-    only encode voices, then without them, for when their fp32 copy there is more than the RAM allows."""
-    cpu, why = _cpu_codecs(ctx)
+def _cpu_choices(ctx: _Context) -> list[tuple[ComponentSize, ...]]:
+    """What an offload level may compute on the CPU, most VRAM saved first: with the parts that only encode
+    voices, then without them, for when their fp32 copy there is more than the RAM allows."""
+    cpu, _ = _cpu_codecs(ctx)
     frame = tuple(c for c in cpu if not c.component.prompt_only)
-    return [(cpu, why)] + ([(frame, _frame_codecs(ctx)[1])] if frame != cpu else [])
+    return [cpu] + ([frame] if frame != cpu else [])
 
 
 def _with_cpu(cpu: tuple[ComponentSize, ...]) -> str:
@@ -398,96 +407,141 @@ def _fitting(ctx: _Context, placement: _Placement, search: _Search, what: str) -
 
 
 def _streamed(ctx: _Context, search: _Search) -> list[Plan]:
-    """The last backbone layers offloaded, as few as fit, moved by the streamed (or accelerate) executor."""
+    """The last backbone layers in pinned host memory, as few as fit, moved by the streamed (or accelerate)
+    executor."""
+    return _layer_streaming(ctx, search, "cpu")
+
+
+def _streamed_disk(ctx: _Context, search: _Search) -> list[Plan]:
+    """The same with the layers read from the checkpoint's memory-mapped files, for RAM too small to hold
+    them: nothing is copied anywhere, the page cache keeps what RAM allows. The streamed executor only
+    (a forced accelerate is the ``zero3-nvme`` level's disk offload)."""
+    if ctx.executor not in (None, "streamed"):
+        return []
+    return _layer_streaming(ctx, search, "disk")
+
+
+def _layer_streaming(ctx: _Context, search: _Search, home: str) -> list[Plan]:
+    """Plans streaming backbone layers from ``home`` ("cpu": pinned host memory, "disk"): for each chunk
+    length, as few layers as fit; where even every layer does not fit with two GPU slots, one slot."""
     layers = ctx.size.streamable_layers
     if not layers:
-        search.note("streaming layers: not possible (the backbone has no layers that can stream)")
+        if home == "cpu":
+            search.note("streaming layers: not possible (the backbone has no layers that can stream)")
         return []
-    executor = ctx.executor if ctx.executor in ("streamed", "accelerate") else "streamed"
-    for cpu, cpu_why in _cpu_choices(ctx):
-        plans = _streamed_with(ctx, search, executor, layers, cpu, cpu_why)
+    executor = ctx.executor if home == "cpu" and ctx.executor in ("streamed", "accelerate") else "streamed"
+    for cpu in _cpu_choices(ctx):
+        plans = _streaming_with(ctx, search, home, executor, layers, cpu)
         if plans:
             return plans
     return []
 
 
-def _streamed_with(ctx: _Context, search: _Search, executor: str, layers: list[tuple[str, int]],
-                   cpu: tuple[ComponentSize, ...], cpu_why: str) -> list[Plan]:
+def _streaming_with(ctx: _Context, search: _Search, home: str, executor: str, layers: list[tuple[str, int]],
+                    cpu: tuple[ComponentSize, ...]) -> list[Plan]:
     # Offloading fewer layers than there are GPU slots saves nothing: each one still needs a slot.
     least = min(len(layers), STREAM_SLOTS + 1)
-    options: list[tuple[int, int, Plan]] = []
+    options: list[Plan] = []
     for lookups in ((), ctx.size.lookups):  # embedding tables leave the GPU only when layers alone do not do
         for chars in _chunk_sizes(ctx.work.chunk_chars):
             work = Workload(chars, ctx.work.batch_size)
             for count in range(least, len(layers) + 1):
-                placement = _stream_placement(ctx, executor, cpu, _spread(layers, count), lookups)
+                placement = _stream_placement(ctx, executor, cpu, _spread(layers, count), lookups, home)
                 plan = ctx.plan(placement, work, ctx.memory(placement, work), [])
                 if ctx.fits(plan.memory):
-                    options.append((count, -chars, plan))
+                    options.append(plan)
                     break
-            else:  # not even with every layer streamed
-                search.miss(plan.memory, ctx.budget, chars)
+            else:  # not even with every layer streamed through two slots: one slot, if the executor has slots
+                if executor == "streamed":
+                    placement = _stream_placement(ctx, executor, cpu, tuple(layers), lookups, home, slots=1)
+                    plan = ctx.plan(placement, work, ctx.memory(placement, work), [])
+                if ctx.fits(plan.memory):
+                    options.append(plan)
+                else:
+                    search.miss(plan.memory, ctx.budget, chars)
         if options or not ctx.size.lookups:
             break
-        search.note(f"streaming every backbone layer still does not fit {gib(ctx.budget)} on {ctx.gpu.name}"
-                     + ("; trying with the embedding tables read on the CPU" if ctx.size.lookups else ""))
-    if not options and ctx.size.tower_layers:
+        if home == "cpu":
+            search.note(f"streaming every backbone layer still does not fit {gib(ctx.budget)} on {ctx.gpu.name}"
+                        "; trying with the embedding tables read on the CPU")
+    if not options and ctx.size.tower_layers and home == "cpu":
         search.note(f"streaming every backbone layer still does not fit {gib(ctx.budget)} on {ctx.gpu.name}: "
                     "trying with layers of the per-frame towers streamed too")
-        options, lookups = _tower_options(ctx, search, executor, cpu, layers), ()
+        options = _tower_options(ctx, search, executor, cpu, layers)
     if not options:
-        if ctx.size.lookups:
+        if ctx.size.lookups and home == "cpu":
             search.note("nor with the embedding tables on the CPU")
         return []
-    options.sort(key=lambda o: (o[0], o[1]))
-    if options[-1][0] < len(layers):  # a rung with every layer streamed, for stepping down at run time
-        placement = _stream_placement(ctx, executor, cpu, tuple(layers), lookups)
+    options.sort(key=lambda p: (len(p.streamed_layers), -_slots(p), -p.max_chunk_chars))
+    last = options[-1]
+    if len(last.streamed_layers) < len(layers):  # a rung with every layer streamed, for stepping down at run time
+        placement = _stream_placement(ctx, executor, cpu, tuple(layers), tuple(
+            (p, n) for p, n in ctx.size.lookups if p in last.lookups_on_cpu), home)
         plan = ctx.plan(placement, ctx.work, ctx.memory(placement, ctx.work), [])
         if ctx.fits(plan.memory):
-            options.append((len(layers), -ctx.work.chunk_chars, plan))
-    first = options[0][2]
+            options.append(plan)
+    first = options[0]
     pin_limit = int(ctx.hardware.ram_available_bytes * PIN_FRACTION)
     pinned = sum(n for p, n in layers + ctx.size.tower_layers if p in first.streamed_layers)  # islands are not
-    if executor == "streamed" and pinned > pin_limit:
+    if home == "cpu" and executor == "streamed" and pinned > pin_limit:
         search.note(f"streaming {len(first.streamed_layers)} layers would pin {gib(pinned)} of "
-                     f"host memory, more than half of the {gib(ctx.hardware.ram_available_bytes)} available")
+                    f"host memory, more than half of the {gib(ctx.hardware.ram_available_bytes)} available")
         return []
     if not ctx.ram_ok(first.ram_needed_bytes):
-        search.note(f"streaming {len(first.streamed_layers)} layers{_with_cpu(cpu)}: needs "
-                    f"{gib(first.ram_needed_bytes)} of RAM, more than the {_ram_words(ctx.hardware)}")
+        where = "from disk" if home == "disk" else f"{len(first.streamed_layers)} layers{_with_cpu(cpu)}"
+        search.note(f"streaming {where}: needs {gib(first.ram_needed_bytes)} of RAM, more than the "
+                    f"{_ram_words(ctx.hardware)}")
         return []
-    out = []
-    for count, neg_chars, plan in options:
-        moved = sum(n for p, n in layers if p in plan.streamed_layers)
-        count = min(count, len(layers))
-        towers = [(p, n) for p, n in ctx.size.tower_layers if p in plan.streamed_layers]
-        reasons = search.reasons + [
-            f"{count} of {len(layers)} backbone layers ({gib(moved)}) stay in host memory and are copied in one "
-            f"layer ahead; the other {len(layers) - count} stay resident"]
-        if towers:
-            moved += sum(n for _, n in towers)
-            reasons.append(f"{len(towers)} of the per-frame towers' {len(ctx.size.tower_layers)} widest layers "
-                           f"({gib(sum(n for _, n in towers))}) stream through the same slots, once per frame")
-        reasons += [
-            f"predicted peak {gib(plan.memory.total)} of {gib(ctx.budget)} free on {ctx.gpu.name}"
-            + (" (calibrated on this machine)" if plan.calibrated else ""),
-            f"each pass of the backbone moves {gib(moved)} over PCIe {ctx.gpu.pcie_generation}.0 "
-            f"x{ctx.gpu.pcie_width}: at least {pcie_bound_ms(moved, ctx.gpu.pinned_bandwidth_gbps):.0f} ms per "
-            "decode step, shared by every chunk of the batch",
-            ctx.policy.reason]
-        if cpu:
-            reasons.append(f"{_names(cpu)} on the CPU ({cpu_why})")
-        if plan.lookups_on_cpu:
-            reasons.append(f"embedding tables {', '.join(plan.lookups_on_cpu)} are read on the CPU: a step "
-                           "looks up a few rows")
-        if -neg_chars < ctx.work.chunk_chars:
-            reasons.append(f"chunks shortened to {-neg_chars} characters: cheaper than offloading more layers")
-        out.append(replace(plan, reasons=tuple(reasons)))
-    return out
+    return [replace(plan, reasons=tuple(search.reasons + _streaming_reasons(ctx, plan, layers, home)))
+            for plan in options]
+
+
+def _streaming_reasons(ctx: _Context, plan: Plan, layers: list[tuple[str, int]], home: str) -> list[str]:
+    count = len(set(plan.streamed_layers) & {p for p, _ in layers})
+    moved = sum(n for p, n in layers if p in plan.streamed_layers)
+    towers = [(p, n) for p, n in ctx.size.tower_layers if p in plan.streamed_layers]
+    where = ("stay in host memory" if home == "cpu" else
+             "are read from the checkpoint's own safetensors, memory-mapped (nothing is copied; the OS page "
+             "cache keeps what RAM allows),")
+    when = "one layer ahead" if _slots(plan) > 1 else "as each one runs"
+    reasons = [
+        f"{count} of {len(layers)} backbone layers ({gib(moved)}) {where} and are copied in {when}; the "
+        f"other {len(layers) - count} stay resident"]
+    if towers:
+        moved += sum(n for _, n in towers)
+        reasons.append(f"{len(towers)} of the per-frame towers' {len(ctx.size.tower_layers)} widest layers "
+                       f"({gib(sum(n for _, n in towers))}) stream through the same slots, once per frame")
+    reasons.append(f"predicted peak {gib(plan.memory.total)} of {gib(ctx.budget)} free on {ctx.gpu.name}"
+                   + (" (calibrated on this machine)" if plan.calibrated else ""))
+    if home == "cpu":
+        reasons.append(f"each pass of the backbone moves {gib(moved)} over PCIe {ctx.gpu.pcie_generation}.0 "
+                       f"x{ctx.gpu.pcie_width}: at least {pcie_bound_ms(moved, ctx.gpu.pinned_bandwidth_gbps):.0f} "
+                       "ms per decode step, shared by every chunk of the batch")
+    else:
+        reasons.append(_disk_speed(ctx.ref, plan, gpu=ctx.gpu))
+    reasons.append(ctx.policy.reason)
+    if _slots(plan) == 1:
+        reasons.append("one GPU slot for streamed layers (two do not fit): each layer's copy waits for the "
+                       "previous layer's compute")
+    for c in ctx.size.components:
+        if set(c.component.module_paths) & set(plan.cpu_islands):
+            reasons.append(f"{c.name} " + ("encodes each new voice on the CPU (once per voice; nothing per frame)"
+                                           if c.component.prompt_only else "computes on the CPU"))
+    if plan.lookups_on_cpu:
+        reasons.append(f"embedding tables {', '.join(plan.lookups_on_cpu)} are read on the CPU: a step "
+                       "looks up a few rows")
+    if plan.max_chunk_chars < ctx.work.chunk_chars:
+        reasons.append(f"chunks shortened to {plan.max_chunk_chars} characters: cheaper than offloading more "
+                       "layers")
+    return reasons
+
+
+def _slots(plan: Plan) -> int:
+    return int(plan.offload.get("slots", STREAM_SLOTS))
 
 
 def _tower_options(ctx: _Context, search: _Search, executor: str, cpu: tuple[ComponentSize, ...],
-                   layers: list[tuple[str, int]]) -> list[tuple[int, int, Plan]]:
+                   layers: list[tuple[str, int]]) -> list[Plan]:
     """Every backbone layer streamed and as few of the per-frame towers' layers as fit, for each chunk length.
 
     The towers run once per frame, their layers through ``forward``, so they stream through the same
@@ -496,22 +550,22 @@ def _tower_options(ctx: _Context, search: _Search, executor: str, cpu: tuple[Com
     language model then consumes.
     """
     towers = ctx.size.tower_layers
-    options: list[tuple[int, int, Plan]] = []
+    options: list[Plan] = []
     for chars in _chunk_sizes(ctx.work.chunk_chars):
         work = Workload(chars, ctx.work.batch_size)
         for count in range(1, len(towers) + 1):
             placement = _stream_placement(ctx, executor, cpu, _spread(towers, count) + tuple(layers))
             plan = ctx.plan(placement, work, ctx.memory(placement, work), [])
             if ctx.fits(plan.memory):
-                options.append((len(layers) + count, -chars, plan))
+                options.append(plan)
                 break
         else:
             search.miss(plan.memory, ctx.budget, chars)
-    if options and options[-1][0] < len(layers) + len(towers):  # every tower layer streamed: a rung to step down to
+    if options and len(options[-1].streamed_layers) < len(layers) + len(towers):  # all of them: a rung to step to
         placement = _stream_placement(ctx, executor, cpu, tuple(towers) + tuple(layers))
         plan = ctx.plan(placement, ctx.work, ctx.memory(placement, ctx.work), [])
         if ctx.fits(plan.memory):
-            options.append((len(layers) + len(towers), -ctx.work.chunk_chars, plan))
+            options.append(plan)
     return options
 
 
@@ -527,18 +581,30 @@ def _spread(layers: list[tuple[str, int]], count: int) -> tuple[tuple[str, int],
 
 
 def _stream_placement(ctx: _Context, executor: str, cpu: tuple[ComponentSize, ...],
-                      offloaded: tuple[tuple[str, int], ...], lookups: tuple[tuple[str, int], ...] = ()
-                      ) -> _Placement:
-    """Offloaded layers cost two of the largest on the GPU: the one computing and the one arriving.
+                      offloaded: tuple[tuple[str, int], ...], lookups: tuple[tuple[str, int], ...] = (),
+                      home: str = "cpu", slots: int = STREAM_SLOTS) -> _Placement:
+    """Offloaded layers cost ``slots`` of the largest on the GPU: the one computing and the one arriving.
 
     accelerate's hooks hold one layer at a time, but measured on an H100 a 4 GB plan that counted one
     layer for them ran out of memory (their copies and frees interleave with the allocator's caching),
-    so they are counted like the others.
+    so they are counted like the others. From pinned memory the layers take RAM; from disk only the
+    pinned staging buffers do (one per slot), the page cache holding the layers as far as RAM allows.
     """
     largest = max(n for _, n in offloaded)
-    ram = ctx.island_ram(cpu) + sum(n for _, n in offloaded) + sum(n for _, n in lookups)
-    return _Placement("streamed", executor, cpu, offloaded, "cpu", min(len(offloaded), STREAM_SLOTS) * largest, 0,
-                      ram, lookups=lookups)
+    held = min(len(offloaded), slots) * largest
+    layers = sum(n for _, n in offloaded) if home == "cpu" else held
+    ram = ctx.island_ram(cpu) + layers + sum(n for _, n in lookups)
+    offload: dict = {"slots": 1} if slots == 1 else {}
+    if home == "disk":
+        offload.update(home="disk", slots=slots, disk_bytes=_stored_bytes(ctx, sum(n for _, n in offloaded)))
+    level = "streamed" if home == "cpu" else "streamed-disk"
+    return _Placement(level, executor, cpu, offloaded, home, held, 0, ram, offload, lookups)
+
+
+def _stored_bytes(ctx: _Context, nbytes: int) -> int:
+    """``nbytes`` of weights at the plan's dtype as the checkpoint stores them (what a read from disk moves)."""
+    stored = ctx.ref.checkpoint_dtype or ctx.policy.storage
+    return nbytes * ELEMENT_BYTES.get(stored, ctx.size.element_size) // ctx.size.element_size
 
 
 def _zero3_cpu(ctx: _Context, search: _Search) -> list[Plan]:
@@ -553,7 +619,9 @@ def _zero3(ctx: _Context, search: _Search, device: str) -> list[Plan]:
     """Every backbone layer handed to DeepSpeed ZeRO-3, resident as far as the budget allows.
 
     Without DeepSpeed (not installed, not Linux, no libaio for NVMe) accelerate's hooks do the same
-    placement from pageable memory ("cpu") or from disk ("disk"): slower, but it runs.
+    placement from pageable memory ("cpu"): slower, but it runs. On disk they would first copy every
+    layer into an offload folder, which ``streamed-disk`` does not need, so they take NVMe's place only
+    when forced (``executor="accelerate"``, the benchmarks' baseline).
     """
     layers = tuple(ctx.size.streamable_layers)
     level = f"zero3-{device}"
@@ -561,11 +629,15 @@ def _zero3(ctx: _Context, search: _Search, device: str) -> list[Plan]:
         return []
     missing = unavailable_reason("deepspeed", ctx.hardware, {"device": device})
     executor = "deepspeed" if missing is None and ctx.executor in (None, "deepspeed") else "accelerate"
+    if missing is not None and device == "nvme" and ctx.executor != "accelerate":
+        search.note(f"DeepSpeed ZeRO-3 ({device}): {missing}; streamed-disk reads the layers from the checkpoint "
+                    "itself instead")
+        return []
     if missing is not None:
         search.note(f"DeepSpeed ZeRO-3 ({device}): {missing}; accelerate hooks take its place")
     largest = max(n for _, n in layers)
     host = sum(n for _, n in layers)
-    for cpu, _ in _cpu_choices(ctx):
+    for cpu in _cpu_choices(ctx):
         ram = ctx.island_ram(cpu) + (host if device == "cpu" else 4 * largest)
         if ctx.ram_ok(ram):
             break
@@ -621,26 +693,34 @@ def _zero3_plans(ctx: _Context, search: _Search, level: str, executor: str, devi
         if device == "nvme":
             reasons.append("loading reads the checkpoint through the page cache once (safetensors are mapped)")
             if executor == "accelerate":
-                reasons.append(_disk_speed(host - persist, ctx.facts.frame_rate))
+                reasons.append(_disk_speed(ctx.ref, plan, host - persist, ctx.gpu))
         if lookups:
             reasons.append(f"embedding tables {', '.join(p for p, _ in lookups)} are read on the CPU")
         plans.append(replace(plan, reasons=tuple(reasons)))
     return plans
 
 
-def _disk_speed(nbytes: int, frame_rate: float) -> str:
-    """The expected speed of a plan that reads ``nbytes`` of layers from disk every decode step."""
-    seconds = nbytes / (DISK_READ_GBPS * 1e9)
-    return (f"expected speed: each decode step reads {gib(nbytes)} of layers from disk (accelerate's disk offload "
-            f"through the page cache), about {seconds:.1f} s per frame at an assumed {DISK_READ_GBPS:g} GB/s NVMe "
-            f"read, {seconds * frame_rate:.0f}x slower than real time; layers the page cache holds read faster")
+def _disk_speed(ref: ModelRef, plan: Plan, nbytes: int | None = None, gpu: Gpu | None = None) -> str:
+    """The expected speed of a plan that reads ``nbytes`` (default: its ``disk_bytes``) from disk on every pass
+    of the model, as ``speed.real_time_factor`` (the one estimate ``vesper models`` shows too) predicts it."""
+    nbytes = plan.offload.get("disk_bytes", 0) if nbytes is None else nbytes
+    rtf = real_time_factor(plan, ref.family, gpu.bandwidth_gbps if gpu else 0.0,
+                           gpu.pinned_bandwidth_gbps if gpu else 0.0)
+    passes = ref.facts.kv_cache_copies
+    each = (f"on each of the up to {passes} passes of the model a frame makes, one per KV cache" if passes > 1
+            else "on each decode step")
+    return (f"expected speed: about {rtf:.1f} s of decoding per second of audio, reading {gib(nbytes)} from disk "
+            f"{each}: {nbytes / (DISK_READ_GBPS * 1e9):.1f} s at the {DISK_READ_GBPS:g} GB/s NVMe read assumed, "
+            "less for what the page cache holds; it runs, far slower than real time")
 
 
 def _cpu(ref: ModelRef, hardware: Hardware, work: Workload, search: _Search) -> Plan | None:
     """Everything on the CPU, or None (with the reason noted) when it needs more RAM than may be used.
 
     bf16 where the CPU computes it natively; else fp32, and when fp32 weights do not fit, bf16 storage
-    upcast per layer to fp32 (half the RAM, fp32 arithmetic).
+    upcast per layer to fp32 (half the RAM, fp32 arithmetic). Where the weights still do not fit and the
+    CPU computes in the dtype the checkpoint stores (``_maps_weights``), they stay in the checkpoint's
+    memory-mapped files: only the KV cache and activations need RAM, the page cache holds what it can.
     """
     policy = cpu_policy(hardware.cpu_bf16)
     need = _cpu_need(ref, work, policy)
@@ -649,6 +729,16 @@ def _cpu(ref: ModelRef, hardware: Hardware, work: Workload, search: _Search) -> 
                     "trying bf16 weights upcast per layer")
         policy = upcast_policy(policy)
         need = _cpu_need(ref, work, policy)
+    weights = ref.shape.at(policy.storage).total_bytes
+    offload: dict = {}
+    if need > usable_ram(hardware) and _maps_weights(ref, policy):
+        need -= weights
+        offload = {"home": "disk", "disk_bytes": weights}
+        search.cpu_disk = f"even with its {gib(weights)} of weights left in the checkpoint's files on disk"
+        search.note(f"CPU: its {gib(weights)} of {policy.storage} weights do not fit the RAM; they stay in the "
+                    "checkpoint's memory-mapped safetensors, read through the page cache every decode step")
+    elif need > usable_ram(hardware):
+        search.cpu_disk = _unmapped_why(ref, policy)
     search.cpu_need = need
     if need > usable_ram(hardware):
         search.note(f"CPU only: not possible (needs {gib(need)} of RAM, {_ram_words(hardware)})")
@@ -660,10 +750,29 @@ def _cpu(ref: ModelRef, hardware: Hardware, work: Workload, search: _Search) -> 
     components = {c.name: {"role": c.role.value, "bytes": c.nbytes, "dtype": policy.storage,
                            "compute_dtype": policy.compute, "placement": "cpu"}
                   for c in ref.shape.at(policy.storage).components}
-    return Plan(ref.label, "cpu", "resident", "cpu", policy.storage, {"": "cpu"}, work.chunk_chars,
+    plan = Plan(ref.label, "cpu", "resident", "cpu", policy.storage, {"": "cpu"}, work.chunk_chars,
                 work.batch_size, kv_cache_bytes(ref.facts, ref.shape.at(policy.storage), work), MemoryBreakdown(), 0,
-                need, reasons, components, model_digest=ref.shape.digest, compute_dtype=_compute_dtype(policy),
-                cpu_projections=projections)
+                need, reasons, components, offload=offload, model_digest=ref.shape.digest,
+                compute_dtype=_compute_dtype(policy), cpu_projections=projections)
+    return replace(plan, reasons=reasons + (_disk_speed(ref, plan),)) if offload else plan
+
+
+def _maps_weights(ref: ModelRef, policy: DtypePolicy) -> bool:
+    """Whether a CPU plan may leave its weights in the checkpoint's memory-mapped files: the checkpoint
+    stores them in the dtype the plan keeps (loading converts nothing into RAM) and the CPU computes in
+    it natively (bf16 only with AVX512-BF16 or AMX). A bf16 checkpoint on a CPU without native bf16 is not
+    run from disk (per-layer upcasting on top of the disk reads): the refusal names a model that fits."""
+    return policy.storage == policy.compute == ref.checkpoint_dtype
+
+
+def _unmapped_why(ref: ModelRef, policy: DtypePolicy) -> str:
+    """Why ``_maps_weights`` is false, in words a refusal can end on."""
+    stored = ref.checkpoint_dtype
+    if stored is None:
+        return "the dtype its weights are stored in is not known before the download, so none are left on disk"
+    if policy.compute != policy.storage and stored == policy.storage:
+        return f"this CPU has no native {stored} arithmetic (AVX512-BF16 or AMX) to compute from weights left on disk"
+    return f"its weights are stored in {stored}, not the {policy.storage} the CPU keeps, so none are left on disk"
 
 
 def _cpu_need(ref: ModelRef, work: Workload, policy: DtypePolicy) -> int:
@@ -678,9 +787,9 @@ def _compute_dtype(policy: DtypePolicy) -> str:
     return policy.compute if policy.compute != policy.storage else ""
 
 
-_PART_WORDS = {"weights_resident": "its weights", "kv_cache": "the KV cache", "activations": "activations",
-               "streamed_buffers": "buffers for streamed layers", "cuda_context": "the CUDA context and runtime",
-               "safety_margin": "the safety margin"}
+_PART_WORDS = {"weights_resident": "the weights that cannot leave the GPU", "kv_cache": "the KV cache",
+               "activations": "activations", "streamed_buffers": "buffers for streamed layers",
+               "cuda_context": "the CUDA context and runtime", "safety_margin": "the safety margin"}
 
 
 def _refusal(ref: ModelRef, hardware: Hardware, work: Workload, search: _Search) -> str:
@@ -688,7 +797,9 @@ def _refusal(ref: ModelRef, hardware: Hardware, work: Workload, search: _Search)
 
     The figures printed are the figures compared: RAM against the usable share, VRAM against free.
     """
-    cpu = f"on the CPU it needs {gib(search.cpu_need)} of RAM, more than the {_ram_words(hardware)}"
+    mapped = search.cpu_disk.startswith("even")
+    cpu = (f"on the CPU it needs {gib(search.cpu_need)} of RAM{' ' + search.cpu_disk if mapped else ''}, more than "
+           f"the {_ram_words(hardware)}" + (f", and {search.cpu_disk}" if search.cpu_disk and not mapped else ""))
     advice = ["close other programs"]
     if search.closest is None:
         where = cpu
@@ -733,4 +844,4 @@ def _names(components) -> str:
     return " and ".join(c.name for c in components)
 
 
-STEPS = (_resident, _codec_cpu, _streamed, _zero3_cpu, _zero3_nvme)  # the GPU steps, fastest first
+STEPS = (_resident, _codec_cpu, _streamed, _zero3_cpu, _streamed_disk, _zero3_nvme)  # the GPU steps, fastest first

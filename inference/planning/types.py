@@ -98,6 +98,12 @@ class Plan:
         return self.compute_on_cpu + self.prompt_on_cpu
 
     @property
+    def from_disk(self) -> bool:
+        """Whether weights stay in the checkpoint's memory-mapped files, read every pass (``offload["home"]``):
+        the streamed layers of a ``streamed-disk`` plan, or all of a CPU plan's."""
+        return self.offload.get("home") == "disk"
+
+    @property
     def predicted_peak_bytes(self) -> int:
         return self.memory.total if self.device != "cpu" else 0
 

@@ -540,6 +540,9 @@ class Worker:
             started = time.perf_counter()
             self.engine, self._engine_key = Engine.load(ref, plan), key
             log.info("loaded %s in %.1f s", ref.label, time.perf_counter() - started)
+            # What the loaded model holds, before any chunk: a status bar has a figure while the voice is
+            # encoded and the first chunk generated (with a large model, the longest wait of a job).
+            self.send(memory.sample(job_id, plan.device, self.settings.vram_limit_bytes))
         return self.engine
 
     def unload(self) -> None:

@@ -8,7 +8,8 @@ A job's life, in order:
 
 1. ``StageStarted`` for each stage it goes through (``Stage``: resolving, downloading, loading,
    planning, encoding the voice, generating, done); ``DownloadProgress`` per file while downloading;
-2. ``JobStarted`` (its chunks and plan) once it is planned, before the model loads;
+2. ``JobStarted`` (its chunks and plan) once it is planned, before the model loads; a ``MemorySample``
+   right after the model is loaded (the job that loads it, a ``LoadJob`` too), before any chunk;
 3. while generating: ``ChunkPiece``s (streamed audio), one ``ChunkReady`` per chunk in order, a
    ``GenerationProgress`` after each chunk and a ``MemorySample`` at least once per chunk;
 4. ``PlanChanged`` whenever the plan steps down (out of memory, NVML pre-flight, user), ``Notice`` for
