@@ -94,8 +94,8 @@ def test_every_executor_on_the_cpu_gives_the_resident_output(family, tiny_checkp
     variants += [_one_slot(_on_cpu(rungs[level, "streamed"])) for level in ("streamed", "streamed-disk")]
     variants.append(_on_cpu(_rungs(ref, "accelerate")["zero3-nvme", "accelerate"]))  # accelerate's disk offload
     towers = tuple(p for p, _ in ref.shape.at("float32").tower_layers)
-    if towers:  # VibeVoice's per-frame towers stream through the same ring when the backbone alone is not enough
-        streamed = _on_cpu(rungs["streamed", "streamed"])
+    for level in ("streamed", "streamed-disk") if towers else ():  # VibeVoice's per-frame towers stream through
+        streamed = _on_cpu(rungs[level, "streamed"])  # the same ring when the backbone alone is not enough
         variants.append(replace(streamed, streamed_layers=towers + streamed.streamed_layers))
     for plan in variants:
         audio, engine = _generate(ref, plan, reference_voice, reference_transcript)

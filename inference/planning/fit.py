@@ -464,10 +464,10 @@ def _streaming_with(ctx: _Context, search: _Search, home: str, executor: str, la
         if home == "cpu":
             search.note(f"streaming every backbone layer still does not fit {gib(ctx.budget)} on {ctx.gpu.name}"
                         "; trying with the embedding tables read on the CPU")
-    if not options and ctx.size.tower_layers and home == "cpu":
+    if not options and ctx.size.tower_layers:
         search.note(f"streaming every backbone layer still does not fit {gib(ctx.budget)} on {ctx.gpu.name}: "
                     "trying with layers of the per-frame towers streamed too")
-        options = _tower_options(ctx, search, executor, cpu, layers)
+        options = _tower_options(ctx, search, executor, cpu, layers, home)
     if not options:
         if ctx.size.lookups and home == "cpu":
             search.note("nor with the embedding tables on the CPU")
@@ -492,6 +492,15 @@ def _streaming_with(ctx: _Context, search: _Search, home: str, executor: str, la
         search.note(f"streaming {where}: needs {gib(first.ram_needed_bytes)} of RAM, more than the "
                     f"{_ram_words(ctx.hardware)}")
         return []
+    towers = ctx.size.tower_layers
+    if towers and len(options[-1].streamed_layers) < len(layers) + len(towers):  # the last rung to step down to
+        lookups = tuple((p, n) for p, n in ctx.size.lookups if p in options[-1].lookups_on_cpu)
+        placement = _stream_placement(ctx, executor, cpu, tuple(towers) + tuple(layers), lookups, home)
+        plan = ctx.plan(placement, ctx.work, ctx.memory(placement, ctx.work), [])
+        pins = home == "cpu" and executor == "streamed"
+        if ctx.fits(plan.memory) and ctx.ram_ok(plan.ram_needed_bytes) and \
+                (not pins or sum(n for _, n in layers + towers) <= pin_limit):
+            options.append(plan)
     return [replace(plan, reasons=tuple(search.reasons + _streaming_reasons(ctx, plan, layers, home)))
             for plan in options]
 
@@ -541,8 +550,9 @@ def _slots(plan: Plan) -> int:
 
 
 def _tower_options(ctx: _Context, search: _Search, executor: str, cpu: tuple[ComponentSize, ...],
-                   layers: list[tuple[str, int]]) -> list[Plan]:
-    """Every backbone layer streamed and as few of the per-frame towers' layers as fit, for each chunk length.
+                   layers: list[tuple[str, int]], home: str) -> list[Plan]:
+    """Every backbone layer streamed and as few of the per-frame towers' layers as fit, for each chunk length
+    (with the embedding tables read on the CPU too, when they can be and that alone does not do).
 
     The towers run once per frame, their layers through ``forward``, so they stream through the same
     two slots (no larger than a backbone layer) and their bytes cross PCIe once per frame, as the
@@ -551,21 +561,20 @@ def _tower_options(ctx: _Context, search: _Search, executor: str, cpu: tuple[Com
     """
     towers = ctx.size.tower_layers
     options: list[Plan] = []
-    for chars in _chunk_sizes(ctx.work.chunk_chars):
-        work = Workload(chars, ctx.work.batch_size)
-        for count in range(1, len(towers) + 1):
-            placement = _stream_placement(ctx, executor, cpu, _spread(towers, count) + tuple(layers))
-            plan = ctx.plan(placement, work, ctx.memory(placement, work), [])
-            if ctx.fits(plan.memory):
-                options.append(plan)
-                break
-        else:
-            search.miss(plan.memory, ctx.budget, chars)
-    if options and len(options[-1].streamed_layers) < len(layers) + len(towers):  # all of them: a rung to step to
-        placement = _stream_placement(ctx, executor, cpu, tuple(towers) + tuple(layers))
-        plan = ctx.plan(placement, ctx.work, ctx.memory(placement, ctx.work), [])
-        if ctx.fits(plan.memory):
-            options.append(plan)
+    for lookups in ((), ctx.size.lookups):
+        for chars in _chunk_sizes(ctx.work.chunk_chars):
+            work = Workload(chars, ctx.work.batch_size)
+            for count in range(1, len(towers) + 1):
+                streamed = _spread(towers, count) + tuple(layers)
+                placement = _stream_placement(ctx, executor, cpu, streamed, lookups, home)
+                plan = ctx.plan(placement, work, ctx.memory(placement, work), [])
+                if ctx.fits(plan.memory):
+                    options.append(plan)
+                    break
+            else:
+                search.miss(plan.memory, ctx.budget, chars)
+        if options or not ctx.size.lookups:
+            break
     return options
 
 
