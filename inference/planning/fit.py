@@ -492,15 +492,6 @@ def _streaming_with(ctx: _Context, search: _Search, home: str, executor: str, la
         search.note(f"streaming {where}: needs {gib(first.ram_needed_bytes)} of RAM, more than the "
                     f"{_ram_words(ctx.hardware)}")
         return []
-    towers = ctx.size.tower_layers
-    if towers and len(options[-1].streamed_layers) < len(layers) + len(towers):  # the last rung to step down to
-        lookups = tuple((p, n) for p, n in ctx.size.lookups if p in options[-1].lookups_on_cpu)
-        placement = _stream_placement(ctx, executor, cpu, tuple(towers) + tuple(layers), lookups, home)
-        plan = ctx.plan(placement, ctx.work, ctx.memory(placement, ctx.work), [])
-        pins = home == "cpu" and executor == "streamed"
-        if ctx.fits(plan.memory) and ctx.ram_ok(plan.ram_needed_bytes) and \
-                (not pins or sum(n for _, n in layers + towers) <= pin_limit):
-            options.append(plan)
     return [replace(plan, reasons=tuple(search.reasons + _streaming_reasons(ctx, plan, layers, home)))
             for plan in options]
 
@@ -575,6 +566,11 @@ def _tower_options(ctx: _Context, search: _Search, executor: str, cpu: tuple[Com
                 search.miss(plan.memory, ctx.budget, chars)
         if options or not ctx.size.lookups:
             break
+    if options and len(options[-1].streamed_layers) < len(layers) + len(towers):  # all of them: a rung to step to
+        placement = _stream_placement(ctx, executor, cpu, tuple(towers) + tuple(layers), lookups, home)
+        plan = ctx.plan(placement, ctx.work, ctx.memory(placement, ctx.work), [])
+        if ctx.fits(plan.memory):
+            options.append(plan)
     return options
 
 
