@@ -39,6 +39,11 @@ class Component:
     generation code), which must live on the compute device unless the whole model is on CPU.
     ``cpu_real_time_factor`` is the measured time this component takes on a laptop CPU per second
     of audio (None: unknown); the planner moves a codec to the CPU only when this is small.
+    ``prompt_only`` marks a part that runs only while a voice prompt is encoded (once per voice; the
+    worker caches prompts), never per frame: the planner may keep it on the CPU at no per-frame cost,
+    and the adapter moves what it computes to the compute device. ``streams_layers`` marks a part other
+    than the backbone whose ``layers_path`` layers run through ``forward`` every frame, so the streamed
+    executor may stream them like backbone layers even where the part itself is pinned.
     """
 
     name: str
@@ -47,6 +52,8 @@ class Component:
     layers_path: str | None = None
     pinned_to_compute: bool = False
     cpu_real_time_factor: float | None = None
+    prompt_only: bool = False
+    streams_layers: bool = False
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,8 @@ class Part:
     role: Role
     pinned_to_compute: bool = False
     cpu_real_time_factor: float | None = None
+    prompt_only: bool = False
+    streams_layers: bool = False
 
 
 def narrator_frames(frame_rate: float, chars: int) -> int:
@@ -82,6 +91,13 @@ class Family:
     needs_transcript: bool = False  # whether cloning quality depends on the reference transcript
     kv_cache_copies: int = 1  # 2 for classifier-free guidance, which runs a second, unconditioned sequence
     frames: Callable[[float, int], int] = narrator_frames
+    # Activation elements per audio sample that the audio towers' convolutions hold at their peak, decoding
+    # audio or encoding the reference (``planning.estimates``); 64 is a few dozen channels at the waveform's rate.
+    codec_elements_per_sample: int = 64
+    codec_streams_frames: bool = False  # the codec decodes (and re-encodes) one frame per step, not a whole chunk
+    # Seconds of the reference encoded at a time through a streaming encoder's padding cache (None: all at
+    # once): what bounds the voice encoder's activations (``planning.estimates.reference_encode_bytes``).
+    encode_piece_seconds: float | None = None
 
     def frames_for_chars(self, chars: int) -> int:
         """Worst-case frames a chunk of ``chars`` characters generates; KV caches are sized from it."""
@@ -91,7 +107,7 @@ class Family:
         """The component ``name`` at ``module_paths``, with this family's facts about it."""
         part = self.parts[name]
         return Component(name, part.role, module_paths, layers_path, part.pinned_to_compute,
-                         part.cpu_real_time_factor)
+                         part.cpu_real_time_factor, part.prompt_only, part.streams_layers)
 
 
 FAMILIES: dict[str, Family] = {f.family: f for f in (
@@ -115,15 +131,27 @@ FAMILIES: dict[str, Family] = {f.family: f for f in (
     }, needs_transcript=True),
     # Classifier-free guidance runs an unconditioned sequence beside each chunk: two KV caches. The
     # reference's latents condition the model; its words are never read. CPU factors (docs/measurements.md):
-    # decoding and re-encoding each frame on 2 CPU threads takes 2.3 s per second of audio.
+    # decoding and re-encoding each frame on 2 CPU threads takes 2.3 s per second of audio. The acoustic
+    # tokenizer's encoder reads only the reference, once per voice (the adapter's ``build_voice_prompt``);
+    # its decoder and the semantic encoder run every frame (the adapter's docstring says when each runs).
     Family("vibevoice", "vibevoice", 24_000, 7.5, {
         "embeddings": Part(Role.EMBEDDINGS),
         "backbone": Part(Role.BACKBONE),
         "diffusion_head": Part(Role.HEAD, pinned_to_compute=True),
-        "acoustic_tokenizer": Part(Role.CODEC, pinned_to_compute=True, cpu_real_time_factor=1.35),
-        "semantic_encoder": Part(Role.CODEC, pinned_to_compute=True, cpu_real_time_factor=0.91),
+        # 2.4 s of CPU per second of reference on 2 threads (docs/measurements.md): a 20 s voice, once.
+        "acoustic_encoder": Part(Role.CODEC, prompt_only=True, cpu_real_time_factor=2.4),
+        # Per frame, called as methods (pinned), but their widest stage's blocks run through forward: they
+        # may stream, when the whole backbone streaming is not enough (4 GB cards).
+        "acoustic_decoder": Part(Role.CODEC, pinned_to_compute=True, cpu_real_time_factor=1.35, streams_layers=True),
+        "semantic_encoder": Part(Role.CODEC, pinned_to_compute=True, cpu_real_time_factor=0.91, streams_layers=True),
         "connectors": Part(Role.OTHER, pinned_to_compute=True),
-    }, kv_cache_copies=2),
+    # The towers' first ConvNeXt stages hold 32-128 channels at 24 kHz (an RMS norm in fp32, a 4x
+    # feed-forward): encoding a 20 s reference in 8 s pieces on the CPU peaked at 765 fp32 elements per
+    # sample encoded at once (docs/measurements.md, "VibeVoice's voice encoder"); 1024 leaves room.
+    # The acoustic encoder is causal and streams (the semantic encoder is the same network, run per frame):
+    # 8 s pieces through its padding cache give the whole reference's latents up to float rounding (3e-7 on
+    # the tiny checkpoint), and the 5-15 s references the README asks for take one or two.
+    }, kv_cache_copies=2, codec_elements_per_sample=1024, codec_streams_frames=True, encode_piece_seconds=8.0),
 )}
 
 

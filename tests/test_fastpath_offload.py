@@ -67,6 +67,30 @@ def test_streamed_plan_steps_the_model_through_its_executor_and_keeps_the_audio(
         np.testing.assert_allclose(stepped, resident, atol=1e-4)
 
 
+def test_vibevoice_towers_streamed_too_are_stepped_after_the_graphed_draw(tiny_checkpoint, reference_voice):
+    """When the towers' widest layers stream as well (a 4 GB card), the frame's decode and re-encode run
+    eagerly with the language model, through the same ring of slots; the audio stays the resident one's."""
+    path = tiny_checkpoint("vibevoice")
+    ref = describe(str(path))
+    rungs = {level: _on_cpu(plan) for level, plan in _rungs(ref).items()}
+    towers = tuple(p for p, _ in ref.shape.at("float32").tower_layers)
+    assert towers
+    streamed = replace(rungs["streamed"], streamed_layers=towers + rungs["streamed"].streamed_layers)
+    audio = {}
+    for plan, options in ((rungs["resident"], {}), (streamed, {"model_step": True, "codec_step": True})):
+        placed = executor(plan.executor).load(ref, plan, path)
+        prompt = audio.setdefault("prompt", ref.adapter.build_voice_prompt(placed.loaded, *reference_voice, None))
+        session = open_session(ref.adapter, placed.loaded, 2, 256, **options)
+        audio[plan.level] = session.generate(prompt, TEXTS, [4, 5], max_frames=FRAMES)
+        if options:
+            assert session.decoder.codec_step
+            stream = next(k for k in placed.keep if isinstance(k, LayerStream))
+            assert stream.loads >= len(streamed.streamed_layers) * FRAMES // 2
+    for resident, stepped in zip(audio["resident"], audio["streamed"], strict=True):
+        assert len(resident) == len(stepped) > 0
+        np.testing.assert_allclose(stepped, resident, atol=1e-4)
+
+
 def test_plans_say_where_the_fast_path_runs():
     ref = describe("csm-1b")
     plans = {p.level: p for p in reversed(candidates(ref, PRESETS["laptop-4060-8g"]))}
@@ -82,17 +106,24 @@ def test_plans_say_where_the_fast_path_runs():
 @pytest.mark.parametrize("family", ["csm", "vibevoice"])
 def test_engine_on_a_streamed_gpu_plan_graphs_the_frame_and_keeps_the_audio(
         family, tiny_checkpoint, reference_voice, reference_transcript):
+    """VibeVoice also with its towers' layers streamed: their weights sit in host memory between frames, the
+    session sees it and steps the decode and re-encode eagerly; the draw stays graphed."""
     ref = describe(str(tiny_checkpoint(family)))
     rungs = {level: replace(plan, dtype="float32") for level, plan in _rungs(ref).items()}
+    towers = tuple(p for p, _ in ref.shape.at("float32").tower_layers)
+    if towers:
+        rungs["towers"] = replace(rungs["streamed"], streamed_layers=towers + rungs["streamed"].streamed_layers)
     audio = {}
-    for level in ("resident", "streamed"):
+    for level in ("resident", "streamed") + (("towers",) if towers else ()):
         engine = Engine.load(ref, rungs[level])
         assert engine.fast is not None and engine.fast.decoder.runner.graph is not None
-        assert engine.fast.decoder.model_step == (level == "streamed")
+        assert engine.fast.decoder.model_step == (level != "resident")
+        assert getattr(engine.fast.decoder, "codec_step", False) == (level == "towers")
         prompt = audio.setdefault("prompt", engine.voice_prompt(*reference_voice, reference_transcript))
         audio[level] = engine.synthesize_batch(prompt, TEXTS, [4, 5])
     # The ladder's streamed rung also decodes CSM's codec on the CPU: same codes, other convolution arithmetic
     # (cuDNN's TF32 on the GPU), so the waveforms are compared by correlation.
-    for resident, stepped in zip(audio["resident"], audio["streamed"], strict=True):
-        assert len(resident) == len(stepped) > 0
-        assert np.corrcoef(resident, stepped)[0, 1] > 0.999
+    for level in ("streamed", "towers") if towers else ("streamed",):
+        for resident, stepped in zip(audio["resident"], audio[level], strict=True):
+            assert len(resident) == len(stepped) > 0
+            assert np.corrcoef(resident, stepped)[0, 1] > 0.999, level

@@ -66,6 +66,16 @@ def test_rows_keep_their_own_budgets_and_stream_in_order(loaded, prompt):
         np.testing.assert_array_equal(streamed, whole[row])
 
 
+def test_towers_stepped_outside_the_frame_give_the_same_audio(loaded, prompt):
+    """Where an executor streams the towers' layers, the frame is decoded after the graphed draw, with the
+    language model: the same computation in another order of launches."""
+    (graphed,) = _session(loaded, 1, model_step=True).generate(prompt, [TEXTS[1]], [4], max_frames=5)
+    stepped = _session(loaded, 1, model_step=True, codec_step=True)
+    assert stepped.decoder.codec_step and "audio towers stepped" in stepped.kind
+    (got,) = stepped.generate(prompt, [TEXTS[1]], [4], max_frames=5)
+    np.testing.assert_array_equal(got, graphed)
+
+
 def test_end_of_text_ends_the_chunk_as_in_generate(tiny_checkpoint, prompt):
     """A model that picks end-of-text first speaks no frame, in generate and in the fast path."""
     ended = ADAPTER.load(tiny_checkpoint("vibevoice"), torch.float32, torch.device("cpu"))

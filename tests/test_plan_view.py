@@ -87,7 +87,7 @@ def test_measured_memory_from_worker_events():
 
 
 def test_the_catalogue_gives_sizes_repos_and_refusals():
-    choices = {c.name: c for c in choices_for("gtx1060-6g")}
+    choices = {c.name: c for c in choices_for("gtx1650-4g")}  # a 4 GB card: VibeVoice-7B fits nowhere there
     assert choices["pocket-tts"].companions and all(c.download_bytes > 0 for c in choices.values())
     assert choices["vibevoice-7b"].plan is None and "RAM" in verdict(choices["vibevoice-7b"]).text
     streamed = {c.name: c for c in choices_for("laptop-4060-8g")}["vibevoice-7b"]  # layers read from disk

@@ -26,20 +26,20 @@ class AccelerateExecutor(Executor):
 
         device = torch.device(plan.device)
         model = loaded.model
-        device_map = {k: v for k, v in plan.device_map.items() if not under(k, plan.compute_on_cpu)}
+        device_map = {k: v for k, v in plan.device_map.items() if not under(k, plan.cpu_islands)}
         keep: list[Keeper] = []
         offload_dir = None
         if "disk" in device_map.values():
             folder = _OffloadFolder()
             keep.append(folder)
             offload_dir = folder.path
-        with _detached(model, plan.compute_on_cpu):
+        with _detached(model, plan.cpu_islands):
             if set(device_map.values()) == {plan.device}:
                 model.to(device)
             else:  # main_device as a string: accelerate compares it with "cpu"
                 dispatch_model(model, device_map=device_map, main_device=plan.device, offload_dir=offload_dir)
                 _place_loose_tensors(model, device_map)
-        on_cpu_island(model, plan.compute_on_cpu)
+        on_cpu_island(model, plan.cpu_islands)
         loaded.device = device
         return Placed(loaded, keep)
 

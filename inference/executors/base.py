@@ -89,7 +89,7 @@ class Executor(ABC):
         such a module in another dtype (Pocket's codec in fp32) does so; ``elsewhere`` adds modules placed
         otherwise (``"meta"``: not loaded at all).
         """
-        device_map = {"": "cpu", **dict.fromkeys(plan.compute_on_cpu, "cpu"), **(elsewhere or {})}
+        device_map = {"": "cpu", **dict.fromkeys(plan.cpu_islands, "cpu"), **(elsewhere or {})}
         return ref.adapter.load(path, getattr(torch, plan.dtype), torch.device(plan.device), device_map)
 
     @abstractmethod
@@ -108,11 +108,11 @@ def computes_upcast(loaded: LoadedModel, plan: Plan, place) -> list[Keeper]:
     from inference.executors import upcast
 
     storage, compute = getattr(torch, plan.dtype), getattr(torch, plan.compute_dtype)
-    upcast.settle_small(loaded.model, storage, compute, plan.compute_on_cpu)
+    upcast.settle_small(loaded.model, storage, compute, plan.cpu_islands)
     with closed_on_failure(place()) as keep:
         loaded.dtype = compute  # adapters bring inputs to the compute dtype
         swapped = plan.streamed_layers if plan.from_disk else ()  # outside forward: the checkpoint's own dtype
-        keep.append(Hooks(upcast.upcast_per_layer(loaded.model, compute, plan.compute_on_cpu, swapped)))
+        keep.append(Hooks(upcast.upcast_per_layer(loaded.model, compute, plan.cpu_islands, swapped)))
         return keep
 
 
@@ -143,8 +143,8 @@ def place_resident_part(model: torch.nn.Module, plan: Plan, device: torch.device
     """What every executor but accelerate's does first: each module on ``device`` except ``offloaded``
     (the executor's own business), those the plan computes on the CPU (set up to run there) and the
     lookup tables it keeps in host memory (hooked). Returns the keepers of those hooks."""
-    move_except(model, device, plan.compute_on_cpu + offloaded + plan.lookups_on_cpu)
-    on_cpu_island(model, plan.compute_on_cpu)
+    move_except(model, device, plan.cpu_islands + offloaded + plan.lookups_on_cpu)
+    on_cpu_island(model, plan.cpu_islands)
     return lookups_on_cpu(model, plan.lookups_on_cpu, device)
 
 
@@ -154,7 +154,9 @@ def on_cpu_island(model: torch.nn.Module, paths: tuple[str, ...]) -> None:
     fp32 because CPUs convolve in half precision far slower, and the adapters' measured CPU speed is
     fp32's. Their entry methods take any input to the CPU as fp32; results stay there, as they would
     from a codec the adapter itself loaded on the CPU (adapters move codec inputs to the codec's
-    device and its outputs to where they are needed).
+    device and its outputs to where they are needed). An island is moved behind its siblings: generation
+    code places a model's inputs by the model's ``.device``, its first parameter's (VibeVoice hands the
+    acoustic decoder its latents on ``audio_tower.device``, whose encoder may be an island).
     """
     for path in paths:
         module = model.get_submodule(path)
@@ -163,6 +165,9 @@ def on_cpu_island(model: torch.nn.Module, paths: tuple[str, ...]) -> None:
             original = getattr(module, method, None)
             if callable(original):
                 setattr(module, method, _on_cpu(original))
+        parent, _, name = path.rpartition(".")
+        siblings = model.get_submodule(parent)._modules
+        siblings[name] = siblings.pop(name)
 
 
 def lookups_on_cpu(model: torch.nn.Module, paths: tuple[str, ...], device: torch.device) -> list[Keeper]:

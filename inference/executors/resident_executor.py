@@ -20,7 +20,7 @@ class ResidentExecutor(Executor):
 
     def load(self, ref: ModelRef, plan: Plan, path: Path) -> Placed:
         """Straight onto the compute device when nothing stays on the CPU: no detour through host memory."""
-        if plan.compute_on_cpu or plan.lookups_on_cpu:
+        if plan.cpu_islands or plan.lookups_on_cpu:
             return super().load(ref, plan, path)
         loaded = ref.adapter.load(path, getattr(torch, plan.dtype), torch.device(plan.device))
         return Placed(loaded, computes_upcast(loaded, plan, list))

@@ -115,9 +115,14 @@ class GraphedDecoder(StopState):
         self._head()
         self._tail()
 
+    def _eager(self) -> None:
+        """What runs after the graph with ``model_step``: the tail (a decoder whose other parts an executor
+        streams too runs them here)."""
+        self._tail()
+
     def build_runner(self, device: torch.device) -> None:
         if self.model_step:
-            self.runner = StepRunner(self._head, device, self._use_graph, then=self._tail)
+            self.runner = StepRunner(self._head, device, self._use_graph, then=self._eager)
         else:
             self.runner = StepRunner(self._frame, device, self._use_graph)
 

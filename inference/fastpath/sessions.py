@@ -154,23 +154,22 @@ class VibeVoiceSession(GraphedSession):
 
     def __init__(self, adapter: ModelAdapter, loaded: LoadedModel, batch_size: int, capacity: int,
                  use_graph: bool | None = None, check_every: int = 8, first_block: int = 2,
-                 noise: str = "counter", model_step: bool = False):
+                 noise: str = "counter", model_step: bool = False, codec_step: bool | None = None):
         super().__init__(adapter, loaded, first_block)
         self.decoder = VibeVoiceFastDecoder(loaded.model, batch_size, capacity, use_graph=use_graph,
-                                            check_every=check_every, noise=noise, model_step=model_step)
+                                            check_every=check_every, noise=noise, model_step=model_step,
+                                            codec_step=codec_step)
         self.kind = "vibevoice, guidance pair: " + _kind(self.decoder.runner.use_graph, model_step)
-        self._voice: tuple[torch.Tensor, torch.Tensor] | None = None  # (reference samples, their latents)
+        if self.decoder.codec_step:
+            self.kind += ", audio towers stepped by it too"
 
     @torch.inference_mode()
     def stream(self, prompt: VoicePrompt, texts: list[str], seeds: list[int],
                max_frames: int | None = None) -> Iterator[AudioPiece]:
         inputs = self.adapter.prompt_inputs(self.loaded, prompt, texts)
         budgets = [max_frames or self.adapter.frames_for_text(text) for text in texts]
-        samples = prompt.tensors["audio"]
-        if self._voice is None or self._voice[0] is not samples:  # a new voice: encode it once
-            self._voice = (samples, self.decoder.encode_reference(inputs))
-        blocks = self.decoder.stream(inputs, seeds, budgets, first_block=self.first_block,
-                                     reference=self._voice[1])
+        # the voice's latents, encoded once per voice by build_voice_prompt
+        blocks = self.decoder.stream(inputs, seeds, budgets, prompt.tensors["latents"], first_block=self.first_block)
         yield from _pieces(blocks, lambda frames: frames.flatten(1), self.decoder.samples_per_frame, len(texts))
 
 

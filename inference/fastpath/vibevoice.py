@@ -39,6 +39,7 @@ from transformers.models.vibevoice_acoustic_tokenizer.modeling_vibevoice_acousti
     VibeVoiceAcousticTokenizerConv1dPaddingCache as PaddingCache,
 )
 
+from inference.adapters.vibevoice import prompt_embeds, reference_latents
 from inference.fastpath.frames import FrameBlock, GraphedDecoder
 from inference.fastpath.graphs import StepRunner
 from inference.fastpath.layers import FastLayer
@@ -66,7 +67,8 @@ class VibeVoiceFastDecoder(GraphedDecoder):
     ``batch_size`` chunks of ``capacity`` positions (prompt plus frames) each, sized by the plan."""
 
     def __init__(self, model, batch_size: int, capacity: int, use_graph: bool | None = None,
-                 check_every: int = 8, noise: str = "counter", model_step: bool = False):
+                 check_every: int = 8, noise: str = "counter", model_step: bool = False,
+                 codec_step: bool | None = None):
         if noise not in ("counter", "torch"):
             raise ValueError(f"unknown noise source {noise!r}")
         config, generation = model.config, model.generation_config
@@ -87,6 +89,9 @@ class VibeVoiceFastDecoder(GraphedDecoder):
         self.samples_per_frame = config.audio_config.hop_length
         # model_step: the LM's layers belong to an offload executor; fusing them would unbind it
         self.model_step = model_step
+        # codec_step: the towers' layers stream too (their weights are not on the device between frames), so
+        # decoding and re-encoding the frame run eagerly with the language model; None: look
+        self.codec_step = model_step and (not self._towers_resident() if codec_step is None else codec_step)
         self.layers = [] if model_step else [FastLayer(layer) for layer in self.text.layers]
         self.check_every = check_every
         self.noise = noise
@@ -109,6 +114,7 @@ class VibeVoiceFastDecoder(GraphedDecoder):
         self.hidden = torch.zeros(2 * batch, self.text.config.hidden_size, dtype=self.dtype, device=dev)
         self.next_embeds = torch.zeros(batch, self.text.config.hidden_size, dtype=self.dtype, device=dev)
         self.audio_out = torch.zeros(batch, self.capacity, self.samples_per_frame, dtype=self.dtype, device=dev)
+        self.latent = torch.zeros(batch, self.latent_size, dtype=self.dtype, device=dev)
         self.acoustic_cache, self.semantic_cache = PaddingCache(), PaddingCache()
         self.scheduler.set_timesteps(num_inference_steps=self.steps)
         # generate hands the diffusion head each timestep in the latents' dtype (bf16 rounds 999 to 1000)
@@ -123,15 +129,32 @@ class VibeVoiceFastDecoder(GraphedDecoder):
         return self.stack.nbytes + buffers
 
     # ---------------------------------------------------------------------------------- one frame
+    def _towers_resident(self) -> bool:
+        """Whether the acoustic decoder and the semantic encoder hold every weight on the compute device
+        (a streamed layer points at its host copy outside its forward)."""
+        towers = (self.inner.audio_tower.decoder, self.inner.semantic_tokenizer_encoder)
+        return all(p.device == self.device for tower in towers for p in tower.parameters())
+
     def _head(self) -> None:
-        """Choose, draw, decode and re-encode one frame per row; ``next_embeds`` is the LM's next input."""
+        """Choose and draw one frame per row, then (towers resident) decode and re-encode it."""
         cond, uncond = self.hidden[:self.batch], self.hidden[self.batch:]
         choice = self.allowed[F.linear(cond, self.choice_weight).float().argmax(dim=-1)]
-        latent = self._diffuse(cond, uncond)
-        audio, embeds = self._codec(latent)
+        self.latent.copy_(self._diffuse(cond, uncond))
+        self.update_stop_state(choice != self.audio_token)
+        if not self.codec_step:
+            self._render()
+
+    def _render(self) -> None:
+        """Decode the frame's latent to samples and re-encode them: ``next_embeds`` is the LM's next input."""
+        audio, embeds = self._codec(self.latent)
         self.audio_out.index_copy_(1, self.frame, audio[:, None])
         self.next_embeds.copy_(embeds)
-        self.update_stop_state(choice != self.audio_token)
+
+    def _eager(self) -> None:
+        """Outside the graph with ``model_step``: the towers (when they stream), then the language model."""
+        if self.codec_step:
+            self._render()
+        self._tail()
 
     def _tail(self) -> None:
         """Both branches consume the frame: the conditioned and the unconditioned state of the next one."""
@@ -172,31 +195,15 @@ class VibeVoiceFastDecoder(GraphedDecoder):
         return audio[:, 0], embeds[:, 0]
 
     # ------------------------------------------------------------------------------------ request
-    def encode_reference(self, inputs) -> torch.Tensor:
-        """The acoustic encoder's latents for the voice reference, before the sigma-VAE noise.
-
-        Every row holds the same recording and the encoder is deterministic, so this runs once per
-        voice (the session keeps it) instead of once per chunk as inside ``generate``.
-        """
-        return self.inner.audio_tower.encode(inputs["input_values"][:1], sample=False).latents
-
     def _prompt_embeds(self, inputs, seeds: list[int], reference: torch.Tensor) -> torch.Tensor:
-        """Text embeddings with the reference's latents in the audio placeholders, as the model's forward
-        makes them (``get_audio_features``): each row adds its own sigma-VAE noise, drawn from torch's
-        generator seeded with the row's seed exactly as ``audio_tower.encode`` draws it for one row."""
-        ids = inputs["input_ids"]
-        frames = -(-int(inputs["padding_mask"][0].sum()) // self.samples_per_frame)
-        tower, inner = self.inner.audio_tower, self.inner
-        features = []
+        """Text embeddings with the reference's latents (the voice prompt's, encoded once per voice) in the
+        audio placeholders, as the model's forward makes them: each row adds its own sigma-VAE noise, drawn
+        from torch's generator seeded with the row's seed exactly as ``generate`` draws it for one row."""
+        noisy = []
         for seed in seeds:
             torch.manual_seed(seed)
-            scale = tower.config.vae_std * torch.randn(1, device=reference.device, dtype=reference.dtype)
-            noisy = reference + scale[:, None, None] * torch.randn_like(reference)
-            noisy = (noisy + inner.latent_bias_factor) * inner.latent_scaling_factor
-            features.append(inner.multi_modal_projector(noisy[0, :frames]))
-        embeds = self.text.embed_tokens(ids)
-        placeholders = (ids == self.audio_token)[..., None].expand_as(embeds)
-        return embeds.masked_scatter(placeholders, torch.cat(features).to(embeds))
+            noisy.append(reference_latents(self.model, reference, 1))
+        return prompt_embeds(self.model, inputs, torch.cat(noisy))
 
     def _start(self, inputs, seeds: list[int], max_frames: list[int], reference: torch.Tensor) -> int:
         """Prefill both branches for a request; rows beyond it repeat row 0 and start finished."""
@@ -216,13 +223,11 @@ class VibeVoiceFastDecoder(GraphedDecoder):
         return rows
 
     # --------------------------------------------------------------------------------- decoding
-    def stream(self, inputs, seeds: list[int], max_frames: list[int], first_block: int = 2,
-               reference: torch.Tensor | None = None) -> Iterator[FrameBlock]:
+    def stream(self, inputs, seeds: list[int], max_frames: list[int], reference: torch.Tensor,
+               first_block: int = 2) -> Iterator[FrameBlock]:
         """Decode, yielding every row's new samples (rows, frames, 3200) every ``check_every`` frames.
 
-        ``reference`` is ``encode_reference(inputs)`` when the caller kept it from an earlier request.
+        ``reference`` is the voice prompt's acoustic latents (1, frames, 64), before the sigma-VAE noise.
         """
-        if reference is None:
-            reference = self.encode_reference(inputs)
         rows = self._start(inputs, seeds, max_frames, reference)
         yield from self.blocks(self.audio_out, rows, max(max_frames), first_block)

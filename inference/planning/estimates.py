@@ -7,10 +7,12 @@ them with a measurement.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from inference.defaults import MAX_REFERENCE_SECONDS  # read_reference trims to it: prompts never exceed it
 from inference.dtypes import DtypePolicy
 from inference.families import Family
-from inference.planning.shapes import ModelSize
+from inference.planning.shapes import ComponentSize, ModelSize
 from inference.planning.types import Workload
 from inference.units import MiB
 
@@ -45,15 +47,66 @@ def prefill_bytes(facts: Family, size: ModelSize, work: Workload, policy: DtypeP
     return sequences * prompt_tokens(facts, work.chunk_chars) * size.hidden_size * 12 * policy.compute_bytes
 
 
+def samples_per_frame(facts: Family) -> int:
+    return round(facts.sample_rate / facts.frame_rate)
+
+
 def codec_activation_bytes(facts: Family, work: Workload, policy: DtypePolicy) -> int:
-    """The codec decoding a whole chunk: convolutions of a few dozen channels at the waveform's rate."""
-    seconds = facts.frames_for_chars(work.chunk_chars) / facts.frame_rate
-    return int(work.batch_size * seconds * facts.sample_rate * 64 * policy.compute_bytes)
+    """The codec decoding: convolutions at the waveform's rate over a whole chunk, or over one frame per row
+    where the codec streams frame by frame (a family that decodes each latent and encodes its samples
+    again runs one tower after the other, so one tower's peak counts). A streaming codec's frames stay on
+    the device until they are handed out (the fast session's sample buffer, one slot per position)."""
+    element = policy.compute_bytes
+    per_frame = samples_per_frame(facts)
+    if not facts.codec_streams_frames:
+        seconds = facts.frames_for_chars(work.chunk_chars) / facts.frame_rate
+        return int(work.batch_size * seconds * facts.sample_rate * facts.codec_elements_per_sample * element)
+    tower = work.batch_size * per_frame * facts.codec_elements_per_sample * element
+    kept = work.batch_size * worst_positions(facts, work.chunk_chars) * per_frame * element
+    return tower + kept
 
 
-def activation_bytes(facts: Family, size: ModelSize, work: Workload, policy: DtypePolicy) -> int:
-    """The largest transient tensors on the GPU with every component there: prefill plus codec."""
-    return prefill_bytes(facts, size, work, policy) + codec_activation_bytes(facts, work, policy)
+def head_buffer_bytes(facts: Family, size: ModelSize, work: Workload, policy: DtypePolicy) -> int:
+    """One frame's draw by the head: about 16 hidden-sized rows per sequence, both of a guidance pair (a
+    diffusion head's input, condition, timestep embedding, 3x modulation and feed-forward)."""
+    return work.batch_size * facts.kv_cache_copies * size.hidden_size * 16 * policy.compute_bytes
+
+
+def reference_encode_bytes(facts: Family, element: int) -> int:
+    """Encoding the longest reference (``MAX_REFERENCE_SECONDS``, trimmed to it on reading), or the longest
+    piece of it a streaming encoder takes at a time, through the part that encodes voices, once per voice:
+    the same convolutions per sample as decoding, at ``element`` bytes (the compute dtype where the part
+    runs; 4 on a CPU island)."""
+    seconds = min(MAX_REFERENCE_SECONDS, facts.encode_piece_seconds or MAX_REFERENCE_SECONDS)
+    return int(seconds * facts.sample_rate * facts.codec_elements_per_sample * element)
+
+
+def activation_bytes(facts: Family, size: ModelSize, work: Workload, policy: DtypePolicy,
+                     codec: bool = True, reference: bool = True) -> int:
+    """The largest transient tensors on the compute device: a chunk's prefill, its frames' head buffers
+    and, where the codec computes there (``codec``), its decoding; or, before the first chunk of a new
+    voice, encoding the reference where the voice encoder computes there (``reference``). The two never
+    overlap: a voice is encoded before its chunks are generated, with the caches already allocated."""
+    generation = prefill_bytes(facts, size, work, policy) + head_buffer_bytes(facts, size, work, policy)
+    if codec:
+        generation += codec_activation_bytes(facts, work, policy)
+    return max(generation, reference_encode_bytes(facts, policy.compute_bytes) if reference else 0)
+
+
+def island_bytes(facts: Family, parts: Sequence[ComponentSize], element: int, work: Workload,
+                 encodes_voices: bool) -> int:
+    """Host memory of parts that compute on a CPU island inside a GPU plan: their weights in fp32 (the
+    island's dtype; stored weights are ``element`` bytes wide) and their largest transients there, the
+    reference's encoding where they encode voices (``encodes_voices``) or their decoding."""
+    if not parts:
+        return 0
+    weights = sum(c.nbytes for c in parts) * 4 // element
+    streaming = any(not c.component.prompt_only for c in parts)
+    fp32 = DtypePolicy("float32", "float32", "")
+    transient = codec_activation_bytes(facts, work, fp32) if streaming else 0
+    if encodes_voices:
+        transient = max(transient, reference_encode_bytes(facts, 4))
+    return weights + transient
 
 
 def upcast_bytes(size: ModelSize, policy: DtypePolicy) -> int:

@@ -40,10 +40,9 @@ from inference.planning.corrections import corrected, gpu_identity
 from inference.planning.estimates import (
     CUDA_RUNTIME_BYTES,
     activation_bytes,
-    codec_activation_bytes,
+    island_bytes,
     kv_cache_bytes,
     pcie_bound_ms,
-    prefill_bytes,
     safety_margin,
     upcast_bytes,
 )
@@ -242,11 +241,11 @@ class _Context:
     def memory(self, placement: _Placement, work: Workload) -> MemoryBreakdown:
         moved = sum(c.nbytes for c in placement.cpu_components) + sum(n for _, n in placement.lookups)
         offloaded = sum(n for _, n in placement.offloaded_layers)
-        codec_on_gpu = any(c.role is Role.CODEC for c in self.size.components
-                           if c not in placement.cpu_components)
-        activations = prefill_bytes(self.facts, self.size, work, self.policy) + upcast_bytes(self.size, self.policy)
-        if codec_on_gpu:
-            activations += codec_activation_bytes(self.facts, work, self.policy)
+        on_gpu = [c for c in self.size.components if c not in placement.cpu_components]
+        codec_on_gpu = any(c.role is Role.CODEC and not c.component.prompt_only for c in on_gpu)
+        encoder_on_gpu = any(c in on_gpu for c in _voice_encoders(self.size.components))
+        activations = activation_bytes(self.facts, self.size, work, self.policy, codec_on_gpu, encoder_on_gpu) \
+            + upcast_bytes(self.size, self.policy)
         return MemoryBreakdown(
             cuda_context=CUDA_RUNTIME_BYTES,
             weights_resident=self.size.total_bytes - moved - offloaded + placement.resident_layer_bytes,
@@ -261,10 +260,13 @@ class _Context:
         plan = Plan(self.ref.label, placement.level, placement.executor, self.device, self.policy.storage,
                     device_map, work.chunk_chars, work.batch_size, memory.kv_cache, memory, self.budget,
                     placement.ram, tuple(reasons), self.components(placement),
-                    tuple(p for c in placement.cpu_components for p in c.component.module_paths),
+                    tuple(p for c in placement.cpu_components if not c.component.prompt_only
+                          for p in c.component.module_paths),
                     tuple(p for p, _ in placement.offloaded_layers), tuple(p for p, _ in placement.lookups),
                     dict(placement.offload), False, gpu_identity(self.gpu), model_digest=self.ref.shape.digest,
-                    compute_dtype=_compute_dtype(self.policy))
+                    compute_dtype=_compute_dtype(self.policy),
+                    prompt_on_cpu=tuple(p for c in placement.cpu_components if c.component.prompt_only
+                                        for p in c.component.module_paths))
         return corrected(plan)
 
     def device_map(self, placement: _Placement) -> dict[str, str]:
@@ -290,7 +292,11 @@ class _Context:
         out = {}
         for c in self.size.components:
             where = f"{self.device}"
-            if c in placement.cpu_components:
+            if c in placement.cpu_components and c.component.prompt_only:
+                rtf = c.component.cpu_real_time_factor
+                where = "cpu (encodes each new voice there, once" + \
+                    (f": {rtf:.1f} s per second of the reference on 2 threads" if rtf else "") + "; nothing per frame)"
+            elif c in placement.cpu_components:
                 where = f"cpu (computes there, {c.component.cpu_real_time_factor:.2f}x real time)"
             elif set(c.component.module_paths) & {p for p, _ in placement.lookups}:
                 where = f"{self.device}; embedding table read on the cpu, its rows sent to the GPU"
@@ -311,6 +317,16 @@ class _Context:
     def ram_ok(self, ram: int) -> bool:
         return ram <= usable_ram(self.hardware)
 
+    def island_ram(self, parts: tuple[ComponentSize, ...]) -> int:
+        """Host memory of ``parts`` computing on the CPU (fp32 weights and their transients there)."""
+        encodes = any(c in parts for c in _voice_encoders(self.size.components))
+        return island_bytes(self.facts, parts, self.size.element_size, self.work, encodes)
+
+
+def _voice_encoders(components: tuple[ComponentSize, ...]) -> list[ComponentSize]:
+    """The parts that encode a voice's reference: those that run only for it, else the codecs."""
+    return [c for c in components if c.component.prompt_only] or [c for c in components if c.role is Role.CODEC]
+
 
 def _resident(ctx: _Context, search: _Search) -> list[Plan]:
     return _fitting(ctx, _Placement("resident", "resident"), search, "all on GPU")
@@ -321,13 +337,36 @@ def _codec_cpu(ctx: _Context, search: _Search) -> list[Plan]:
     if not movable:
         search.note(f"codec on CPU: not possible ({why})")
         return []
-    placement = _Placement("codec-cpu", "resident", movable, ram=sum(c.nbytes for c in movable))
+    placement = _Placement("codec-cpu", "resident", movable, ram=ctx.island_ram(movable))
     return _fitting(ctx, placement, search, f"{_names(movable)} on the CPU ({why})")
 
 
 def _cpu_codecs(ctx: _Context) -> tuple[tuple[ComponentSize, ...], str]:
-    """Codecs the adapter measured fast enough on a CPU, and which are free to move."""
-    codecs = ctx.size.by_role(Role.CODEC)
+    """Parts that may compute on the CPU, and why: those that only encode the voice prompt (no per-frame
+    cost), and codecs the adapter measured fast enough on a CPU that are free to move."""
+    prompt = tuple(c for c in ctx.size.components if c.component.prompt_only)
+    codecs, why = _frame_codecs(ctx)
+    if prompt:
+        only = f"{_names(prompt)} only {'encode' if len(prompt) > 1 else 'encodes'} each new voice"
+        why = f"{only}, {why}" if codecs else f"{only}; {why}"
+    return prompt + codecs, why
+
+
+def _cpu_choices(ctx: _Context) -> list[tuple[ComponentSize, ...]]:
+    """What an offload level may compute on the CPU, most VRAM saved first: with the parts that only encode
+    voices, then without them, for when their fp32 copy there is more than the RAM allows."""
+    cpu, _ = _cpu_codecs(ctx)
+    frame = tuple(c for c in cpu if not c.component.prompt_only)
+    return [cpu] + ([frame] if frame != cpu else [])
+
+
+def _with_cpu(cpu: tuple[ComponentSize, ...]) -> str:
+    return f" with {_names(cpu)} on the CPU" if cpu else ""
+
+
+def _frame_codecs(ctx: _Context) -> tuple[tuple[ComponentSize, ...], str]:
+    """Per-frame codecs the adapter measured fast enough on a CPU, and which are free to move."""
+    codecs = [c for c in ctx.size.by_role(Role.CODEC) if not c.component.prompt_only]
     if not codecs:
         return (), "the model has no separate codec"
     pinned = [c for c in codecs if c.component.pinned_to_compute]
@@ -391,7 +430,15 @@ def _layer_streaming(ctx: _Context, search: _Search, home: str) -> list[Plan]:
             search.note("streaming layers: not possible (the backbone has no layers that can stream)")
         return []
     executor = ctx.executor if home == "cpu" and ctx.executor in ("streamed", "accelerate") else "streamed"
-    cpu, _ = _cpu_codecs(ctx)
+    for cpu in _cpu_choices(ctx):
+        plans = _streaming_with(ctx, search, home, executor, layers, cpu)
+        if plans:
+            return plans
+    return []
+
+
+def _streaming_with(ctx: _Context, search: _Search, home: str, executor: str, layers: list[tuple[str, int]],
+                    cpu: tuple[ComponentSize, ...]) -> list[Plan]:
     # Offloading fewer layers than there are GPU slots saves nothing: each one still needs a slot.
     least = min(len(layers), STREAM_SLOTS + 1)
     options: list[Plan] = []
@@ -417,6 +464,10 @@ def _layer_streaming(ctx: _Context, search: _Search, home: str) -> list[Plan]:
         if home == "cpu":
             search.note(f"streaming every backbone layer still does not fit {gib(ctx.budget)} on {ctx.gpu.name}"
                         "; trying with the embedding tables read on the CPU")
+    if not options and ctx.size.tower_layers:
+        search.note(f"streaming every backbone layer still does not fit {gib(ctx.budget)} on {ctx.gpu.name}: "
+                    "trying with layers of the per-frame towers streamed too")
+        options = _tower_options(ctx, search, executor, cpu, layers, home)
     if not options:
         if ctx.size.lookups and home == "cpu":
             search.note("nor with the embedding tables on the CPU")
@@ -431,12 +482,14 @@ def _layer_streaming(ctx: _Context, search: _Search, home: str) -> list[Plan]:
             options.append(plan)
     first = options[0]
     pin_limit = int(ctx.hardware.ram_available_bytes * PIN_FRACTION)
-    if home == "cpu" and executor == "streamed" and first.ram_needed_bytes > pin_limit:
-        search.note(f"streaming {len(first.streamed_layers)} layers would pin {gib(first.ram_needed_bytes)} of "
+    pinned = sum(n for p, n in layers + ctx.size.tower_layers if p in first.streamed_layers)  # islands are not
+    if home == "cpu" and executor == "streamed" and pinned > pin_limit:
+        search.note(f"streaming {len(first.streamed_layers)} layers would pin {gib(pinned)} of "
                     f"host memory, more than half of the {gib(ctx.hardware.ram_available_bytes)} available")
         return []
-    if home == "disk" and not ctx.ram_ok(first.ram_needed_bytes):
-        search.note(f"streaming layers from disk: needs {gib(first.ram_needed_bytes)} of RAM, more than the "
+    if not ctx.ram_ok(first.ram_needed_bytes):
+        where = "from disk" if home == "disk" else f"{len(first.streamed_layers)} layers{_with_cpu(cpu)}"
+        search.note(f"streaming {where}: needs {gib(first.ram_needed_bytes)} of RAM, more than the "
                     f"{_ram_words(ctx.hardware)}")
         return []
     return [replace(plan, reasons=tuple(search.reasons + _streaming_reasons(ctx, plan, layers, home)))
@@ -444,17 +497,22 @@ def _layer_streaming(ctx: _Context, search: _Search, home: str) -> list[Plan]:
 
 
 def _streaming_reasons(ctx: _Context, plan: Plan, layers: list[tuple[str, int]], home: str) -> list[str]:
-    count = len(plan.streamed_layers)
+    count = len(set(plan.streamed_layers) & {p for p, _ in layers})
     moved = sum(n for p, n in layers if p in plan.streamed_layers)
+    towers = [(p, n) for p, n in ctx.size.tower_layers if p in plan.streamed_layers]
     where = ("stay in host memory" if home == "cpu" else
              "are read from the checkpoint's own safetensors, memory-mapped (nothing is copied; the OS page "
              "cache keeps what RAM allows),")
     when = "one layer ahead" if _slots(plan) > 1 else "as each one runs"
     reasons = [
         f"{count} of {len(layers)} backbone layers ({gib(moved)}) {where} and are copied in {when}; the "
-        f"other {len(layers) - count} stay resident",
-        f"predicted peak {gib(plan.memory.total)} of {gib(ctx.budget)} free on {ctx.gpu.name}"
-        + (" (calibrated on this machine)" if plan.calibrated else "")]
+        f"other {len(layers) - count} stay resident"]
+    if towers:
+        moved += sum(n for _, n in towers)
+        reasons.append(f"{len(towers)} of the per-frame towers' {len(ctx.size.tower_layers)} widest layers "
+                       f"({gib(sum(n for _, n in towers))}) stream through the same slots, once per frame")
+    reasons.append(f"predicted peak {gib(plan.memory.total)} of {gib(ctx.budget)} free on {ctx.gpu.name}"
+                   + (" (calibrated on this machine)" if plan.calibrated else ""))
     if home == "cpu":
         reasons.append(f"each pass of the backbone moves {gib(moved)} over PCIe {ctx.gpu.pcie_generation}.0 "
                        f"x{ctx.gpu.pcie_width}: at least {pcie_bound_ms(moved, ctx.gpu.pinned_bandwidth_gbps):.0f} "
@@ -465,9 +523,10 @@ def _streaming_reasons(ctx: _Context, plan: Plan, layers: list[tuple[str, int]],
     if _slots(plan) == 1:
         reasons.append("one GPU slot for streamed layers (two do not fit): each layer's copy waits for the "
                        "previous layer's compute")
-    cpu = tuple(c for c in ctx.size.components if set(c.component.module_paths) & set(plan.compute_on_cpu))
-    if cpu:
-        reasons.append(f"{_names(cpu)} computes on the CPU")
+    for c in ctx.size.components:
+        if set(c.component.module_paths) & set(plan.cpu_islands):
+            reasons.append(f"{c.name} " + ("encodes each new voice on the CPU (once per voice; nothing per frame)"
+                                           if c.component.prompt_only else "computes on the CPU"))
     if plan.lookups_on_cpu:
         reasons.append(f"embedding tables {', '.join(plan.lookups_on_cpu)} are read on the CPU: a step "
                        "looks up a few rows")
@@ -479,6 +538,40 @@ def _streaming_reasons(ctx: _Context, plan: Plan, layers: list[tuple[str, int]],
 
 def _slots(plan: Plan) -> int:
     return int(plan.offload.get("slots", STREAM_SLOTS))
+
+
+def _tower_options(ctx: _Context, search: _Search, executor: str, cpu: tuple[ComponentSize, ...],
+                   layers: list[tuple[str, int]], home: str) -> list[Plan]:
+    """Every backbone layer streamed and as few of the per-frame towers' layers as fit, for each chunk length
+    (with the embedding tables read on the CPU too, when they can be and that alone does not do).
+
+    The towers run once per frame, their layers through ``forward``, so they stream through the same
+    two slots (no larger than a backbone layer) and their bytes cross PCIe once per frame, as the
+    backbone's do. Ring order is execution order within a frame: the towers render the frame the
+    language model then consumes.
+    """
+    towers = ctx.size.tower_layers
+    options: list[Plan] = []
+    for lookups in ((), ctx.size.lookups):
+        for chars in _chunk_sizes(ctx.work.chunk_chars):
+            work = Workload(chars, ctx.work.batch_size)
+            for count in range(1, len(towers) + 1):
+                streamed = _spread(towers, count) + tuple(layers)
+                placement = _stream_placement(ctx, executor, cpu, streamed, lookups, home)
+                plan = ctx.plan(placement, work, ctx.memory(placement, work), [])
+                if ctx.fits(plan.memory):
+                    options.append(plan)
+                    break
+            else:
+                search.miss(plan.memory, ctx.budget, chars)
+        if options or not ctx.size.lookups:
+            break
+    if options and len(options[-1].streamed_layers) < len(layers) + len(towers):  # all of them: a rung to step to
+        placement = _stream_placement(ctx, executor, cpu, tuple(towers) + tuple(layers), lookups, home)
+        plan = ctx.plan(placement, ctx.work, ctx.memory(placement, ctx.work), [])
+        if ctx.fits(plan.memory):
+            options.append(plan)
+    return options
 
 
 def _spread(layers: list[tuple[str, int]], count: int) -> tuple[tuple[str, int], ...]:
@@ -505,7 +598,7 @@ def _stream_placement(ctx: _Context, executor: str, cpu: tuple[ComponentSize, ..
     largest = max(n for _, n in offloaded)
     held = min(len(offloaded), slots) * largest
     layers = sum(n for _, n in offloaded) if home == "cpu" else held
-    ram = sum(c.nbytes for c in cpu) + layers + sum(n for _, n in lookups)
+    ram = ctx.island_ram(cpu) + layers + sum(n for _, n in lookups)
     offload: dict = {"slots": 1} if slots == 1 else {}
     if home == "disk":
         offload.update(home="disk", slots=slots, disk_bytes=_stored_bytes(ctx, sum(n for _, n in offloaded)))
@@ -547,12 +640,14 @@ def _zero3(ctx: _Context, search: _Search, device: str) -> list[Plan]:
         return []
     if missing is not None:
         search.note(f"DeepSpeed ZeRO-3 ({device}): {missing}; accelerate hooks take its place")
-    cpu, _ = _cpu_codecs(ctx)
     largest = max(n for _, n in layers)
     host = sum(n for _, n in layers)
-    ram = sum(c.nbytes for c in cpu) + (host if device == "cpu" else 4 * largest)
-    if not ctx.ram_ok(ram):
-        search.note(f"{level}: needs {gib(ram)} of RAM, more than the {_ram_words(ctx.hardware)}")
+    for cpu in _cpu_choices(ctx):
+        ram = ctx.island_ram(cpu) + (host if device == "cpu" else 4 * largest)
+        if ctx.ram_ok(ram):
+            break
+        search.note(f"{level}{_with_cpu(cpu)}: needs {gib(ram)} of RAM, more than the {_ram_words(ctx.hardware)}")
+    else:
         return []
     plans: list[Plan] = []
     for lookups in ((), ctx.size.lookups):

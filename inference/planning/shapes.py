@@ -120,6 +120,11 @@ class ComponentSize:
         """Whether its layers can be moved one at a time while it runs."""
         return bool(self.layer_paths) and self.role is Role.BACKBONE and not self.component.pinned_to_compute
 
+    @property
+    def tower(self) -> bool:
+        """Whether it is a per-frame part other than the backbone whose layers may stream (``streams_layers``)."""
+        return bool(self.layer_paths) and self.role is not Role.BACKBONE and self.component.streams_layers
+
 
 @dataclass(frozen=True)
 class ModelSize:
@@ -145,6 +150,12 @@ class ModelSize:
     def streamable_layers(self) -> list[tuple[str, int]]:
         """(path, bytes) of every layer that may be streamed, in execution order."""
         return [(p, n) for c in self.components if c.streamable
+                for p, n in zip(c.layer_paths, c.layer_nbytes, strict=True)]
+
+    @property
+    def tower_layers(self) -> list[tuple[str, int]]:
+        """(path, bytes) of the per-frame towers' layers that may stream, in component order."""
+        return [(p, n) for c in self.components if c.tower
                 for p, n in zip(c.layer_paths, c.layer_nbytes, strict=True)]
 
 

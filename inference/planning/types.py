@@ -60,7 +60,9 @@ class Plan:
 
     ``device_map`` is accelerate-style (module path -> device; "cpu" for weights kept in host memory,
     "disk" for weights kept on disk). ``compute_on_cpu`` lists module paths the CPU computes (a codec
-    moved off the GPU); ``streamed_layers`` the layers the executor moves in while the model runs;
+    moved off the GPU); ``prompt_on_cpu`` those it computes only while a voice prompt is encoded (the
+    adapter moves their result to the compute device; nothing of them runs in a frame, so the fast
+    path keeps its graph); ``streamed_layers`` the layers the executor moves in while the model runs;
     ``offload`` the executor's settings (offload device, resident budget for persistence thresholds).
     """
 
@@ -89,6 +91,12 @@ class Plan:
     compute_dtype: str = ""  # the dtype layers compute in when wider than ``dtype`` (upcast per layer); "": same
     cpu_projections: str = ""  # "int8": a CPU tier's decoder runs its projections in int8 (hardware.cpu_int8)
     cpu_codec_dtype: str = ""  # "bfloat16": a CPU tier decodes audio with its codec in bf16 (hardware.cpu_bf16)
+    prompt_on_cpu: tuple[str, ...] = ()
+
+    @property
+    def cpu_islands(self) -> tuple[str, ...]:
+        """Every module path that computes on the CPU inside this plan (executors set them up alike)."""
+        return self.compute_on_cpu + self.prompt_on_cpu
 
     @property
     def from_disk(self) -> bool:
@@ -106,6 +114,7 @@ class Plan:
         data["predicted_peak_bytes"] = self.predicted_peak_bytes
         data["reasons"] = list(self.reasons)
         data["compute_on_cpu"] = list(self.compute_on_cpu)
+        data["prompt_on_cpu"] = list(self.prompt_on_cpu)
         data["streamed_layers"] = list(self.streamed_layers)
         return data
 
@@ -127,6 +136,8 @@ def fingerprint(plan: Plan, placement_only: bool = False) -> str:
     }
     if plan.compute_dtype and plan.compute_dtype != plan.dtype:  # absent otherwise: older records stay valid
         parts["compute"] = plan.compute_dtype
+    if plan.prompt_on_cpu:  # the same
+        parts["prompt_cpu"] = list(plan.prompt_on_cpu)
     if not placement_only:
         parts.update(chunk=plan.max_chunk_chars, batch=plan.batch_size)
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
