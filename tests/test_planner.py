@@ -206,6 +206,19 @@ def test_step_down_walks_the_whole_ladder_in_order():
     assert walked[-1].device == "cpu" and walked[-1].batch_size == 1
 
 
+def test_a_plan_not_found_on_the_ladder_never_steps_back_up():
+    """A plan made in another process can differ in what that process measured: its step down is still lower."""
+    ref, hardware = describe("csm-1b"), PRESETS["laptop-4050-6g"]
+    ladder = candidates(ref, hardware, Workload(300, 4))
+    levels = [p.level for p in ladder]
+    for index, plan in enumerate(ladder[:-1]):
+        elsewhere = replace(plan, offload={**plan.offload, "measured": "in another process"})
+        assert fingerprint(elsewhere) not in {fingerprint(p) for p in ladder}
+        lower = step_down(elsewhere, ref, hardware)
+        keys = [fingerprint(p) for p in ladder]
+        assert lower is not None and keys.index(fingerprint(lower)) > index, (levels, index)
+
+
 def test_without_deepspeed_the_planner_says_so_and_falls_back():
     """deepspeed is not installed in the test environment: ZeRO-3 in RAM falls back to accelerate's hooks; on
     NVMe its place is taken by the streamed executor reading the checkpoint's own files (no offload folder)."""

@@ -172,18 +172,34 @@ def step_down(plan: Plan, ref: ModelRef, hardware: Hardware) -> Plan | None:
     """The next more frugal plan after ``plan``, or None when nothing lower is left."""
     chars, batch = plan.asked if plan.asked[0] else (plan.max_chunk_chars, plan.batch_size)
     # An accelerate plan is a rung of the default ladder (ZeRO's fallback) or of one made with accelerate forced.
-    for executor in (None, "accelerate") if plan.executor == "accelerate" else (None,):
-        ladder = candidates(ref, hardware, Workload(chars, batch), executor)
-        keys = [fingerprint(p) for p in ladder]
-        if fingerprint(plan) in keys:
-            break
-    index = keys.index(fingerprint(plan)) if fingerprint(plan) in keys else -1
-    lower = ladder[index + 1:]
+    ladders = [candidates(ref, hardware, Workload(chars, batch), executor)
+               for executor in ((None, "accelerate") if plan.executor == "accelerate" else (None,))]
+    ladder = next((rungs for rungs in ladders if fingerprint(plan) in [fingerprint(p) for p in rungs]), ladders[0])
+    lower = ladder[_position(plan, ladder) + 1:]
     if not lower:
         return None
     chosen = lower[0]
     return replace(chosen, reasons=chosen.reasons + (f"stepped down from {describe_plan(plan)} after running "
                                                        "out of memory",))
+
+
+def _position(plan: Plan, ladder: list[Plan]) -> int:
+    """Where ``plan`` stands on ``ladder`` (-1: above its top).
+
+    By its fingerprint; else the last rung of its level sized as it is (chunk length and batch); else after
+    every rung of a higher level. A plan made in another worker process can differ in what that process
+    measured (RAM free for pinning, say): not finding it must never send a job back up the ladder to the plan
+    that ran out of memory first (the H200 matrix looped streamed-disk -> streamed that way).
+    """
+    keys = [fingerprint(p) for p in ladder]
+    if fingerprint(plan) in keys:
+        return keys.index(fingerprint(plan))
+    sized = (plan.level, plan.max_chunk_chars, plan.batch_size)
+    same = [i for i, p in enumerate(ladder) if (p.level, p.max_chunk_chars, p.batch_size) == sized]
+    if same:
+        return same[-1]
+    rank = LEVELS.index(plan.level)
+    return max((i for i, p in enumerate(ladder) if LEVELS.index(p.level) < rank), default=-1)
 
 
 def _smaller_batches(plan: Plan) -> list[Plan]:

@@ -134,6 +134,12 @@ def cap_allocator(plan: Plan, limit_bytes: int) -> None:
                                                device)
 
 
+def _log_out_of_memory(doing: str, exc: BaseException) -> None:
+    """What ran short, in the log: torch's message says how much was asked for and how much was held, the
+    figures a short prediction is corrected from (the user sees the plan change, not this)."""
+    log.warning("out of memory while %s: %s", doing, " ".join(str(exc).split())[:400])
+
+
 def _receive(commands: Connection, inbox: queue.Queue[Command]) -> None:
     """Read commands as soon as they arrive, so the client never blocks writing to a busy worker."""
     try:
@@ -425,6 +431,7 @@ class Worker:
         except Exception as exc:  # noqa: BLE001 - anything but out-of-memory is re-raised
             if not memory.is_out_of_memory(exc):
                 raise
+            _log_out_of_memory("generating", exc)
             return None  # the traceback, and the tensors its frames hold, end with this block
 
     def _stream(self, run: _Run, start: int, first: int, count: int,
@@ -490,6 +497,7 @@ class Worker:
             except Exception as exc:  # noqa: BLE001 - anything but out-of-memory is re-raised
                 if not memory.is_out_of_memory(exc):
                     raise
+                _log_out_of_memory("loading", exc)
             plan = self._lower(run, plan, at_chunk, where)
 
     def _preflight(self, run: _Run, index: int) -> None:
