@@ -5,6 +5,10 @@ A narration runs one worker job per chapter. Between two jobs the worker gives i
 next job's pre-flight reads NVML, sees the shortfall and steps down with a typed ``PlanChanged``
 (cause PREFLIGHT) before any allocation fails; the narration finishes. The CPU test of the same
 decision is ``tests/test_worker.py::test_preflight_steps_down_when_free_vram_shrinks``.
+
+The model is CSM-1B at its real size (random weights, ``tests.tiny_models.full_size``): a tiny checkpoint
+still holds all it will ever need after its first job (weights, caches and cuBLAS workspaces outweigh its
+activations), so no program taking the rest could make it short; on the H200 it ran on, unchanged.
 """
 
 from __future__ import annotations
@@ -60,10 +64,12 @@ def intruder():
         process.wait(timeout=60)
 
 
-def test_vram_taken_between_chapters_steps_the_plan_down_before_an_oom(tiny_checkpoint, tmp_path, intruder,
-                                                                        monkeypatch):
+@pytest.mark.slow
+def test_vram_taken_between_chapters_steps_the_plan_down_before_an_oom(tmp_path, intruder, monkeypatch):
+    from tests.tiny_models.full_size import build_full
+
     monkeypatch.setenv("VESPER_CACHE_DIR", str(tmp_path / "cache"))  # no plan history from other runs
-    model = str(tiny_checkpoint("pocket_tts"))
+    model = str(build_full("csm-1b", tmp_path / "csm-1b"))
     relay, events, said = Relay(), [], []
 
     def on_event(event) -> None:
