@@ -15,7 +15,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from inference import catalogue
-from inference.errors import VesperError
 from inference.hardware import Hardware
 from inference.planner import LEVELS
 from inference.units import gib
@@ -105,10 +104,10 @@ def catalogue_choices(hardware: Hardware, cache_dir: Path | None = None) -> list
     """Every registered model with its plan for ``hardware`` (tens of ms each, no torch, no download)."""
     choices = []
     for entry in catalogue.models(cache_dir=cache_dir):
-        try:
-            plan, refusal = PlanPreview.from_plan_dict(catalogue.preview(entry.name, hardware)[0].to_dict()), ""
-        except VesperError as exc:
-            plan, refusal = None, str(exc)
+        row = catalogue.verdict(entry.name, hardware)  # what `vesper models` says: plan, refusal, speed
+        plan = None if row.plan is None else PlanPreview.from_plan_dict(
+            row.plan.to_dict(), 1 / row.real_time_factor if row.real_time_factor else None)
+        refusal = row.why if row.plan is None else ""
         choices.append(ModelChoice(entry.name, entry.description, entry.hub_id, entry.repos[1:],
                                    entry.download_bytes, bool(entry.cached), plan, refusal))
     return choices
@@ -126,16 +125,17 @@ def verdict(choice: ModelChoice) -> Verdict:
     plan = choice.plan
     if plan is None:
         return Verdict(Fit.NO_FIT, choice.refusal or "Does not fit this machine, even with offload.")
-    speed = f", about {plan.expected_speed:.1f}x real time" if plan.expected_speed is not None else ""
+    speed = f", about {plan.expected_speed:.2g}x real time" if plan.expected_speed is not None else ""
+    where = plan.level
+    if plan.level in OFFLOAD_LEVELS:
+        where = (f"{plan.level}: {gib(plan.predicted_peak_bytes)} on the GPU, the rest in "
+                 f"{'RAM and on disk' if plan.level in DISK_LEVELS else 'RAM'}")
     if plan.expected_speed is not None and plan.expected_speed < REAL_TIME:
-        return Verdict(Fit.TOO_SLOW, f"Too slow here ({plan.level}{speed}): narration takes longer than "
-                                     "listening.")
+        return Verdict(Fit.TOO_SLOW, f"Too slow here ({where}{speed}): narration takes longer than listening.")
     if plan.level in FULL_LEVELS:
         return Verdict(Fit.FITS, f"Fits fully on the GPU ({gib(plan.predicted_peak_bytes)} at peak{speed}).")
     if plan.level in OFFLOAD_LEVELS:
-        return Verdict(Fit.OFFLOAD, f"Needs offload ({plan.level}: {gib(plan.predicted_peak_bytes)} on the GPU, "
-                                    f"the rest in {'RAM and on disk' if plan.level in DISK_LEVELS else 'RAM'}"
-                                    f"{speed}).")
+        return Verdict(Fit.OFFLOAD, f"Needs offload ({where}{speed}).")
     return Verdict(Fit.CPU, f"Runs on the CPU{speed}.")
 
 

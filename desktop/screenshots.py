@@ -106,7 +106,10 @@ def plan_shots(out: Path, models: list[ModelChoice]) -> None:
                                 limit_bytes=6 * gib))
     panel.on_event(JobFinished("demo", "streamed on cuda:0, batch 1",
                                MemoryStats(3 * gib, 3 * gib, cuda_peak_reserved_bytes=int(4.4 * gib)), 12.0))
-    save(panel, out / "plan-panel.png", 1000, 790)
+    panel.resize(1000, 790)
+    panel.show()
+    QApplication.processEvents()  # the tables fit their rows to this width
+    save(panel, out / "plan-panel.png", 1000, max(790, panel.sizeHint().height()))  # the window scrolls it
 
     class Jobs:
         def preload(self, model: str) -> str:

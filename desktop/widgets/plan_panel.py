@@ -189,6 +189,8 @@ def _table(name: str, headers: list[str], stretch: int) -> QTableWidget:
     for column in range(len(headers)):
         header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
     header.setSectionResizeMode(stretch, QHeaderView.ResizeMode.Stretch)
+    # A narrower column wraps its text onto more lines: the rows, and so the table, grow to show them all.
+    header.sectionResized.connect(lambda *_: (table.resizeRowsToContents(), _fit_height(table)))
     return table
 
 
