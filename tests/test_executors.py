@@ -40,6 +40,10 @@ from inference.planning import corrections
 FAMILIES = list(registry.FAMILY_MODULES)
 TEXT = "Hello there."
 FRAMES = 6
+# The CPU executors compute the same operations on the same weights; a weight at another address (a streamed
+# layer's slot, a fused projection built from it) can take another oneDNN kernel, whose float32 sums round
+# differently: 1.7e-6 measured (Pocket TTS, streamed). Anything placed or computed differently is far larger.
+SAME_ON_CPU = 1e-5
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU")
 
 
@@ -100,7 +104,7 @@ def test_every_executor_on_the_cpu_gives_the_resident_output(family, tiny_checkp
     for plan in variants:
         audio, engine = _generate(ref, plan, reference_voice, reference_transcript)
         assert audio.shape == expected.shape, (plan.level, plan.executor)
-        np.testing.assert_allclose(audio, expected, rtol=0, atol=1e-6, err_msg=f"{plan.level}/{plan.executor}")
+        np.testing.assert_allclose(audio, expected, rtol=0, atol=SAME_ON_CPU, err_msg=f"{plan.level}/{plan.executor}")
         if plan.executor == "streamed":
             stream = next(k for k in engine.keep if isinstance(k, LayerStream))
             assert stream.mapped == plan.from_disk
