@@ -145,8 +145,8 @@ def markdown(cells: list[dict], env: dict, command: str) -> str:
              "| model | limit GiB | text | finished | first plan | final plan | changes | peak NVML GiB | <= limit | "
              "audio s | audio s/s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in cells:
-        change = "; ".join(f"{x['cause']} at chunk {x['at_chunk'] + 1}: {x['to']}" for x in c["plan_changes"])
-        change += "; ".join(f"restart ({r})" for r in c["restarts"])
+        change = "; ".join([f"{x['cause']} at chunk {x['at_chunk'] + 1}: {x['to']}" for x in c["plan_changes"]] +
+                           [f"restart ({r})" for r in c["restarts"]])
         lines.append(f"| {c['model']} | {c['cap_gib']:g} | {c['text']} | {'yes' if c['finished'] else c['error']} | "
                      f"{c['first_plan']} | {c.get('final_plan', '')} | {change or '-'} | {c['peak_nvml_gib']} | "
                      f"{'yes' if c['within_limit'] else 'NO'} | {c['audio_s']} | {c['audio_s_per_s']} |")

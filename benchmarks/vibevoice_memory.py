@@ -55,7 +55,7 @@ TEXT = ("The harbour was quiet when the storm finally passed. Fishermen walked a
         "that had come back and the ones that had not. Nobody spoke much; the gulls did the talking. By noon the "
         "sun had found the town again, and the bakery opened its doors as if nothing had happened at all.")
 CELL_TIMEOUT_S = 200
-DEADLINE_S = 285  # the whole run, checkpoint build included: cells that would start later are skipped
+BUDGET_S = 285  # the whole run by default, checkpoint build included: cells that would start later are skipped
 
 
 def plan_for(model: str, hardware, limit_gib: float, chars: int, batch: int) -> tuple[object, object, Plan]:
@@ -78,8 +78,12 @@ def plan_summary(plan: Plan) -> dict:
 # --------------------------------------------------------------------------------------------- one cell
 
 
-def run_cell(checkpoint: Path, limit_gib: float, chars: int, batch: int) -> dict:
-    """One limit in this (fresh) process: plan, cap, load, voice, first chunk; the figures of each phase."""
+def run_cell(checkpoint: Path, limit_gib: float, chars: int, batch: int, snapshots: Path | None = None) -> dict:
+    """One limit in this (fresh) process: plan, cap, load, voice, first chunk; the figures of each phase.
+
+    With ``snapshots``, torch records every allocation's stack, and a phase that runs out of memory leaves
+    ``oom-<limit>.pickle`` there (``torch.cuda.memory._dump_snapshot``: what was live, allocated where).
+    """
     import numpy as np
     import pynvml
     import soundfile as sf
@@ -103,6 +107,8 @@ def run_cell(checkpoint: Path, limit_gib: float, chars: int, batch: int) -> dict
         return cell
     device = torch.device(plan.device)
     cap_allocator(plan, int(limit_gib * GiB))  # 0: no cap, as without --vram-limit
+    if snapshots:
+        torch.cuda.memory._record_memory_history(max_entries=2_000)  # live blocks keep their stacks
 
     @contextlib.contextmanager
     def phase(name: str):
@@ -137,10 +143,16 @@ def run_cell(checkpoint: Path, limit_gib: float, chars: int, batch: int) -> dict
             prompt = engine.voice_prompt(reference, rate, None)
         with phase("first_chunk"):
             samples = sum(len(piece) for _, piece in engine.stream_batch(prompt, texts, list(range(len(texts)))))
-        cell.update(finished=True, chunk_chars=len(texts[0]), audio_s=round(samples / engine.sample_rate, 2))
+        adapter = engine.ref.adapter  # a random-weight chunk runs to its frame budget (tests.tiny_models.full_size)
+        cell.update(finished=True, chunk_chars=len(texts[0]), audio_s=round(samples / engine.sample_rate, 2),
+                    budget_s=round(len(texts) * adapter.frames_for_text(texts[0]) / adapter.frame_rate, 2))
     except Exception as exc:  # noqa: BLE001 - an out-of-memory phase is the result this benchmark looks for
         cell["error"] = f"{'out of memory' if is_out_of_memory(exc) else type(exc).__name__}: " \
-                        f"{str(exc).splitlines()[0][:300]}"
+                        f"{' '.join(str(exc).split())[:600]}"
+        if snapshots and is_out_of_memory(exc):
+            snapshots.mkdir(parents=True, exist_ok=True)
+            torch.cuda.memory._dump_snapshot(str(snapshots / f"oom-{limit_gib:g}.pickle"))
+            cell["live_at_oom_gib"] = live_allocations(torch.cuda.memory._snapshot())
     peaks = [p for p in cell["phases"].values() if "nvml_peak_gib" in p]
     if peaks:
         limit_ok = max(p["nvml_peak_gib"] for p in peaks) <= (limit_gib or float("inf"))
@@ -150,6 +162,22 @@ def run_cell(checkpoint: Path, limit_gib: float, chars: int, batch: int) -> dict
                     reserved_over_predicted_allocator=round(
                         max(p["torch_peak_reserved_gib"] for p in peaks) / allocator, 3))
     return cell
+
+
+def live_allocations(snapshot: dict, top: int = 30) -> dict[str, float]:
+    """GiB of live tensors by where they were allocated: the innermost frame in Vesper or transformers."""
+    sizes: dict[str, int] = {}
+    for segment in snapshot["segments"]:
+        for block in segment["blocks"]:
+            if block["state"] != "active_allocated":
+                continue
+            frames = block.get("frames") or []
+            where = next((f"{f['filename'].split('site-packages/')[-1].split(str(REPO) + '/')[-1]}:{f['line']} "
+                          f"{f['name']}" for f in frames
+                          if "/inference/" in f["filename"] or "transformers/" in f["filename"]), "other")
+            sizes[where] = sizes.get(where, 0) + block["size"]
+    ranked = sorted(sizes.items(), key=lambda kv: -kv[1])[:top]
+    return {where: round(size / GiB, 4) for where, size in ranked}
 
 
 # ------------------------------------------------------------------------------------------ the matrix
@@ -182,7 +210,8 @@ def ensure_checkpoint(folder: Path) -> Path:
     return folder
 
 
-def run_matrix(checkpoint: Path, limits: list[float], chars: int, batch: int, deadline: float) -> list[dict]:
+def run_matrix(checkpoint: Path, limits: list[float], chars: int, batch: int, deadline: float,
+               snapshots: Path | None = None) -> list[dict]:
     """Each limit in its own process (a fresh CUDA context, pinned registrations, calibration records)."""
     cells = []
     for limit in limits:
@@ -194,6 +223,8 @@ def run_matrix(checkpoint: Path, limits: list[float], chars: int, batch: int, de
         with tempfile.NamedTemporaryFile(suffix=".json") as out:
             command = [sys.executable, __file__, "--cell", str(limit), "--checkpoint", str(checkpoint),
                        "--chars", str(chars), "--batch", str(batch), "--cell-out", out.name]
+            if snapshots:
+                command += ["--snapshots", str(snapshots)]
             try:
                 done = subprocess.run(command, cwd=REPO, timeout=timeout, capture_output=True, text=True)
                 cell = json.loads(Path(out.name).read_text()) if done.returncode == 0 else \
@@ -227,7 +258,8 @@ def markdown(cells: list[dict], env: dict, command: str) -> str:
             lines.append(f"| {c['limit_gib']:g} | {what} | {predicted} | {name} | {p.get('seconds', '')} | "
                          f"{p.get('torch_peak_reserved_gib', '')} | {p.get('torch_peak_allocated_gib', '')} | "
                          f"{p.get('nvml_peak_gib', '')} | {ok} |")
-        status = "finished" if c.get("finished") else f"**failed**: {c.get('error', '')}"
+        status = f"finished: {c.get('audio_s')} s of audio, budget {c.get('budget_s')} s" if c.get("finished") \
+            else f"**failed**: {c.get('error', '')}"
         lines.append(f"| {c['limit_gib']:g} | {status} | | | | | | | |")
     lines += ["", "Decoders: " + "; ".join(f"{c['limit_gib']:g} GiB: {c.get('session') or c.get('decoder', '-')}"
                                           for c in cells)]
@@ -255,6 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=4, help="chunks decoded together (the worker's default)")
     parser.add_argument("--plans-only", action="store_true", help="print the plans, run nothing (CPU is enough)")
     parser.add_argument("--hardware", help="with --plans-only: a preset or JSON description instead of this machine")
+    parser.add_argument("--snapshots", type=Path, help="record allocations; a cell that runs out of memory "
+                                                        "dumps torch's memory snapshot here")
+    parser.add_argument("--budget-s", type=float, default=BUDGET_S, help="start no cell after this many seconds")
     parser.add_argument("--tag", default="local")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--cell", type=float, help=argparse.SUPPRESS)  # internal: one limit, in a fresh process
@@ -263,12 +298,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.plans_only:
         return plans_only(args.hardware, args.limits, args.chars, args.batch)
     if args.cell is not None:
-        args.cell_out.write_text(json.dumps(run_cell(args.checkpoint, args.cell, args.chars, args.batch)))
+        args.cell_out.write_text(json.dumps(run_cell(args.checkpoint, args.cell, args.chars, args.batch,
+                                                    args.snapshots)))
         return 0
     started = time.perf_counter()
     checkpoint = ensure_checkpoint(args.checkpoint)
     env = environment()
-    cells = run_matrix(checkpoint, args.limits, args.chars, args.batch, started + DEADLINE_S)
+    cells = run_matrix(checkpoint, args.limits, args.chars, args.batch, started + args.budget_s, args.snapshots)
     env["wall_s"] = round(time.perf_counter() - started, 1)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"vibevoice-memory-{args.tag}"

@@ -69,7 +69,7 @@ SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start
                   "<|vision_pad|>")
 DOWNSAMPLING_RATIOS = (2, 2, 4, 5, 5, 8)  # the released tokenizers': 3200 samples per frame
 BIAS_FEATURE = 1.0  # the constant first coordinate of every LM input
-AUDIO_TOKEN_GAIN = 4.0  # how strongly the audio token's lm_head row reads that coordinate
+AUDIO_TOKEN_GAIN = 4.0  # how many times the feature the audio token's lm_head row reads of that coordinate
 
 
 def build(out_dir: Path, seed: int = 0) -> Path:
@@ -126,20 +126,24 @@ def _config(tokenizer: Qwen2Tokenizer) -> VibeVoiceConfig:
 
 
 @torch.no_grad()
-def add_audio_token_bias(model: VibeVoiceForConditionalGeneration, config: VibeVoiceConfig) -> None:
+def add_audio_token_bias(model: VibeVoiceForConditionalGeneration, config: VibeVoiceConfig,
+                         feature: float = BIAS_FEATURE) -> None:
     """Make argmax pick the audio token at every step (see the module docstring).
+
+    ``feature`` must dwarf what the random layers and the two connectors add to the first coordinate:
+    1.0 does for the tiny model, not at the released widths (``full_size.VIBEVOICE_BIAS_FEATURE``).
 
     With tied embeddings (VibeVoice-1.5B) the lm_head is the embedding table, whose first column now
     holds the bias feature for every token: the audio token's larger entry still wins, by the feature
     times the difference, which dwarfs the random part of each logit.
     """
     embed = model.model.language_model.embed_tokens.weight
-    embed[:, 0] = BIAS_FEATURE
-    model.model.multi_modal_projector.linear_2.bias[0] = BIAS_FEATURE
+    embed[:, 0] = feature
+    model.model.multi_modal_projector.linear_2.bias[0] = feature
     head = model.lm_head.weight
     if head.data_ptr() != embed.data_ptr():
         head[:, 0] = 0.0
-    head[config.audio_token_id, 0] = AUDIO_TOKEN_GAIN
+    head[config.audio_token_id, 0] = AUDIO_TOKEN_GAIN * feature
 
 
 def _generation_config(config: VibeVoiceConfig) -> GenerationConfig:
