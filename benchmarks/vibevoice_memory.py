@@ -191,8 +191,9 @@ def environment() -> dict:
 
     from benchmarks.memory_matrix import environment as gpu_environment
 
-    handle = pynvml.nvmlDeviceGetHandleByIndex(0)  # memory_matrix's environment has initialised NVML
-    return {**gpu_environment(),
+    gpu = gpu_environment()  # initialises NVML
+    handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+    return {**gpu,
             "pcie_now": f"Gen{pynvml.nvmlDeviceGetCurrPcieLinkGeneration(handle)} "
                         f"x{pynvml.nvmlDeviceGetCurrPcieLinkWidth(handle)}",
             "torch": torch.__version__, "transformers": transformers.__version__, "cpu_count": os.cpu_count()}
