@@ -21,7 +21,7 @@ import torch
 from inference.dtypes import DtypePolicy
 from inference.families import Role
 from inference.planning.corrections import corrected, lookup, store
-from inference.planning.estimates import prefill_bytes, prompt_tokens, worst_positions
+from inference.planning.estimates import CUBLAS_WORKSPACE_BYTES, prefill_bytes, prompt_tokens, worst_positions
 from inference.planning.types import Plan, Workload
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ def probe_prediction(plan: Plan, ref: ModelRef) -> int:
     scale = worst_positions(ref.facts, work.chunk_chars) / max(1, prompt_tokens(ref.facts, work.chunk_chars))
     prefill = int(prefill_bytes(ref.facts, size, work, DtypePolicy(plan.dtype, plan.dtype, "")) * scale)
     m = plan.memory
-    return m.weights_resident + m.streamed_buffers + m.kv_cache + prefill
+    return m.weights_resident + m.streamed_buffers + m.kv_cache + prefill + CUBLAS_WORKSPACE_BYTES  # one stream
 
 
 def calibrate(plan: Plan, ref: ModelRef, loaded: LoadedModel) -> Plan:

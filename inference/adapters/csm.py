@@ -139,6 +139,9 @@ class CsmAdapter(ModelAdapter):
         if frames.shape[0] == 0:
             return np.zeros(0, dtype=np.float32)
         codec = model.codec_model
+        # Codes past the codebook (the backbone's special ids; a broken or random checkpoint samples them) are
+        # clamped as the fast path's decoder does (``fastpath.codec``), rather than failing the chunk.
+        frames = frames.clamp(0, codec.config.codebook_size - 1)
         audio = codec.decode(frames.transpose(0, 1).unsqueeze(0).to(_device_of(codec, loaded))).audio_values
         return audio[0, 0].float().cpu().numpy()
 

@@ -11,18 +11,25 @@ from collections.abc import Sequence
 
 from inference.defaults import MAX_REFERENCE_SECONDS  # read_reference trims to it: prompts never exceed it
 from inference.dtypes import DtypePolicy
-from inference.families import Family
+from inference.families import Family, Role
 from inference.planning.shapes import ComponentSize, ModelSize
 from inference.planning.types import Workload
 from inference.units import MiB
 
 # What a process holds outside torch's allocator once a model has loaded and run (context, loaded kernel
-# modules, library workspaces): 1.30-1.38 GiB through NVML (docs/measurements.md, "CUDA context"); the bare
-# context is 0.60 GiB. One figure for both sides of a GPU plan: the planner counts it in every prediction and
-# the worker caps its allocator at the limit less it. With the bare context in the plan and this figure in
-# the cap, plans predicted to fit ran out of memory under the cap (benchmarks/results/memory-matrix-h200.md).
-CUDA_RUNTIME_BYTES = 1400 * MiB
+# modules, library workspaces outside torch): 0.74-0.75 GiB through NVML above the GPU's idle level, in every
+# phase of a real-size model loading and decoding on the H200 (docs/measurements.md, "CUDA context"); 896 MiB leaves room for a
+# larger context. One figure for both sides of a GPU plan: the planner counts it in every prediction and the
+# worker caps its allocator at the limit less it (with another figure on each side, plans predicted to fit ran
+# out of memory under the cap: benchmarks/results/memory-matrix-h200.md).
+CUDA_RUNTIME_BYTES = 896 * MiB
 UPCAST_CHUNK_ELEMENTS = 32 * 2**20  # the most weights upcast at once (128 MiB in fp32); ``executors.upcast``
+# cuBLAS keeps a workspace for each stream it runs on, allocated through torch's allocator and kept: 32 MiB on
+# Hopper (torch's default ":4096:8"), 8 MiB on earlier GPUs. A decode runs GEMMs on two streams (eager, and the
+# frame graph's capture): torch's memory snapshots on the H200 show one such block per stream live at every
+# out-of-memory (docs/measurements.md, "cuBLAS workspaces").
+CUBLAS_WORKSPACE_BYTES = 32 * MiB
+DECODE_STREAMS = 2
 
 
 def prompt_tokens(facts: Family, chunk_chars: int) -> int:
@@ -42,9 +49,27 @@ def kv_cache_bytes(facts: Family, size: ModelSize, work: Workload) -> int:
 
 
 def prefill_bytes(facts: Family, size: ModelSize, work: Workload, policy: DtypePolicy) -> int:
-    """The prompt's prefill: a few hidden-sized tensors and an MLP intermediate (~4x hidden) per position."""
+    """The prompt's prefill, per position: the widest moment of a gated MLP (the activated gate, the up
+    projection and their product, three of its intermediate width) beside a few hidden-sized tensors
+    (residual, normed input, attention output). Qwen2.5-1.5B's MLP is 5.8x its hidden size, so a fixed
+    multiple of the hidden size fell short: the calibration probe measured 0.12-0.16 GiB above its prediction
+    on the H200 (docs/measurements.md, "Prefill")."""
     sequences = work.batch_size * facts.kv_cache_copies
-    return sequences * prompt_tokens(facts, work.chunk_chars) * size.hidden_size * 12 * policy.compute_bytes
+    per_position = 3 * mlp_width(size) + 6 * size.hidden_size
+    return sequences * prompt_tokens(facts, work.chunk_chars) * per_position * policy.compute_bytes
+
+
+def mlp_width(size: ModelSize) -> int:
+    """The backbone's feed-forward width, from one decoder layer's size: what its attention projections
+    (query and output hidden x hidden, key and value hidden x the K/V width) leave, over three hidden-wide
+    matrices (gate, up, down). A two-matrix MLP comes out 1.5x too wide: an overestimate, never short."""
+    backbone = next((c for c in size.components if c.role is Role.BACKBONE and c.layer_nbytes), None)
+    hidden = size.hidden_size
+    if backbone is None or hidden <= 0:
+        return 4 * hidden
+    layer = backbone.layer_nbytes[0] // size.element_size
+    kv_width = size.kv_bytes_per_token // (size.element_size * 2 * len(backbone.layer_nbytes))
+    return max(hidden, (layer - 2 * hidden * hidden - 2 * hidden * kv_width) // (3 * hidden))
 
 
 def samples_per_frame(facts: Family) -> int:

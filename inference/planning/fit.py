@@ -38,7 +38,9 @@ from inference.hardware import Gpu, Hardware
 from inference.models import ModelRef
 from inference.planning.corrections import corrected, gpu_identity
 from inference.planning.estimates import (
+    CUBLAS_WORKSPACE_BYTES,
     CUDA_RUNTIME_BYTES,
+    DECODE_STREAMS,
     activation_bytes,
     island_bytes,
     kv_cache_bytes,
@@ -261,7 +263,7 @@ class _Context:
         codec_on_gpu = any(c.role is Role.CODEC and not c.component.prompt_only for c in on_gpu)
         encoder_on_gpu = any(c in on_gpu for c in _voice_encoders(self.size.components))
         activations = activation_bytes(self.facts, self.size, work, self.policy, codec_on_gpu, encoder_on_gpu) \
-            + upcast_bytes(self.size, self.policy)
+            + upcast_bytes(self.size, self.policy) + DECODE_STREAMS * CUBLAS_WORKSPACE_BYTES
         return MemoryBreakdown(
             cuda_context=CUDA_RUNTIME_BYTES,
             weights_resident=self.size.total_bytes - moved - offloaded + placement.resident_layer_bytes,
