@@ -98,6 +98,9 @@ class Family:
     # Seconds of the reference encoded at a time through a streaming encoder's padding cache (None: all at
     # once): what bounds the voice encoder's activations (``planning.estimates.reference_encode_bytes``).
     encode_piece_seconds: float | None = None
+    # Prompt positions around the reference and the text (the chat template's instructions, speaker labels
+    # and markers): 32 covers a speaker turn; VibeVoice's template adds a system instruction.
+    template_tokens: int = 32
 
     def frames_for_chars(self, chars: int) -> int:
         """Worst-case frames a chunk of ``chars`` characters generates; KV caches are sized from it."""
@@ -151,7 +154,10 @@ FAMILIES: dict[str, Family] = {f.family: f for f in (
     # The acoustic encoder is causal and streams (the semantic encoder is the same network, run per frame):
     # 8 s pieces through its padding cache give the whole reference's latents up to float rounding (3e-7 on
     # the tiny checkpoint), and the 5-15 s references the README asks for take one or two.
-    }, kv_cache_copies=2, codec_elements_per_sample=1024, codec_streams_frames=True, encode_piece_seconds=8.0),
+    # Its chat template's system instruction and "Voice input / Text input / Speech output" labels are ~50
+    # tokens of Qwen2.5's tokenizer (61 of the full-size checkpoints' stand-in, tests.tiny_models.subwords).
+    }, kv_cache_copies=2, codec_elements_per_sample=1024, codec_streams_frames=True, encode_piece_seconds=8.0,
+       template_tokens=72),
 )}
 
 

@@ -18,10 +18,10 @@ from inference.units import MiB
 
 # What a process holds outside torch's allocator once a model has loaded and run (context, loaded kernel
 # modules, library workspaces outside torch): 0.74-0.75 GiB through NVML above the GPU's idle level, in every
-# phase of a real-size model loading and decoding on the H200 (docs/measurements.md, "CUDA context"); 896 MiB leaves room for a
-# larger context. One figure for both sides of a GPU plan: the planner counts it in every prediction and the
-# worker caps its allocator at the limit less it (with another figure on each side, plans predicted to fit ran
-# out of memory under the cap: benchmarks/results/memory-matrix-h200.md).
+# phase of a real-size model loading and decoding on the H200 (docs/measurements.md, "CUDA context"); 896 MiB
+# leaves room for a larger context. One figure for both sides of a GPU plan: the planner counts it in every
+# prediction and the worker caps its allocator at the limit less it (with another figure on each side, plans
+# predicted to fit ran out of memory under the cap: benchmarks/results/memory-matrix-h200.md).
 CUDA_RUNTIME_BYTES = 896 * MiB
 UPCAST_CHUNK_ELEMENTS = 32 * 2**20  # the most weights upcast at once (128 MiB in fp32); ``executors.upcast``
 # cuBLAS keeps a workspace for each stream it runs on, allocated through torch's allocator and kept: 32 MiB on
@@ -33,8 +33,9 @@ DECODE_STREAMS = 2
 
 
 def prompt_tokens(facts: Family, chunk_chars: int) -> int:
-    """Backbone positions before generation: the voice prompt's frames plus the text's tokens."""
-    return int(MAX_REFERENCE_SECONDS * facts.frame_rate) + chunk_chars // 2 + 32
+    """Backbone positions before generation: the voice prompt's frames, the text's tokens (two characters a
+    token: English gets about four from a released subword tokenizer) and the chat template's."""
+    return int(MAX_REFERENCE_SECONDS * facts.frame_rate) + chunk_chars // 2 + facts.template_tokens
 
 
 def worst_positions(facts: Family, chunk_chars: int) -> int:

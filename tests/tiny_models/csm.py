@@ -23,6 +23,8 @@ from transformers import (
 )
 from transformers.models.mimi.modeling_mimi import MimiEuclideanCodebook
 
+from tests.tiny_models.subwords import english_bpe
+
 BOS, EOS, AUDIO, AUDIO_EOS = "<|begin_of_text|>", "<|end_of_text|>", "<|AUDIO|>", "<|audio_eos|>"
 NUM_CODEBOOKS = 4
 CODEBOOK_SIZE = 64
@@ -72,11 +74,15 @@ def tiny_config(text_vocab_size: int, special_ids: dict[str, int]) -> CsmConfig:
     )
 
 
-def byte_tokenizer() -> PreTrainedTokenizerFast:
-    """Byte-level BPE without merges plus CSM's four special tokens; like Llama-3's, it adds bos/eos."""
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
-    vocab = {char: i for i, char in enumerate(sorted(alphabet))}
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+def byte_tokenizer(subwords: bool = False) -> PreTrainedTokenizerFast:
+    """Byte-level BPE without merges (or with English ones, ``subwords.english_bpe``) plus CSM's four special
+    tokens; like Llama-3's, it adds bos/eos."""
+    if subwords:
+        vocab, merges = english_bpe()
+        tok = Tokenizer(models.BPE(vocab=dict(vocab), merges=list(merges)))
+    else:
+        vocab = {char: i for i, char in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
+        tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     tok.add_special_tokens([BOS, EOS, AUDIO, AUDIO_EOS])
@@ -102,9 +108,10 @@ def randomize_codebooks(codec: torch.nn.Module) -> None:
                 module.embed_sum.normal_()
 
 
-def build(out_dir: Path, seed: int = 0) -> Path:
-    """Write the tiny checkpoint, its generation defaults and the processor into ``out_dir``."""
-    tokenizer = byte_tokenizer()
+def build(out_dir: Path, seed: int = 0, subwords: bool = False) -> Path:
+    """Write the tiny checkpoint, its generation defaults and the processor into ``out_dir`` (``subwords``:
+    English merges in the tokenizer, as full-size checkpoints use)."""
+    tokenizer = byte_tokenizer(subwords)
     special_ids = {t: tokenizer.convert_tokens_to_ids(t) for t in (BOS, EOS, AUDIO, AUDIO_EOS)}
     torch.manual_seed(seed)
     model = CsmForConditionalGeneration(tiny_config(len(tokenizer), special_ids)).eval()

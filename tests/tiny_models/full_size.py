@@ -4,8 +4,8 @@ Speed and memory do not depend on weight values, so a registered model's real co
 random weights, saved as safetensors beside the offline processor of its tiny checkpoint, lets
 ``vesper say --model FOLDER`` run the real sizes on a GPU machine that cannot download anything.
 
-Only the tokenizer is small (byte-level, as in the tiny checkpoints): the config's special token ids
-are taken from it, every size stays the released one. Random weights would stop generation at
+Only the tokenizer is small (byte-level with English merges, ``subwords``): the config's special
+token ids are taken from it, every size stays the released one. Random weights would stop generation at
 arbitrary points, so the end of each chunk is neutralised the way the tiny checkpoints do it
 (Pocket's end-of-speech bias; VibeVoice's audio-token bias feature): every chunk runs to its frame
 budget, the worst case the planner sizes for. CSM's random codes may still end a chunk early.
@@ -21,6 +21,7 @@ import torch
 
 from inference.registry import adapter_for_family, specs
 
+SUBWORD_FAMILIES = ("csm", "vibevoice")  # Pocket's stand-in tokenizer is its own (tests.tiny_models.pocket_tts)
 SAVE_DTYPE = torch.bfloat16  # what the released checkpoints store; the planner picks the load dtype
 # VibeVoice's audio-token bias feature at the released widths. At the tiny model's 1.0 the 28 random
 # layers and the two connectors add as much to that coordinate, and a chunk of the 1.5B ended after
@@ -35,7 +36,9 @@ def build_full(name: str, out_dir: Path, seed: int = 0, device: str | None = Non
     spec = specs()[name]
     family = importlib.import_module(f"tests.tiny_models.{spec.family}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    family.build(out_dir, seed=seed)  # processor, tokenizer, generation config (and a tiny model, replaced)
+    # processor, tokenizer, generation config (and a tiny model, replaced); English subwords where the
+    # planner sizes prompts for a released subword tokenizer (tests.tiny_models.subwords)
+    family.build(out_dir, seed=seed, **({"subwords": True} if spec.family in SUBWORD_FAMILIES else {}))
     tiny_config = adapter_for_family(spec.family).model_class.config_class.from_pretrained(out_dir)
     config = spec.config()
     for key, value in tiny_config.to_dict().items():  # the stand-in tokenizer's special ids

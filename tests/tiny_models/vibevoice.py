@@ -28,6 +28,8 @@ from transformers import (
     VibeVoiceProcessor,
 )
 
+from tests.tiny_models.subwords import english_bpe
+
 # The chat template the released checkpoints ship (transformers' conversion script and processor tests).
 CHAT_TEMPLATE = """{%- set system_prompt = system_prompt | default(" Transform the text provided by various \
 speakers into speech output, utilizing the distinct voice of each respective speaker.\\n") -%}
@@ -72,9 +74,10 @@ BIAS_FEATURE = 1.0  # the constant first coordinate of every LM input
 AUDIO_TOKEN_GAIN = 4.0  # how many times the feature the audio token's lm_head row reads of that coordinate
 
 
-def build(out_dir: Path, seed: int = 0) -> Path:
-    """Write model, generation config and processor into ``out_dir``."""
-    tokenizer = _tokenizer()
+def build(out_dir: Path, seed: int = 0, subwords: bool = False) -> Path:
+    """Write model, generation config and processor into ``out_dir`` (``subwords``: English merges in the
+    tokenizer, as full-size checkpoints use; ``subwords.english_bpe``)."""
+    tokenizer = _tokenizer(subwords)
     config = _config(tokenizer)
     torch.manual_seed(seed)
     model = VibeVoiceForConditionalGeneration(config).eval()
@@ -90,12 +93,17 @@ def build(out_dir: Path, seed: int = 0) -> Path:
     return out_dir
 
 
-def _tokenizer() -> Qwen2Tokenizer:
-    """Qwen2's tokenizer class over a byte-level vocabulary with no merges: built offline, same pipeline."""
-    vocab = {char: i for i, char in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
+def _tokenizer(subwords: bool = False) -> Qwen2Tokenizer:
+    """Qwen2's tokenizer class over a byte-level vocabulary, with no merges or with English ones: built
+    offline, same pipeline."""
+    if subwords:
+        vocab, merges = english_bpe()
+        vocab = dict(vocab)
+    else:
+        vocab, merges = {char: i for i, char in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}, ()
     for token in SPECIAL_TOKENS:
         vocab[token] = len(vocab)
-    return Qwen2Tokenizer(vocab=vocab, merges=[], extra_special_tokens=list(SPECIAL_TOKENS[1:]))
+    return Qwen2Tokenizer(vocab=vocab, merges=list(merges), extra_special_tokens=list(SPECIAL_TOKENS[1:]))
 
 
 def _config(tokenizer: Qwen2Tokenizer) -> VibeVoiceConfig:
