@@ -1,24 +1,27 @@
 #!/usr/bin/env bash
 # One call on the GPU machine (see benchmarks/README.md for the .whl wheels), results under $OUT:
-#   bash benchmarks/device_session.sh memory   # VibeVoice-1.5B by phase (torch's snapshot at any OOM), the cuda tests
-#   bash benchmarks/device_session.sh matrix   # the memory matrix through the app, then the offload benchmark
+#   bash benchmarks/device_session.sh check     # VibeVoice-1.5B by phase under 4/6/3.75 GiB, then the memory matrix
+#   bash benchmarks/device_session.sh rest      # the live-degradation test, the offload benchmark, the long text
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD || exit 1
 nvidia-smi --query-gpu=name,pcie.link.gen.current,pcie.link.width.current,pcie.link.gen.max,pcie.link.width.max,driver_version,memory.total --format=csv > $OUT/gpu.txt
 python3 -c "import torch, transformers; print(torch.__version__, transformers.__version__)" >> $OUT/gpu.txt
 nproc >> $OUT/gpu.txt
-timeout 120 python3 -m tests.tiny_models --full-size /tmp/full csm-1b vibevoice-1.5b >> $OUT/gpu.txt 2>&1
+timeout 90 python3 -m tests.tiny_models --full-size /tmp/full csm-1b vibevoice-1.5b >> $OUT/gpu.txt 2>&1
 case "$1" in
-memory)
-  timeout 320 python3 benchmarks/vibevoice_memory.py --checkpoint /tmp/full/vibevoice-1.5b --limits 4 6 3.75 0 \
-    --tag h200 --snapshots $OUT/snapshots --budget-s 290 --out $OUT > $OUT/vibevoice_memory.log 2>&1
+check)
+  timeout 200 python3 benchmarks/vibevoice_memory.py --checkpoint /tmp/full/vibevoice-1.5b --limits 4 6 3.75 \
+    --tag h200-fixed --snapshots $OUT/snapshots --budget-s 170 --out $OUT > $OUT/vibevoice_memory.log 2>&1
   echo "vibevoice_memory rc=$?" >> $OUT/vibevoice_memory.log
+  timeout 270 python3 benchmarks/memory_matrix.py --models /tmp/full/vibevoice-1.5b /tmp/full/csm-1b --caps 4 6 8 \
+    --texts sentence 3-paragraphs --tag h200-fixed --budget-s 240 --out $OUT > $OUT/matrix.log 2>&1
+  echo "matrix rc=$?" >> $OUT/matrix.log
+  ;;
+rest)
   timeout 150 python3 -m pytest -q -m cuda -p no:cacheprovider tests/test_live_degradation.py > $OUT/cuda_tests.log 2>&1
   echo "cuda tests rc=$?" >> $OUT/cuda_tests.log
-  ;;
-matrix)
-  timeout 330 python3 benchmarks/memory_matrix.py --models /tmp/full/vibevoice-1.5b /tmp/full/csm-1b --caps 4 6 8 \
-    --texts sentence 3-paragraphs --tag h200 --budget-s 300 --out $OUT > $OUT/matrix.log 2>&1
-  echo "matrix rc=$?" >> $OUT/matrix.log
+  timeout 300 python3 benchmarks/memory_matrix.py --models /tmp/full/vibevoice-1.5b /tmp/full/csm-1b --caps 4 6 8 \
+    --texts 2000-words --tag h200-long --budget-s 270 --out $OUT > $OUT/matrix_long.log 2>&1
+  echo "matrix rc=$?" >> $OUT/matrix_long.log
   ;;
 esac
