@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on the GPU machine (see benchmarks/README.md for the .whl wheels), results under $OUT:
 #   bash benchmarks/device_session.sh check     # VibeVoice-1.5B by phase under 4/6/3.75 GiB, then the memory matrix
-#   bash benchmarks/device_session.sh rest      # the live-degradation test, the offload benchmark, the long text
+#   bash benchmarks/device_session.sh final     # every cuda test, VibeVoice under 6 GiB by phase, the matrix again
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD || exit 1
 nvidia-smi --query-gpu=name,pcie.link.gen.current,pcie.link.width.current,pcie.link.gen.max,pcie.link.width.max,driver_version,memory.total --format=csv > $OUT/gpu.txt
@@ -17,11 +17,14 @@ check)
     --texts sentence 3-paragraphs --tag h200-fixed --budget-s 240 --out $OUT > $OUT/matrix.log 2>&1
   echo "matrix rc=$?" >> $OUT/matrix.log
   ;;
-rest)
-  timeout 150 python3 -m pytest -q -m cuda -p no:cacheprovider tests/test_live_degradation.py > $OUT/cuda_tests.log 2>&1
+final)
+  timeout 180 python3 -m pytest -q -m cuda -p no:cacheprovider tests/ > $OUT/cuda_tests.log 2>&1
   echo "cuda tests rc=$?" >> $OUT/cuda_tests.log
-  timeout 300 python3 benchmarks/memory_matrix.py --models /tmp/full/vibevoice-1.5b /tmp/full/csm-1b --caps 4 6 8 \
-    --texts 2000-words --tag h200-long --budget-s 270 --out $OUT > $OUT/matrix_long.log 2>&1
-  echo "matrix rc=$?" >> $OUT/matrix_long.log
+  timeout 80 python3 benchmarks/vibevoice_memory.py --checkpoint /tmp/full/vibevoice-1.5b --limits 6 \
+    --tag h200-expandable --snapshots $OUT/snapshots --budget-s 60 --out $OUT > $OUT/vibevoice_memory.log 2>&1
+  echo "vibevoice_memory rc=$?" >> $OUT/vibevoice_memory.log
+  timeout 290 python3 benchmarks/memory_matrix.py --models /tmp/full/vibevoice-1.5b /tmp/full/csm-1b --caps 6 4 8 \
+    --texts sentence 3-paragraphs --tag h200-expandable --budget-s 250 --out $OUT > $OUT/matrix.log 2>&1
+  echo "matrix rc=$?" >> $OUT/matrix.log
   ;;
 esac

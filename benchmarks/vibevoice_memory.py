@@ -84,6 +84,9 @@ def run_cell(checkpoint: Path, limit_gib: float, chars: int, batch: int, snapsho
     With ``snapshots``, torch records every allocation's stack, and a phase that runs out of memory leaves
     ``oom-<limit>.pickle`` there (``torch.cuda.memory._dump_snapshot``: what was live, allocated where).
     """
+    from inference.settings import configure_cuda_allocator
+
+    configure_cuda_allocator()  # as the worker does, before torch starts
     import numpy as np
     import pynvml
     import soundfile as sf

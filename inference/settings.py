@@ -9,13 +9,15 @@ users who script Vesper:
   number is GiB), overriding ``vram_limit_gib``; the command line's ``--vram-limit`` overrides both;
 - ``VESPER_FAULT``: ``oom@K``, ``cuda@K``, ``crash@K`` or ``hang@K``, a fault the worker injects at chunk K,
   or a comma-separated list of them, one per worker started (tests; ``inference.worker.faults``);
-- ``OMP_NUM_THREADS``: when set, the engine leaves torch's CPU thread count to it.
+- ``OMP_NUM_THREADS``: when set, the engine leaves torch's CPU thread count to it;
+- ``PYTORCH_CUDA_ALLOC_CONF``: torch's own; when unset, the worker sets ``CUDA_ALLOCATOR_CONF`` on Linux.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
@@ -29,6 +31,12 @@ VRAM_LIMIT_ENV = "VESPER_VRAM_LIMIT"
 FAULT_ENV = "VESPER_FAULT"
 THREADS_ENV = "OMP_NUM_THREADS"
 LOG_LEVELS = ("debug", "info", "warning", "error")
+ALLOCATOR_ENV = "PYTORCH_CUDA_ALLOC_CONF"
+# Expandable segments: torch maps freed pages back to the driver instead of keeping fragments it cannot
+# join. Without them a VibeVoice-1.5B plan ran out of memory with 0.25 GiB reserved but unallocated in 2-4 MiB
+# pieces (the weights fused for the fast path free their originals there) while its allocated figure was
+# within the prediction (benchmarks/results/vibevoice-memory-h200-fixed.md). Linux only in torch.
+CUDA_ALLOCATOR_CONF = "expandable_segments:True"
 
 
 @dataclass(frozen=True)
@@ -77,6 +85,12 @@ def save(settings: Settings, path: Path | None = None) -> Path:
 def fault_spec() -> str | None:
     """The fault the worker should inject (``VESPER_FAULT``), for tests of recovery."""
     return os.environ.get(FAULT_ENV) or None
+
+
+def configure_cuda_allocator() -> None:
+    """Choose torch's CUDA allocator settings before torch starts, unless the user chose their own."""
+    if sys.platform.startswith("linux"):
+        os.environ.setdefault(ALLOCATOR_ENV, CUDA_ALLOCATOR_CONF)
 
 
 def threads_chosen_by_user() -> bool:

@@ -50,3 +50,17 @@ def test_the_environment_overrides_the_vram_limit_and_names_the_fault(monkeypatc
         _ = settings.Settings().vram_limit_bytes
     monkeypatch.setenv(settings.FAULT_ENV, "oom@2")
     assert settings.fault_spec() == "oom@2"
+
+
+def test_the_worker_chooses_expandable_segments_unless_the_user_chose_an_allocator(monkeypatch):
+    monkeypatch.setattr(settings.sys, "platform", "linux")
+    monkeypatch.delenv(settings.ALLOCATOR_ENV, raising=False)
+    settings.configure_cuda_allocator()
+    assert settings.os.environ[settings.ALLOCATOR_ENV] == "expandable_segments:True"
+    monkeypatch.setenv(settings.ALLOCATOR_ENV, "max_split_size_mb:128")
+    settings.configure_cuda_allocator()
+    assert settings.os.environ[settings.ALLOCATOR_ENV] == "max_split_size_mb:128"
+    monkeypatch.delenv(settings.ALLOCATOR_ENV)
+    monkeypatch.setattr(settings.sys, "platform", "win32")  # torch has no expandable segments there
+    settings.configure_cuda_allocator()
+    assert settings.ALLOCATOR_ENV not in settings.os.environ

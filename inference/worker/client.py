@@ -504,8 +504,10 @@ def _worker_main(commands: Connection, events: Connection, settings: WorkerSetti
 
     The heartbeat and log forwarding start before the worker module (and torch) is imported.
     """
+    from inference.settings import configure_cuda_allocator
     from inference.worker.channel import EventChannel, forward_logs
 
+    configure_cuda_allocator()  # before torch is imported
     channel = EventChannel(events, settings.heartbeat_seconds)
     channel.start_heartbeat()
     forward_logs(channel)
