@@ -2,8 +2,9 @@
 (``desktop.state.speech``) and sends its jobs one after another (one per run of chunks in one voice),
 each played as it comes, with the markup's pauses as silence between them; Narrate runs the shared
 narration (``inference.narration.book`` with a ``Runner``) on a thread of its own, on the document's
-project folder, so what is generated is kept there and a later Narrate resumes. No widget code: the
-window draws what this emits.
+project folder, so what is generated is kept there and a later Narrate resumes; its chunks play as they
+come, spaced as the assembled book will be (``assembly.spacing``). No widget code: the window draws what
+this emits.
 """
 
 from __future__ import annotations
@@ -190,11 +191,20 @@ class Controller(QObject):
 
     def _on_piece(self, event: p.ChunkPiece) -> None:
         if self._live(event.job_id):
-            self.player.feed((event.job_id, event.index), event.offset, event.audio, event.sample_rate)
+            self.player.feed((event.job_id, event.index), event.offset, event.audio, event.sample_rate,
+                             self._pause_before(event.job_id, event.index))
 
     def _on_ready(self, event: p.ChunkReady) -> None:
         if self._live(event.job_id):
-            self.player.feed((event.job_id, event.index), 0, event.audio, event.sample_rate)
+            self.player.feed((event.job_id, event.index), 0, event.audio, event.sample_rate,
+                             self._pause_before(event.job_id, event.index))
+
+    def _pause_before(self, job_id: str, index: int) -> float | None:
+        """A narration chunk's silence before it in the assembled book (its pauses and ``[pause]`` markup),
+        so live playback is spaced as the file will be; None (the player's chunk pause) for speech."""
+        runner = self._runner
+        item = runner.chunk_of(job_id, index) if runner is not None and job_id not in self._speaking else None
+        return None if item is None else self.state.pause_before(item.number)
 
     def _live(self, job_id: str) -> bool:
         """Audio to play now: a speak job's, or the running narration's (the only other jobs with audio)."""

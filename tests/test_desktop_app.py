@@ -39,6 +39,7 @@ from desktop.state.status import GiB
 from desktop.widgets.error_dialog import ErrorDialog
 from desktop.widgets.export_dialog import ExportDialog
 from inference import paths
+from inference.narration.assembly import AssemblySettings
 from inference.narration.mastering import Mode
 from inference.voice_quality import MAX_SECONDS
 from inference.worker.protocol import Stage, WorkerSettings
@@ -349,6 +350,11 @@ def test_record_a_voice_then_narrate_hear_and_export_a_book_in_it(qtbot, open_wi
     assert re.fullmatch(r"RAM \d+\.\d GiB", window.status.memory_label.text())  # the worker's, from its samples
     assert 0.1 < window.status.model.rss / GiB < 16
 
+    # Heard live as the file will be spaced: the chapter, paragraph and sentence pauses between the chunks.
+    track, rate = window.player.state, chunks[0].sample_rate
+    pauses = sum(int(state.pause_before(n) * rate) for n in range(2, len(chunks) + 1))
+    assert round(track.duration * rate) == sum(len(c.audio) for c in chunks) + pauses
+    assert pauses > int(AssemblySettings().chapter_pause * rate)  # "Evening" starts a chapter
     qtbot.waitUntil(lambda: window.player.state.state is PlayState.STOPPED, timeout=60_000)  # played out
     window.player.close_output()
     produced = np.clip(np.concatenate([c.audio for c in chunks]), -1, 1)

@@ -219,6 +219,26 @@ def test_player_state_puts_the_silence_asked_for_before_the_next_chunk():
     assert state.duration == pytest.approx(0.003)
 
 
+def test_player_state_spaces_a_chunk_by_the_pause_it_is_fed_with():
+    state = PlayerState(gap=0.01)
+    state.clear(live=True)
+    state.feed("one", 0, np.ones(5, np.float32), 1000, pause=0.5)  # the first chunk plays at once
+    state.silence(0.002)  # a [pause] before the next comes on top
+    state.feed("two", 0, np.ones(5, np.float32), 1000, pause=0.03)
+    state.feed("three", 0, np.ones(5, np.float32), 1000)  # no pause given: the chunk pause
+    state.play()
+    expected = np.concatenate([np.ones(5), np.zeros(32), np.ones(5), np.zeros(10), np.ones(5)]).astype(np.float32)
+    np.testing.assert_array_equal(state.read(57), expected)
+
+
+def test_narration_state_gives_each_chunk_the_silence_the_assembly_puts_before_it(tmp_path):
+    narration = NarrationState(300)
+    narration.revise("One thing.\n\nAnother. [pause 2s] And a third.", "text", None, VOICE, MODEL)
+    settings = AssemblySettings()
+    assert [narration.pause_before(n) for n in (1, 2, 3, 4)] == pytest.approx(
+        [settings.edge_silence, settings.paragraph_pause, settings.sentence_pause + 2.0, None])
+
+
 def test_player_state_skips_what_a_retried_chunk_streams_again():
     state = PlayerState(gap=0.01)
     state.clear(live=True)

@@ -19,7 +19,7 @@ import soundfile as sf
 
 from inference.errors import BadInputError
 from inference.narration import mastering
-from inference.narration.assembly import AssemblySettings, fade, trim
+from inference.narration.assembly import AssemblySettings, fade, spacing, trim
 from inference.narration.book import Narration, NarrationResult, narrate
 from inference.narration.export import FORMATS
 from inference.narration.mastering import Limiter, Meter, Mode
@@ -68,6 +68,7 @@ def test_timeline_matches_the_audio(tmp_path):
     expected = [settings.sentence_pause, settings.paragraph_pause + 1.5, settings.chapter_pause,
                 settings.chapter_pause, settings.sentence_pause]
     assert gaps == pytest.approx(expected, abs=1e-3)
+    assert spacing(BOOK, settings) == pytest.approx([settings.edge_silence, *expected])  # what live playback uses
     assert [c.title for c in timeline.chapters] == ["Opening", "Middle", "End"]
     assert timeline.chapters[1].start == pytest.approx(timeline.cues[3].start, abs=1e-3)
     srt = (tmp_path / "book.srt").read_text()

@@ -19,7 +19,7 @@ import numpy as np
 
 from inference.errors import BadInputError
 from inference.narration import book
-from inference.narration.assembly import Assembly
+from inference.narration.assembly import Assembly, AssemblySettings, spacing
 from inference.narration.project import Generation, PlannedChunk, Project, default_root, model_revision
 from inference.narration.runner import Progress
 from inference.narration.script import Script
@@ -75,6 +75,7 @@ class NarrationState:
         self.progress: Progress | None = None  # the running narration's, None when none runs
         self._failed: dict[str, str] = {}  # chunk key -> why the last narration failed while generating it
         self._chunks: list[tuple[int, str]] = []  # (paragraph, text) of each chunk, in order
+        self._spacing: list[float] = []  # the silence before each chunk, as the assembly lays it down
         self._model = ""
 
     def read(self, text: str, kind: str) -> Script | None:
@@ -96,6 +97,7 @@ class NarrationState:
         paragraphs = self.script.chapters if self.script is not None else ()
         self._chunks = [(n, c.text) for n, para in enumerate(p for ch in paragraphs for p in ch.paragraphs)
                         for c in para.chunks]
+        self._spacing = spacing(self.script, AssemblySettings()) if self.script is not None else []
         self.voices, self._model = {}, model
         if self.script is not None and voice is not None:
             try:
@@ -182,6 +184,11 @@ class NarrationState:
             if progress.eta_seconds is not None:
                 line += f", about {progress.eta_seconds:.0f} s left"
         return line
+
+    def pause_before(self, number: int) -> float | None:
+        """Seconds of silence before chunk ``number`` (1-based, book order) in the assembled narration:
+        sentence, paragraph and chapter pauses and ``[pause]`` markup (None: no such chunk)."""
+        return self._spacing[number - 1] if 0 < number <= len(self._spacing) else None
 
     def assembly(self) -> Assembly | None:
         """The narration as ``vesper narrate`` assembles it (pauses, trims, chapter marks, cues) from the

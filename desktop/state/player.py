@@ -66,15 +66,15 @@ class PlayerState:
         with self._lock:
             self._silence += seconds
 
-    def feed(self, key: object, offset: int, audio: np.ndarray, rate: int) -> None:
-        """The samples of chunk ``key`` from ``offset`` on; a new key starts after the chunk pause and
-        any silence asked for."""
+    def feed(self, key: object, offset: int, audio: np.ndarray, rate: int, pause: float | None = None) -> None:
+        """The samples of chunk ``key`` from ``offset`` on; a new key starts after ``pause`` (None: the chunk
+        pause) and any silence asked for, or at once when it is the first."""
         with self._lock:
             if self.sample_rate and rate != self.sample_rate:
                 raise ValueError(f"audio at {rate} Hz fed to a track at {self.sample_rate} Hz")
             self.sample_rate = rate
             if key not in self._fed:
-                pause = (self.gap if self._fed else 0.0) + self._silence
+                pause = ((self.gap if pause is None else pause) if self._fed else 0.0) + self._silence
                 self._append(np.zeros(int(pause * rate), dtype=np.float32))
                 self._fed[key], self._silence = 0, 0.0
             skip = self._fed[key] - offset

@@ -52,8 +52,8 @@ class PlayerWidget(QWidget):
         self.state.clear(live=True)
         self.state.play()
 
-    def feed(self, key: object, offset: int, audio: np.ndarray, rate: int) -> None:
-        self.state.feed(key, offset, audio, rate)
+    def feed(self, key: object, offset: int, audio: np.ndarray, rate: int, pause: float | None = None) -> None:
+        self.state.feed(key, offset, audio, rate, pause)
         self._open()
 
     def silence(self, seconds: float) -> None:

@@ -8,6 +8,7 @@ chunk and chapter starts in the assembled audio, which subtitles and chapter mar
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -115,30 +116,7 @@ class Assembly:
         self.sample_rate = sample_rate
         self.settings = settings or AssemblySettings()
         self.timeline = Timeline(sample_rate)
-        self._sequence = list(self._order(script, planned))
-
-    def _order(self, script: Script, planned: Sequence[PlannedChunk]) -> Iterator[_Speech | _Silence | _ChapterStart]:
-        """Chapter starts, chunks and the pauses between them, in book order."""
-        settings = self.settings
-        items = iter(planned)
-        pending = settings.edge_silence
-        for chapter in script.chapters:
-            yield _Silence(pending)
-            pending = 0.0
-            yield _ChapterStart(chapter.title)
-            for p_index, paragraph in enumerate(chapter.paragraphs):
-                for i_index, item in enumerate(paragraph.items):
-                    if isinstance(item, Pause):
-                        pending += item.seconds
-                        continue
-                    yield _Silence(pending)
-                    yield _Speech(next(items))
-                    last_in_paragraph = not any(not isinstance(i, Pause) for i in paragraph.items[i_index + 1:])
-                    last_in_chapter = last_in_paragraph and not any(p.chunks for p in
-                                                                    chapter.paragraphs[p_index + 1:])
-                    pending = (settings.chapter_pause if last_in_chapter else
-                               settings.paragraph_pause if last_in_paragraph else settings.sentence_pause)
-        yield _Silence(max(pending - settings.chapter_pause, 0.0) + settings.edge_silence)
+        self._sequence = list(_order(script, iter(planned), self.settings))
 
     def blocks(self) -> Iterator[np.ndarray]:
         """The assembled audio, mono float32, one chunk or at most a second of silence per block."""
@@ -181,3 +159,39 @@ class Assembly:
             return np.zeros(length, dtype=np.float32)
         level = 10 ** (self.settings.room_tone_db / 20)
         return (noise.standard_normal(length) * level).astype(np.float32)
+
+
+def spacing(script: Script, settings: AssemblySettings) -> list[float]:
+    """The silence before each chunk of ``script``, in book order, as the assembly lays it down: sentence,
+    paragraph and chapter pauses and ``[pause]`` markup (the first chunk's is the edge silence). Live
+    playback spaces chunks by it, so what is heard while generating is what the file will hold."""
+    before, pending = [], 0.0
+    for entry in _order(script, itertools.count(), settings):
+        if isinstance(entry, _Silence):
+            pending += entry.seconds
+        elif isinstance(entry, _Speech):
+            before.append(pending)
+            pending = 0.0
+    return before
+
+
+def _order(script: Script, items: Iterator, settings: AssemblySettings) -> Iterator[_Speech | _Silence | _ChapterStart]:
+    """Chapter starts, chunks (the next of ``items`` each) and the pauses between them, in book order."""
+    pending = settings.edge_silence
+    for chapter in script.chapters:
+        yield _Silence(pending)
+        pending = 0.0
+        yield _ChapterStart(chapter.title)
+        for p_index, paragraph in enumerate(chapter.paragraphs):
+            for i_index, item in enumerate(paragraph.items):
+                if isinstance(item, Pause):
+                    pending += item.seconds
+                    continue
+                yield _Silence(pending)
+                yield _Speech(next(items))
+                last_in_paragraph = not any(not isinstance(i, Pause) for i in paragraph.items[i_index + 1:])
+                last_in_chapter = last_in_paragraph and not any(p.chunks for p in
+                                                                chapter.paragraphs[p_index + 1:])
+                pending = (settings.chapter_pause if last_in_chapter else
+                           settings.paragraph_pause if last_in_paragraph else settings.sentence_pause)
+    yield _Silence(max(pending - settings.chapter_pause, 0.0) + settings.edge_silence)

@@ -99,12 +99,19 @@ class Runner:
         self._listening = threading.Event()
         self._inbox: queue.Queue[Event | None] = queue.Queue()  # None: woken by cancel()
         self._job_id: str | None = None
+        self._items: list[PlannedChunk] = []  # the running job's chunks, by the job's chunk index
         self._lock = threading.Lock()
 
     def handle(self, event: Event) -> None:
         """Give the runner one of the client's events (any thread; events of other jobs are ignored)."""
         if self._listening.is_set():
             self._inbox.put(event)
+
+    def chunk_of(self, job_id: str, index: int) -> PlannedChunk | None:
+        """The book's chunk that the running job ``job_id`` generates as its chunk ``index`` (None: another
+        job, or it ended): a live player places a piece of audio by it."""
+        with self._lock:
+            return self._items[index] if job_id == self._job_id and 0 <= index < len(self._items) else None
 
     def cancel(self) -> None:
         """Stop the run: the running job ends within one micro-batch, no further job starts."""
@@ -152,6 +159,7 @@ class Runner:
                        chunks=texts, seeds=tuple(p.seed for p in items))
         with self._lock:
             job_id = self._job_id = self.client.submit(job)
+            self._items = items
         if self._cancelled.is_set():
             self.client.cancel(job_id)
         rate, ended = 0, False
@@ -179,7 +187,7 @@ class Runner:
                     raise NarrationCancelled
         finally:
             with self._lock:
-                self._job_id = None
+                self._job_id, self._items = None, []
             if not ended:  # cancelled, or writing a chunk failed (disk full): the worker need not finish
                 self.client.cancel(job_id)
         raise NarrationCancelled
