@@ -104,7 +104,7 @@ def test_catalogue_and_planner_plan_a_registered_model_without_torch_or_transfor
         "heavy = sorted(m for m in ('torch', 'transformers') if m in sys.modules)\n"
         "print(plan.level, len(entries), heavy)\n")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["streamed", "4", "[]"]
+    assert done.stdout.split() == ["codec-cpu", "4", "[]"]  # test_planner.EXPECTED
 
 
 def test_the_plan_command_for_a_registered_model_imports_no_torch():

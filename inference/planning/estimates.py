@@ -50,13 +50,14 @@ def kv_cache_bytes(facts: Family, size: ModelSize, work: Workload) -> int:
 
 
 def prefill_bytes(facts: Family, size: ModelSize, work: Workload, policy: DtypePolicy) -> int:
-    """The prompt's prefill, per position: the widest moment of a gated MLP (the activated gate, the up
-    projection and their product, three of its intermediate width) beside a few hidden-sized tensors
-    (residual, normed input, attention output). Qwen2.5-1.5B's MLP is 5.8x its hidden size, so a fixed
-    multiple of the hidden size fell short: the calibration probe measured 0.12-0.16 GiB above its prediction
-    on the H200 (docs/measurements.md, "Prefill")."""
+    """The prompt's prefill, per position: the widest moment of a gated MLP as the fast path runs it (gate and
+    up projected in one fused matmul, two MLP widths, beside the activated gate and their product) and a few
+    hidden-sized tensors (residual, normed input, attention output). A 1.5B backbone's MLP measured on the
+    H200 is 5.8x its hidden size: a fixed multiple of the hidden size fell short by 0.12-0.16 GiB at the
+    calibration probe, and three MLP widths by the fused projection's 0.09 GiB at an out-of-memory
+    (docs/measurements.md, "Prefill")."""
     sequences = work.batch_size * facts.kv_cache_copies
-    per_position = 3 * mlp_width(size) + 6 * size.hidden_size
+    per_position = 4 * mlp_width(size) + 6 * size.hidden_size
     return sequences * prompt_tokens(facts, work.chunk_chars) * per_position * policy.compute_bytes
 
 
