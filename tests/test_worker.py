@@ -18,6 +18,7 @@ import weakref
 from dataclasses import replace
 from itertools import pairwise
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -31,7 +32,15 @@ from inference.engine import Engine
 from inference.errors import VesperError
 from inference.hardware import PRESETS, GiB, with_vram_limit
 from inference.models import describe
-from inference.planner import NoPlanFitsError, Workload, candidates, describe_plan, make_plan, step_down
+from inference.planner import (
+    NoPlanFitsError,
+    Workload,
+    candidates,
+    describe_plan,
+    fingerprint,
+    make_plan,
+    step_down,
+)
 from inference.worker import client as client_module
 from inference.worker import memory, protocol
 from inference.worker.client import MAX_FRESH_STARTS_WITHOUT_PROGRESS, WorkerClient, WorkerError
@@ -808,3 +817,37 @@ def test_hundred_jobs_do_not_grow_worker_memory(client, tiny):
     if warm.cuda_reserved_bytes:
         assert max(m.cuda_allocated_bytes - warm.cuda_allocated_bytes for m in series[10:]) <= 16 * MiB
         assert max(m.cuda_reserved_bytes - warm.cuda_reserved_bytes for m in series[10:]) <= 16 * MiB
+
+
+def test_preflight_counts_the_caches_a_loaded_engine_keeps_and_moves_to_a_placement_that_fits(tmp_path, tiny,
+                                                                                                monkeypatch):
+    """Another program took every free byte between two jobs: the loaded engine still holds its weights and
+    its batch's caches, so a smaller batch of the same placement gains nothing (its activations would be new
+    memory); the pre-flight goes on to a plan that places the model anew within what the worker holds."""
+    from inference.worker.process import _Run
+
+    ref, hardware = describe(str(tiny)), PRESETS["laptop-4060-8g"]
+    prepared = jobs.PreparedJob(_job(tiny), ref, make_plan(ref, hardware, Workload(20, 2)), ["a"],
+                                np.zeros(1, np.float32), 24000, hardware)
+    plan = prepared.plan
+    worker, events = _local_worker(tmp_path)
+    switched = []
+    monkeypatch.setattr(worker, "_switch", lambda run, lower: switched.append(lower))
+    worker.engine, worker._engine_key = SimpleNamespace(fast=object()), fingerprint(plan, placement_only=True)
+    holding = plan.memory.allocator_peak - plan.memory.activations  # weights and caches: all allocated
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: holding)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: holding)
+    monkeypatch.setattr(memory, "gpu_free_bytes", lambda device: 0)
+    run = _Run(Submit("job", prepared.job), ref, hardware, plan, prepared, tuple(prepared.chunks))
+    worker._preflight(run, 0)
+    worker.engine, worker._engine_key = None, None  # nothing real was loaded
+    (lower,) = switched
+    assert fingerprint(lower, placement_only=True) != fingerprint(plan, placement_only=True)
+    assert memory.shortfall(lower, 0, holding) <= 0  # loaded anew, it fits in what the worker gives back
+    assert events[-1].cause is PlanChangeCause.PREFLIGHT
+
+    held = memory.Held(holding, static_caches=True)
+    assert memory.shortfall(plan, plan.memory.activations, holding, held) == 0  # room for the transients only
+    assert memory.shortfall(plan, 0, holding + plan.memory.activations, held) == 0  # cached by torch: the same
+    plain = memory.Held(holding, static_caches=False)  # plain generate allocates its KV cache per chunk
+    assert memory.shortfall(plan, plan.memory.activations, holding, plain) == plan.memory.kv_cache

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import sys
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -59,12 +60,31 @@ def release_all() -> None:
         torch.cuda.empty_cache()
 
 
-def shortfall(plan: Plan, free_bytes: int, reserved_bytes: int) -> int:
-    """Bytes a plan still lacks on its GPU: its allocator peak, less what torch already holds, less free.
+@dataclass(frozen=True)
+class Held:
+    """What the loaded engine holds on its GPU for its placement: torch's allocated bytes (weights, caches,
+    workspaces), and whether its KV caches are among them (a fast session's are static; plain ``generate``
+    allocates them per chunk)."""
 
-    Positive means the next chunk would probably run out of memory.
+    allocated_bytes: int
+    static_caches: bool
+
+
+def shortfall(plan: Plan, free_bytes: int, reserved_bytes: int, held: Held | None = None) -> int:
+    """Bytes a plan still lacks on its GPU before its next chunk; positive means it would probably run out
+    of memory.
+
+    A plan that places the model anew (``held`` None) needs its whole allocator peak, out of what is free and
+    everything torch holds (unloading gives it back). A plan whose placement is loaded keeps what it holds,
+    caches sized for the batch it was loaded at included: its chunk needs the transient part of the
+    prediction (activations, and the KV caches where they are not static) on top, out of what is free and
+    what torch holds unallocated. Counting all it holds as reusable let a smaller batch of the same placement
+    look as if it fitted in memory that its caches still filled.
     """
-    return plan.memory.allocator_peak - reserved_bytes - free_bytes
+    if held is None:
+        return plan.memory.allocator_peak - reserved_bytes - free_bytes
+    transient = plan.memory.activations + (0 if held.static_caches else plan.memory.kv_cache)
+    return transient - (reserved_bytes - held.allocated_bytes) - free_bytes
 
 
 def allocator_fraction(limit_bytes: int, context_bytes: int, total_bytes: int) -> float:

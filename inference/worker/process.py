@@ -512,8 +512,10 @@ class Worker:
             return
         reserved = torch.cuda.memory_reserved(run.plan.device)
         free = memory.free_under_limit(free, self.settings.vram_limit_bytes, reserved, CUDA_RUNTIME_BYTES)
+        held = None if self.engine is None else \
+            memory.Held(torch.cuda.memory_allocated(run.plan.device), self.engine.fast is not None)
         lower: Plan | None = run.plan
-        while lower is not None and memory.shortfall(lower, free, reserved) > 0:
+        while lower is not None and memory.shortfall(lower, free, reserved, self._held(lower, held)) > 0:
             lower = step_down(lower, run.ref, run.hardware)
         if lower is None or lower is run.plan:
             return  # fits, or nothing fits: try anyway and let an out-of-memory error step down
@@ -521,6 +523,10 @@ class Worker:
                            f"Only {free / 2**30:.2f} GiB of GPU memory is free now (another program?): "
                            f"continuing from chunk {index + 1} with {describe_plan(lower)}.")
         self._use(run, lower, index, f"at chunk {index + 1} of {len(run.chunks)}")
+
+    def _held(self, plan: Plan, held: memory.Held | None) -> memory.Held | None:
+        """``held`` where ``plan`` keeps the loaded engine's placement (no reload), else None."""
+        return held if self._engine_key == fingerprint(plan, placement_only=True) else None
 
     def _switch(self, run: _Run, plan: Plan) -> None:
         """Run under ``plan``: reload the model only if its placement changed."""
