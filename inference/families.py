@@ -154,8 +154,9 @@ FAMILIES: dict[str, Family] = {f.family: f for f in (
     # The acoustic encoder is causal and streams (the semantic encoder is the same network, run per frame):
     # 8 s pieces through its padding cache give the whole reference's latents up to float rounding (3e-7 on
     # the tiny checkpoint), and the 5-15 s references the README asks for take one or two.
-    # Its chat template's system instruction and "Voice input / Text input / Speech output" labels are ~50
-    # tokens of Qwen2.5's tokenizer (61 of the full-size checkpoints' stand-in, tests.tiny_models.subwords).
+    # Its chat template's system instruction (20 English words) and "Voice input / Text input / Speech output"
+    # labels: about 50 tokens of Qwen2.5's tokenizer (estimated; not measured here), 71-77 of the full-size
+    # checkpoints' stand-in (tests.tiny_models.subwords; a prompt's positions less the reference's and the text's).
     }, kv_cache_copies=2, codec_elements_per_sample=1024, codec_streams_frames=True, encode_piece_seconds=8.0,
        template_tokens=72),
 )}
