@@ -25,16 +25,16 @@ from inference.units import MiB
 CUDA_RUNTIME_BYTES = 896 * MiB
 UPCAST_CHUNK_ELEMENTS = 32 * 2**20  # the most weights upcast at once (128 MiB in fp32); ``executors.upcast``
 # cuBLAS keeps a workspace for each stream it runs on, allocated through torch's allocator and kept: 32 MiB on
-# Hopper (torch's default ":4096:8"), 8 MiB on earlier GPUs. A decode runs GEMMs on two streams (eager, and the
-# frame graph's capture): torch's memory snapshots on the H200 show one such block per stream live at every
-# out-of-memory (docs/measurements.md, "cuBLAS workspaces").
+# Hopper (torch's default ":4096:8"), 8 MiB on earlier GPUs. A graphed decode runs GEMMs in three places (the
+# default stream, the frame graph's warm-up stream and its capture): torch's memory snapshots on the H200 show
+# three such blocks live at every out-of-memory (docs/measurements.md, "cuBLAS workspaces").
 CUBLAS_WORKSPACE_BYTES = 32 * MiB
-DECODE_STREAMS = 2
+DECODE_STREAMS = 3
 
 
 def prompt_tokens(facts: Family, chunk_chars: int) -> int:
     """Backbone positions before generation: the voice prompt's frames, the text's tokens (two characters a
-    token: English gets about four from a released subword tokenizer) and the chat template's."""
+    token, a subword tokenizer's English needing fewer) and the chat template's."""
     return int(MAX_REFERENCE_SECONDS * facts.frame_rate) + chunk_chars // 2 + facts.template_tokens
 
 

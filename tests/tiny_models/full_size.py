@@ -25,7 +25,7 @@ SUBWORD_FAMILIES = ("csm", "vibevoice")  # Pocket's stand-in tokenizer is its ow
 SAVE_DTYPE = torch.bfloat16  # what the released checkpoints store; the planner picks the load dtype
 # VibeVoice's audio-token bias feature at the released widths. At the tiny model's 1.0 the 28 random
 # layers and the two connectors add as much to that coordinate, and a chunk of the 1.5B ended after
-# after 0-5 frames; at 64 all of 40 traced frames chose the audio token by a logit margin of ~2,400
+# 0-5 frames; at 64 all of 40 traced frames chose the audio token by a logit margin of 2,350 or more
 # (the fast decoder's four allowed logits per frame, fp32 on the CPU). benchmarks/vibevoice_memory.py
 # records each chunk's audio against its frame budget on the GPU.
 VIBEVOICE_BIAS_FEATURE = 64.0

@@ -1,12 +1,13 @@
 """English subword merges for the stand-in tokenizers of full-size checkpoints.
 
 The tiny checkpoints tokenize byte by byte: one token per character. The released tokenizers (Qwen2.5's,
-Llama-3's) give English about four characters a token, and the planner sizes prompts and KV caches for
-that (``planning.estimates.prompt_tokens``). A full-size checkpoint with byte tokens made every VibeVoice
-prompt 1.6x the planned positions on the H200 (543 for a 300-character chunk), so the fast session grew
-its caches mid-job and the memory figures measured an overflow no released checkpoint has. Byte-level BPE
-merges trained offline on this repository's own documentation (English prose with technical vocabulary)
-bring the stand-ins near the released ratio; the vocabulary stays a few thousand entries.
+Llama-3's) are subword tokenizers, and the planner sizes prompts and KV caches for two characters a token
+(``planning.estimates.prompt_tokens``). A full-size checkpoint with byte tokens made VibeVoice prompts 1.6x
+the planned positions on the H200 (543 where 332 were planned), so the fast session grew its caches mid-job
+and the memory figures measured an overflow no released checkpoint has. Byte-level BPE merges trained
+offline on this repository's own documentation give 2.6 characters a token on the benchmarks' English
+prose (benchmarks/vibevoice_memory.py's paragraph: 305 characters, 114-115 tokens as the docs change); the
+vocabulary stays a few thousand entries.
 """
 
 from __future__ import annotations
