@@ -43,7 +43,8 @@ EXPECTED = {
     ("csm-1b", "laptop-3060-6g"): "resident", ("csm-1b", "laptop-3070-8g"): "resident",
     # Pascal and GTX 16xx store fp16 and compute fp32 (upcast per module): half the weights of fp32.
     ("csm-1b", "gtx1650-4g"): "streamed", ("csm-1b", "gtx1060-6g"): "resident", ("csm-1b", "cpu-16g"): "cpu",
-    # On 6 GB cards the voice encoder (run once per voice) computes on the CPU and the rest fits: 5.71 GiB.
+    # On 6 GB cards the voice encoder (run once per voice) computes on the CPU and the rest fits: 5.73 GiB
+    # with 150-character chunks.
     ("vibevoice-1.5b", "laptop-4050-6g"): "codec-cpu", ("vibevoice-1.5b", "laptop-4060-8g"): "resident",
     ("vibevoice-1.5b", "laptop-3060-6g"): "codec-cpu", ("vibevoice-1.5b", "laptop-3070-8g"): "resident",
     # The GTX 1650 streams 27 of the 28 backbone layers: pinned (2.35 GiB) they would need 4.37 GiB of RAM in
